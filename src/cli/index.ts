@@ -1,0 +1,2 @@
+export { serve, serveConfig, type ServeFlags } from "./serve.js";
+export { certs, UsageError, type CertsFlags } from "./certs.js";

@@ -1,0 +1,41 @@
+import { buildConfig, configFromEnv, configFromFile, type BatonConfig, type ConfigOverrides } from "../config.js";
+import { createLogger, type Logger } from "../logging.js";
+import { ensureDevelopmentCertificates } from "../security/index.js";
+import { BatonServer } from "../server/index.js";
+
+/** Flags of `baton serve`, already parsed. */
+export interface ServeFlags {
+  config?: string;
+  listen?: string;
+  "certs-dir"?: string;
+  "trust-domain"?: string;
+  "dev-certs"?: boolean;
+  "log-level"?: string;
+  "coordinator-id"?: string;
+}
+
+/** The configuration `baton serve` runs with: defaults, file, environment, flags. */
+export function serveConfig(flags: ServeFlags, env: Record<string, string | undefined>): BatonConfig {
+  const fromFlags: ConfigOverrides = {};
+  if (flags.listen) fromFlags.listen = flags.listen;
+  if (flags["coordinator-id"]) fromFlags.coordinatorId = flags["coordinator-id"];
+  const tls: NonNullable<ConfigOverrides["tls"]> = {};
+  if (flags["certs-dir"]) tls.certsDir = flags["certs-dir"];
+  if (flags["trust-domain"]) tls.trustDomain = flags["trust-domain"];
+  if (flags["dev-certs"]) tls.devCerts = true;
+  if (Object.keys(tls).length) fromFlags.tls = tls;
+  if (flags["log-level"]) fromFlags.log = { level: flags["log-level"] };
+  const file = flags.config ?? env.BATON_CONFIG;
+  return buildConfig(file ? configFromFile(file) : {}, configFromEnv(env), fromFlags);
+}
+
+/** Starts the server; returns it and its logger so the caller can wire signals. */
+export async function serve(config: BatonConfig, logger: Logger = createLogger({ level: config.log.level, base: { coordinator_id: config.coordinatorId } })): Promise<{ server: BatonServer; logger: Logger }> {
+  if (config.tls.devCerts) {
+    const made = await ensureDevelopmentCertificates({ dir: config.tls.certsDir, trustDomain: config.tls.trustDomain });
+    logger.info({ certs_dir: config.tls.certsDir, created: made.created }, "development certificates ready");
+  }
+  const server = new BatonServer({ config, logger });
+  await server.start();
+  return { server, logger };
+}

@@ -1,0 +1,232 @@
+import { readFileSync } from "node:fs";
+import { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./rpc/index.js";
+
+/** The whole configuration of a baton process: one typed object. */
+export interface BatonConfig {
+  /** This coordinator's id, in logs, Welcome and reports. Default "baton-coordinator". */
+  coordinatorId: string;
+  /** Where the gRPC server listens, "host:port". Default "127.0.0.1:50051"; port 0 picks a free one. */
+  listen: string;
+  /** Mutual TLS. */
+  tls: {
+    /** SPIFFE trust domain of every identity. Default "baton.local". */
+    trustDomain: string;
+    /** Folder of the development certificates. Default "certs". */
+    certsDir: string;
+    /** CA bundle that client certificates must chain to. Default "<certsDir>/ca.pem". */
+    caFile: string;
+    /** The server's certificate. Default "<certsDir>/coordinator.pem". */
+    certFile: string;
+    /** The server's private key. Default "<certsDir>/coordinator.key". */
+    keyFile: string;
+    /** Make the CA, server and operator certificates when missing (development). Default false. */
+    devCerts: boolean;
+  };
+  /** The agent session. */
+  session: {
+    /** How often each side sends a heartbeat, ms. Default 5000. */
+    heartbeatIntervalMs: number;
+    /** Heartbeats an agent may miss before its session is closed. Default 3. */
+    heartbeatMisses: number;
+    /** How long an agent has to send Hello after opening Connect, ms. Default 10000. */
+    helloTimeoutMs: number;
+    /** How long a status request waits for the agent's answer, ms. Default 5000. */
+    statusTimeoutMs: number;
+    /** How long the coordinator waits for a DirectiveAck, ms. Default 10000. */
+    ackTimeoutMs: number;
+    /** In-flight cap for an agent whose Hello asks for 0. Default 16. */
+    defaultMaxInFlight: number;
+    /** Largest in-flight cap granted. Default 1000. */
+    maxInFlightLimit: number;
+    /** Messages queued for one agent before it is cut off as too slow. Default 10000. */
+    outboxCapacity: number;
+    /** Most coordinator messages batched into one stream message. Default 256. */
+    maxBatch: number;
+  };
+  /** grpc-js transport limits. */
+  transport: TransportLimits;
+  /** Logging. */
+  log: {
+    /** pino level. Default "info". */
+    level: string;
+    /** Level of the per-message protocol log lines ("info" or "debug"). Default "info". */
+    protocolLevel: "info" | "debug";
+  };
+  /** How long shutdown waits for calls to finish before forcing, ms. Default 5000. */
+  shutdownGraceMs: number;
+}
+
+/** A partial configuration, as a file, the environment or flags give it. */
+export type ConfigOverrides = {
+  [K in keyof BatonConfig]?: BatonConfig[K] extends object ? Partial<BatonConfig[K]> : BatonConfig[K];
+};
+
+/** The embedded defaults: one process, development certificates in ./certs. */
+export function defaultConfig(): BatonConfig {
+  return {
+    coordinatorId: "baton-coordinator",
+    listen: "127.0.0.1:50051",
+    tls: {
+      trustDomain: "baton.local",
+      certsDir: "certs",
+      caFile: "",
+      certFile: "",
+      keyFile: "",
+      devCerts: false,
+    },
+    session: {
+      heartbeatIntervalMs: 5000,
+      heartbeatMisses: 3,
+      helloTimeoutMs: 10_000,
+      statusTimeoutMs: 5000,
+      ackTimeoutMs: 10_000,
+      defaultMaxInFlight: 16,
+      maxInFlightLimit: 1000,
+      outboxCapacity: 10_000,
+      maxBatch: 256,
+    },
+    transport: { ...DEFAULT_TRANSPORT_LIMITS },
+    log: { level: "info", protocolLevel: "info" },
+    shutdownGraceMs: 5000,
+  };
+}
+
+/** A configuration that cannot work; the message says which setting and why. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Kind = "string" | "int" | "bool";
+
+// Environment variables: one table, so names and types stay in one place.
+const ENV: Array<[string, string, Kind]> = [
+  ["BATON_COORDINATOR_ID", "coordinatorId", "string"],
+  ["BATON_LISTEN", "listen", "string"],
+  ["BATON_TRUST_DOMAIN", "tls.trustDomain", "string"],
+  ["BATON_CERTS_DIR", "tls.certsDir", "string"],
+  ["BATON_TLS_CA", "tls.caFile", "string"],
+  ["BATON_TLS_CERT", "tls.certFile", "string"],
+  ["BATON_TLS_KEY", "tls.keyFile", "string"],
+  ["BATON_DEV_CERTS", "tls.devCerts", "bool"],
+  ["BATON_HEARTBEAT_INTERVAL_MS", "session.heartbeatIntervalMs", "int"],
+  ["BATON_HEARTBEAT_MISSES", "session.heartbeatMisses", "int"],
+  ["BATON_STATUS_TIMEOUT_MS", "session.statusTimeoutMs", "int"],
+  ["BATON_ACK_TIMEOUT_MS", "session.ackTimeoutMs", "int"],
+  ["BATON_LOG_LEVEL", "log.level", "string"],
+  ["BATON_SHUTDOWN_GRACE_MS", "shutdownGraceMs", "int"],
+];
+
+function parseValue(raw: string, kind: Kind, source: string): string | number | boolean {
+  if (kind === "string") return raw;
+  if (kind === "bool") {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`${source}: expected true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${source}: expected a whole number, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split(".");
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    node[part] ??= {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts.at(-1)!] = value;
+}
+
+/** Overrides from BATON_* environment variables. */
+export function configFromEnv(env: Record<string, string | undefined>): ConfigOverrides {
+  const out: Record<string, unknown> = {};
+  for (const [name, path, kind] of ENV) {
+    const raw = env[name];
+    if (raw !== undefined && raw !== "") setPath(out, path, parseValue(raw, kind, name));
+  }
+  return out as ConfigOverrides;
+}
+
+/** Overrides from a JSON file shaped like BatonConfig. */
+export function configFromFile(path: string): ConfigOverrides {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("not an object");
+    return value as ConfigOverrides;
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>, path: string): void {
+  for (const [key, value] of Object.entries(over)) {
+    const where = path ? `${path}.${key}` : key;
+    if (!(key in base)) throw new ConfigError(`unknown setting ${where}`);
+    const current = base[key];
+    if (current !== null && typeof current === "object") {
+      if (typeof value !== "object" || value === null) throw new ConfigError(`${where} must be an object`);
+      merge(current as Record<string, unknown>, value as Record<string, unknown>, where);
+    } else {
+      if (typeof value !== typeof current) throw new ConfigError(`${where} must be a ${typeof current}, got ${JSON.stringify(value)}`);
+      base[key] = value;
+    }
+  }
+}
+
+/** Defaults, then each layer in order (file, environment, flags); validated. */
+export function buildConfig(...layers: ConfigOverrides[]): BatonConfig {
+  const config = defaultConfig();
+  for (const layer of layers) merge(config as unknown as Record<string, unknown>, layer as Record<string, unknown>, "");
+  const dir = config.tls.certsDir;
+  config.tls.caFile ||= `${dir}/ca.pem`;
+  config.tls.certFile ||= `${dir}/coordinator.pem`;
+  config.tls.keyFile ||= `${dir}/coordinator.key`;
+  validateConfig(config);
+  return config;
+}
+
+/** Splits "host:port" (or "[::1]:port"). */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`listen must be host:port, got ${JSON.stringify(listen)}`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+function validateConfig(c: BatonConfig): void {
+  parseListen(c.listen);
+  const positive: Array<[string, number]> = [
+    ["session.heartbeatIntervalMs", c.session.heartbeatIntervalMs],
+    ["session.heartbeatMisses", c.session.heartbeatMisses],
+    ["session.helloTimeoutMs", c.session.helloTimeoutMs],
+    ["session.statusTimeoutMs", c.session.statusTimeoutMs],
+    ["session.ackTimeoutMs", c.session.ackTimeoutMs],
+    ["session.defaultMaxInFlight", c.session.defaultMaxInFlight],
+    ["session.maxInFlightLimit", c.session.maxInFlightLimit],
+    ["session.outboxCapacity", c.session.outboxCapacity],
+    ["session.maxBatch", c.session.maxBatch],
+    ["transport.maxReceiveMessageBytes", c.transport.maxReceiveMessageBytes],
+    ["transport.maxSendMessageBytes", c.transport.maxSendMessageBytes],
+    ["transport.maxConcurrentStreams", c.transport.maxConcurrentStreams],
+  ];
+  for (const [name, value] of positive) {
+    if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive whole number, got ${value}`);
+  }
+  if (c.session.defaultMaxInFlight > c.session.maxInFlightLimit) {
+    throw new ConfigError(`session.defaultMaxInFlight (${c.session.defaultMaxInFlight}) exceeds session.maxInFlightLimit (${c.session.maxInFlightLimit})`);
+  }
+  if (c.session.outboxCapacity < c.session.maxInFlightLimit) {
+    throw new ConfigError(`session.outboxCapacity (${c.session.outboxCapacity}) must hold at least session.maxInFlightLimit (${c.session.maxInFlightLimit}) directives`);
+  }
+  if (c.transport.keepaliveTimeMs < 10_000) {
+    // grpc-js servers refuse clients that ping more often than min_ping_interval (10 s here).
+    throw new ConfigError(`transport.keepaliveTimeMs must be at least 10000, got ${c.transport.keepaliveTimeMs}`);
+  }
+  if (!["info", "debug"].includes(c.log.protocolLevel)) throw new ConfigError(`log.protocolLevel must be "info" or "debug"`);
+  if (!/^[A-Za-z0-9._-]+$/.test(c.tls.trustDomain)) throw new ConfigError(`tls.trustDomain ${JSON.stringify(c.tls.trustDomain)} is not a valid SPIFFE trust domain`);
+}

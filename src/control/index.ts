@@ -1,0 +1,1 @@
+export { createControlService, toAgentMessage } from "./control-service.js";

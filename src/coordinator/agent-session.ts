@@ -1,0 +1,291 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import {
+  AgentStatusRequestSchema,
+  type AgentStatusResponse,
+  type CoordinationDirective,
+} from "../../gen/baton/v1/coordination_pb.js";
+import {
+  ConnectResponseSchema,
+  CoordinatorMessagesSchema,
+  type ConnectResponse,
+  type CoordinatorMessage,
+  type Hello,
+} from "../../gen/baton/v1/session_pb.js";
+import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
+import { logProtocolMessage, type Logger } from "../logging.js";
+import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
+
+/** What a session is opened with. */
+export interface AgentSessionOptions {
+  agentId: string;
+  sessionId: string;
+  hello: Hello;
+  /** The SPIFFE id of the agent's certificate. */
+  identity: string;
+  /** The peer address. */
+  peer: string;
+  coordinatorId: string;
+  protocolVersion: string;
+  heartbeatIntervalMs: number;
+  heartbeatMisses: number;
+  ackTimeoutMs: number;
+  maxInFlight: number;
+  outboxCapacity: number;
+  maxBatch: number;
+  logger: Logger;
+  protocolLevel: "info" | "debug";
+  /** Called once when the session ends, with the error that ended it (undefined: a clean end). */
+  onClose: (session: AgentSession, error: BatonError | undefined) => void;
+}
+
+type Outgoing = { kind: "message"; message: CoordinatorMessage } | { kind: "frame"; frame: ConnectResponse };
+
+interface PendingStatus {
+  resolve: (value: { response: AgentStatusResponse; roundTripMs: number }) => void;
+  reject: (err: unknown) => void;
+  startedAt: number;
+  cleanup: () => void;
+}
+
+/** Which message a CoordinatorMessage carries, for logs ("coordination_directive"). */
+export function coordinatorMessageType(message: CoordinatorMessage): string {
+  switch (message.kind.case) {
+    case "statusRequest":
+      return "agent_status_request";
+    case "directive":
+      return "coordination_directive";
+    case "completionAck":
+      return "completion_ack";
+    case "cancel":
+      return "directive_cancel";
+    case "keyRotation":
+      return "key_rotation";
+    default:
+      return "unknown";
+  }
+}
+
+/**
+ * One agent's live stream, seen from the coordinator: an outbox that batches what is
+ * queued while the stream is busy, heartbeats both ways, and status requests that wait
+ * for their answers with a deadline. It touches no grpc-js object.
+ */
+export class AgentSession {
+  readonly agentId: string;
+  readonly sessionId: string;
+  readonly hello: Hello;
+  readonly identity: string;
+  readonly peer: string;
+  readonly maxInFlight: number;
+  readonly connectedAt = new Date();
+  lastSeen = Date.now();
+  draining = false;
+  /** Next sequence number for a reliable message (directives). */
+  private nextSequence = 1n;
+  private readonly outbox: AsyncQueue<Outgoing>;
+  private readonly pendingStatus = new Map<string, PendingStatus>();
+  private readonly closed = new AbortController();
+  private readonly heartbeat: NodeJS.Timeout;
+  private closeError: BatonError | undefined;
+
+  constructor(private readonly options: AgentSessionOptions) {
+    this.agentId = options.agentId;
+    this.sessionId = options.sessionId;
+    this.hello = options.hello;
+    this.identity = options.identity;
+    this.peer = options.peer;
+    this.maxInFlight = options.maxInFlight;
+    this.outbox = createAsyncQueue<Outgoing>({
+      capacity: options.outboxCapacity,
+      overflow: "error",
+      name: `outbox of agent ${options.agentId}`,
+    });
+    this.heartbeat = setInterval(() => this.tick(), options.heartbeatIntervalMs);
+    this.heartbeat.unref();
+  }
+
+  /** Aborted when the session ends. */
+  get signal(): AbortSignal {
+    return this.closed.signal;
+  }
+
+  /** Whether the session has ended. */
+  get isClosed(): boolean {
+    return this.closed.signal.aborted;
+  }
+
+  /** The frames to write to the agent: Welcome first, then batches, heartbeats and drains. */
+  async *frames(welcome: ConnectResponse): AsyncGenerator<ConnectResponse> {
+    yield welcome;
+    for (;;) {
+      if (this.outbox.size === 0) {
+        if (this.outbox.closed) break;
+        await this.outbox.wait();
+        continue;
+      }
+      // Everything queued while the stream was busy goes out together; consecutive
+      // messages share one stream message (batching with no added latency when quiet).
+      const items = this.outbox.drain();
+      let batch: CoordinatorMessage[] = [];
+      const flush = (): ConnectResponse | undefined => {
+        if (batch.length === 0) return undefined;
+        const messages = batch;
+        batch = [];
+        return create(ConnectResponseSchema, {
+          kind: {
+            case: "messages",
+            value: create(CoordinatorMessagesSchema, {
+              messageId: randomUUID(),
+              sentAt: timestampNow(),
+              sender: this.options.coordinatorId,
+              messages,
+            }),
+          },
+        });
+      };
+      for (const item of items) {
+        if (item.kind === "frame") {
+          const pending = flush();
+          if (pending) yield pending;
+          yield item.frame;
+        } else {
+          batch.push(item.message);
+          if (batch.length >= this.options.maxBatch) yield flush()!;
+        }
+      }
+      const rest = flush();
+      if (rest) yield rest;
+    }
+    if (this.closeError) throw this.closeError;
+  }
+
+  /** Queues one message for the agent; false when the session has ended. */
+  send(message: CoordinatorMessage, correlationId: string): boolean {
+    if (this.isClosed) return false;
+    this.logSent(message, correlationId);
+    const ok = this.outbox.push({ kind: "message", message });
+    if (!ok && !this.isClosed) this.close(resourceExhausted(`agent ${this.agentId} is not reading: its outbox is full`));
+    return ok;
+  }
+
+  /** Queues a whole frame (heartbeat, drain). */
+  sendFrame(frame: ConnectResponse): boolean {
+    if (this.isClosed) return false;
+    return this.outbox.push({ kind: "frame", frame });
+  }
+
+  /** Stamps a directive with this session's next sequence number. */
+  assignSequence(directive: CoordinationDirective): void {
+    directive.sequence = this.nextSequence++;
+  }
+
+  /** Sends an AgentStatusRequest and waits for the answer, at most `timeoutMs`. */
+  requestStatus(timeoutMs: number, signal?: AbortSignal): Promise<{ response: AgentStatusResponse; roundTripMs: number }> {
+    if (this.isClosed) return Promise.reject(unavailable(`agent ${this.agentId} has no open session`));
+    const request = create(AgentStatusRequestSchema, {
+      requestId: randomUUID(),
+      timestamp: timestampNow(),
+      targetAgent: this.agentId,
+    });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(deadlineExceeded(`agent ${this.agentId} did not answer a status request within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      const onAbort = () => {
+        cleanup();
+        reject(signal?.reason ?? new BatonError(Code.CANCELLED, "status request cancelled"));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.pendingStatus.delete(request.requestId);
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pendingStatus.set(request.requestId, { resolve, reject, startedAt: performance.now(), cleanup });
+      this.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "statusRequest", value: request } }, request.requestId);
+    });
+  }
+
+  /** Settles a pending status request; false if none was waiting for it. */
+  resolveStatus(response: AgentStatusResponse): boolean {
+    const pending = this.pendingStatus.get(response.requestId);
+    if (!pending) return false;
+    pending.cleanup();
+    pending.resolve({ response, roundTripMs: performance.now() - pending.startedAt });
+    return true;
+  }
+
+  /** Records that the agent was heard from. */
+  touch(): void {
+    this.lastSeen = Date.now();
+  }
+
+  /** The agent's state as this session sees it. */
+  get state(): AgentState {
+    return this.draining ? AgentState.DRAINING : AgentState.ONLINE;
+  }
+
+  /** Ends the session: with an error the stream ends with its status, else with OK. */
+  close(error?: BatonError): void {
+    if (this.isClosed) return;
+    this.closeError = error;
+    clearInterval(this.heartbeat);
+    const reason = error ?? unavailable(`the session of agent ${this.agentId} ended`);
+    for (const pending of [...this.pendingStatus.values()]) {
+      pending.cleanup();
+      pending.reject(unavailable(`the session of agent ${this.agentId} ended before it answered`));
+    }
+    this.closed.abort(reason);
+    this.outbox.close();
+    this.options.onClose(this, error);
+  }
+
+  private tick(): void {
+    const silentFor = Date.now() - this.lastSeen;
+    const limit = this.options.heartbeatIntervalMs * this.options.heartbeatMisses;
+    if (silentFor > limit) {
+      this.options.logger.warn({ silent_ms: silentFor }, "agent missed its heartbeats");
+      this.close(unavailable(`no heartbeat from agent ${this.agentId} for ${silentFor} ms`));
+      return;
+    }
+    this.sendFrame(create(ConnectResponseSchema, { kind: { case: "heartbeat", value: { sentAt: timestampNow() } } }));
+  }
+
+  private logSent(message: CoordinatorMessage, correlationId: string): void {
+    logProtocolMessage(
+      this.options.logger,
+      {
+        correlation_id: correlationId,
+        source: this.options.coordinatorId,
+        destination: this.agentId,
+        message_type: coordinatorMessageType(message),
+      },
+      "sent",
+      this.options.protocolLevel,
+    );
+  }
+}
+
+/** The Welcome frame for a session. */
+export function welcomeFrame(session: AgentSession, options: { heartbeatIntervalMs: number; ackTimeoutMs: number; coordinatorId: string; protocolVersion: string; resumed: boolean }): ConnectResponse {
+  return create(ConnectResponseSchema, {
+    kind: {
+      case: "welcome",
+      value: {
+        sessionId: session.sessionId,
+        heartbeatInterval: durationFromMs(options.heartbeatIntervalMs),
+        ackTimeout: durationFromMs(options.ackTimeoutMs),
+        maxInFlight: session.maxInFlight,
+        resumed: options.resumed,
+        coordinatorId: options.coordinatorId,
+        protocolVersion: options.protocolVersion,
+      },
+    },
+  });
+}

@@ -1,0 +1,115 @@
+import { status } from "@grpc/grpc-js";
+
+/** gRPC status codes, re-exported so modules outside rpc/ never import grpc-js. */
+export const Code = status;
+/** A gRPC status code. */
+export type Code = status;
+
+/** The one error type that carries a gRPC status code (like connect's ConnectError). */
+export class BatonError extends Error {
+  override readonly name = "BatonError";
+
+  constructor(
+    readonly code: Code,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** Wraps anything thrown: a BatonError stays as it is, anything else becomes INTERNAL. */
+  static from(err: unknown): BatonError {
+    if (err instanceof BatonError) return err;
+    return toBatonError(err);
+  }
+}
+
+/** INVALID_ARGUMENT: the input is bad whatever the state. */
+export function invalidArgument(message: string): BatonError {
+  return new BatonError(Code.INVALID_ARGUMENT, message);
+}
+
+/** FAILED_PRECONDITION: the current state forbids it. */
+export function failedPrecondition(message: string): BatonError {
+  return new BatonError(Code.FAILED_PRECONDITION, message);
+}
+
+/** NOT_FOUND. */
+export function notFound(message: string): BatonError {
+  return new BatonError(Code.NOT_FOUND, message);
+}
+
+/** PERMISSION_DENIED: authenticated, but not allowed. */
+export function permissionDenied(message: string): BatonError {
+  return new BatonError(Code.PERMISSION_DENIED, message);
+}
+
+/** UNAUTHENTICATED: no acceptable identity. */
+export function unauthenticated(message: string): BatonError {
+  return new BatonError(Code.UNAUTHENTICATED, message);
+}
+
+/** UNAVAILABLE: transient; the caller may retry. */
+export function unavailable(message: string): BatonError {
+  return new BatonError(Code.UNAVAILABLE, message);
+}
+
+/** DEADLINE_EXCEEDED. */
+export function deadlineExceeded(message: string): BatonError {
+  return new BatonError(Code.DEADLINE_EXCEEDED, message);
+}
+
+/** RESOURCE_EXHAUSTED. */
+export function resourceExhausted(message: string): BatonError {
+  return new BatonError(Code.RESOURCE_EXHAUSTED, message);
+}
+
+/** ABORTED: a conflict (for example a stale reservation version). */
+export function aborted(message: string): BatonError {
+  return new BatonError(Code.ABORTED, message);
+}
+
+/** UNIMPLEMENTED. */
+export function unimplemented(message: string): BatonError {
+  return new BatonError(Code.UNIMPLEMENTED, message);
+}
+
+/** CANCELLED. */
+export function cancelled(message: string): BatonError {
+  return new BatonError(Code.CANCELLED, message);
+}
+
+/** Whether a grpc-js status object or error carries this code. */
+export function hasCode(err: unknown, code: Code): boolean {
+  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/**
+ * The one place that maps whatever was thrown to a status. Causes and stacks never
+ * reach clients: an unknown error becomes INTERNAL with a generic message, and the
+ * caller logs the original.
+ */
+export function toBatonError(err: unknown): BatonError {
+  if (err instanceof BatonError) return err;
+  if (err instanceof Error) {
+    if (err.name === "AbortError") {
+      return new BatonError(Code.CANCELLED, "the operation was cancelled", { cause: err });
+    }
+    if (err.name === "TimeoutError") {
+      return new BatonError(Code.DEADLINE_EXCEEDED, "the operation timed out", { cause: err });
+    }
+    // opossum rejects with code EOPENBREAKER while a breaker is open and ETIMEDOUT on its timeout.
+    const code = (err as { code?: unknown }).code;
+    if (code === "EOPENBREAKER") {
+      return new BatonError(Code.UNAVAILABLE, "the peer is unavailable (circuit open)", { cause: err });
+    }
+    if (code === "ETIMEDOUT") {
+      return new BatonError(Code.DEADLINE_EXCEEDED, "the peer did not answer in time", { cause: err });
+    }
+    // A grpc-js client error: keep its code and the peer's message.
+    if (typeof code === "number" && "details" in err && code in Code) {
+      return new BatonError(code as Code, String((err as { details: unknown }).details), { cause: err });
+    }
+  }
+  return new BatonError(Code.INTERNAL, "internal error", { cause: err });
+}

@@ -1,0 +1,1 @@
+export { PROTOCOL_VERSION, assertProtocolValid, directiveViolation, ackViolation, isValidAgentId } from "./rules.js";

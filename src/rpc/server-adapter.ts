@@ -1,0 +1,273 @@
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import {
+  Metadata,
+  type handleBidiStreamingCall,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import { BatonError, Code, invalidArgument, toBatonError } from "../errors.js";
+import type { Logger } from "../logging.js";
+import { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
+import { assertValid } from "./validate.js";
+
+type In<M extends DescMethod> = MessageShape<M["input"]>;
+type Out<M extends DescMethod> = MessageShape<M["output"]>;
+
+/** A handler of one method, shaped by its kind (as in connect-es and nice-grpc). */
+export type MethodImpl<M extends DescMethod> = M extends { methodKind: "unary" }
+  ? (request: In<M>, ctx: HandlerContext) => Promise<Out<M>>
+  : M extends { methodKind: "server_streaming" }
+    ? (request: In<M>, ctx: HandlerContext) => AsyncIterable<Out<M>>
+    : M extends { methodKind: "client_streaming" }
+      ? (requests: AsyncIterable<In<M>>, ctx: HandlerContext) => Promise<Out<M>>
+      : M extends { methodKind: "bidi_streaming" }
+        ? (requests: AsyncIterable<In<M>>, ctx: HandlerContext) => AsyncIterable<Out<M>>
+        : never;
+
+/** Handlers for a generated service; a method left out answers UNIMPLEMENTED. */
+export type ServiceImpl<S extends DescService> = {
+  [K in keyof S["method"]]?: MethodImpl<S["method"][K]>;
+};
+
+/** What every call passes through before its handler runs. */
+export interface AdapterOptions {
+  /** The server's logger; each call gets a child with method and correlation_id. */
+  logger: Logger;
+  /** Resolves the caller's identity; throw a BatonError to refuse the call. */
+  authenticate?: (peer: PeerInfo, headers: ReadonlyMap<string, string>, method: DescMethod) => unknown;
+  /** Runs after authentication, before the handler; throw a BatonError to refuse. */
+  authorize?: (method: DescMethod, ctx: HandlerContext) => void;
+  /** Aborted when the server shuts down: every call's signal follows it. */
+  shutdownSignal?: AbortSignal;
+}
+
+/** A grpc-js service definition plus its implementation, ready for `server.addService`. */
+export interface AdaptedService {
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+/** Decodes and checks one request message; malformed bytes or a missing field is INVALID_ARGUMENT. */
+export function decodeRequest<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> {
+  let message: MessageShape<Desc>;
+  try {
+    message = fromBinary(schema, bytes);
+  } catch (err) {
+    throw invalidArgument(`malformed ${schema.typeName}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  assertValid(schema, message);
+  return message;
+}
+
+function passThrough(value: Buffer): Buffer {
+  return value;
+}
+
+/**
+ * The one bridge from a generated service descriptor to grpc-js. Requests stay raw
+ * bytes inside grpc-js and are decoded here, so a malformed message becomes
+ * INVALID_ARGUMENT (grpc-js would report its own deserializer's failure as INTERNAL).
+ */
+export function adaptService<S extends DescService>(service: S, impl: ServiceImpl<S>, options: AdapterOptions): AdaptedService {
+  const definition: Record<string, ServiceDefinition[string]> = {};
+  const implementation: UntypedServiceImplementation = {};
+  for (const method of service.methods) {
+    const path = `/${service.typeName}/${method.name}`;
+    const output = method.output;
+    definition[method.name] = {
+      path,
+      originalName: method.localName,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: passThrough,
+      requestDeserialize: passThrough,
+      responseSerialize: (msg: MessageShape<typeof output>) => Buffer.from(toBinary(output, msg)),
+      responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
+    };
+    const handler = (impl as Record<string, unknown>)[method.localName];
+    implementation[method.name] = handler
+      ? wrap(method, path, handler, options)
+      : wrapUnimplemented(method, path);
+  }
+  return { definition: definition as ServiceDefinition, implementation };
+}
+
+type AnyCall = ServerUnaryCall<Buffer, unknown> | ServerReadableStream<Buffer, unknown> | ServerWritableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>;
+
+function headersOf(metadata: Metadata): Map<string, string> {
+  const headers = new Map<string, string>();
+  for (const [key, value] of Object.entries(metadata.getMap())) {
+    if (typeof value === "string") headers.set(key, value);
+  }
+  return headers;
+}
+
+function toServiceError(err: BatonError): Partial<ServiceError> {
+  return { code: err.code, details: err.message, metadata: new Metadata() };
+}
+
+/** Builds the context, authenticates and authorizes; throws a BatonError to refuse. */
+function makeContext(method: DescMethod, path: string, call: AnyCall, options: AdapterOptions): { ctx: HandlerContext; done: () => void } {
+  const headers = headersOf(call.metadata);
+  const correlationId = headers.get(CORRELATION_HEADER) || randomUUID();
+  const controller = new AbortController();
+  const onShutdown = () => controller.abort(new BatonError(Code.UNAVAILABLE, "the server is shutting down"));
+  options.shutdownSignal?.addEventListener("abort", onShutdown, { once: true });
+  const onCancel = () => controller.abort(new BatonError(Code.CANCELLED, "the call was cancelled"));
+  const events = call as unknown as import("node:events").EventEmitter;
+  events.once("cancelled", onCancel);
+  const auth = call.getAuthContext();
+  const peer: PeerInfo = { address: call.getPeer(), certificate: auth.sslPeerCertificate };
+  const deadline = call.getDeadline();
+  const logger = options.logger.child({ method: path, correlation_id: correlationId });
+  const identity = options.authenticate?.(peer, headers, method);
+  const ctx: HandlerContext = {
+    method: path,
+    signal: controller.signal,
+    deadline: deadline instanceof Date ? deadline : Number.isFinite(deadline) ? new Date(deadline) : undefined,
+    requestHeader: headers,
+    peer,
+    identity,
+    correlationId,
+    logger,
+  };
+  options.authorize?.(method, ctx);
+  const done = () => {
+    options.shutdownSignal?.removeEventListener("abort", onShutdown);
+    events.removeListener("cancelled", onCancel);
+    if (!controller.signal.aborted) controller.abort(new BatonError(Code.CANCELLED, "the call ended"));
+  };
+  return { ctx, done };
+}
+
+function failure(err: unknown, logger: Logger): BatonError {
+  const error = toBatonError(err);
+  if (error.code === Code.INTERNAL) logger.error({ err }, "handler failed");
+  else if (error.code !== Code.CANCELLED) logger.debug({ code: Code[error.code], reason: error.message }, "call refused");
+  return error;
+}
+
+async function* decodeStream<Desc extends DescMessage>(schema: Desc, call: ServerReadableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>): AsyncGenerator<MessageShape<Desc>> {
+  // destroyOnReturn: false, because a decode error leaves this loop early, and a destroyed
+  // call could no longer send the INVALID_ARGUMENT status that explains it.
+  for await (const chunk of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    yield decodeRequest(schema, chunk);
+  }
+}
+
+async function writeAll(call: ServerWritableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>, source: AsyncIterable<unknown>, signal: AbortSignal): Promise<void> {
+  for await (const message of source) {
+    if (signal.aborted) break;
+    // Backpressure: when grpc-js buffers past its high-water mark, wait for 'drain'.
+    if (!(call as { write(m: unknown): boolean }).write(message)) {
+      await once(call, "drain", { signal });
+    }
+  }
+}
+
+function wrap(method: DescMethod, path: string, handler: unknown, options: AdapterOptions): handleUnaryCall<Buffer, unknown> | handleServerStreamingCall<Buffer, unknown> | handleClientStreamingCall<Buffer, unknown> | handleBidiStreamingCall<Buffer, unknown> {
+  const input = method.input;
+  switch (method.methodKind) {
+    case "unary": {
+      const fn = handler as (req: unknown, ctx: HandlerContext) => Promise<unknown>;
+      return (call: ServerUnaryCall<Buffer, unknown>, callback: sendUnaryData<unknown>) => {
+        let ctx: HandlerContext | undefined;
+        let done = () => {};
+        void (async () => {
+          ({ ctx, done } = makeContext(method, path, call, options));
+          return fn(decodeRequest(input, call.request), ctx);
+        })().then(
+          (res) => {
+            done();
+            callback(null, res);
+          },
+          (err: unknown) => {
+            done();
+            callback(toServiceError(failure(err, ctx?.logger ?? options.logger)));
+          },
+        );
+      };
+    }
+    case "server_streaming": {
+      const fn = handler as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
+      return (call: ServerWritableStream<Buffer, unknown>) => {
+        let ctx: HandlerContext | undefined;
+        let done = () => {};
+        void (async () => {
+          ({ ctx, done } = makeContext(method, path, call, options));
+          await writeAll(call, fn(decodeRequest(input, call.request), ctx), ctx.signal);
+        })().then(
+          () => {
+            done();
+            call.end();
+          },
+          (err: unknown) => {
+            done();
+            if (!call.cancelled) call.emit("error", toServiceError(failure(err, ctx?.logger ?? options.logger)));
+          },
+        );
+      };
+    }
+    case "client_streaming": {
+      const fn = handler as (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => Promise<unknown>;
+      return (call: ServerReadableStream<Buffer, unknown>, callback: sendUnaryData<unknown>) => {
+        let ctx: HandlerContext | undefined;
+        let done = () => {};
+        void (async () => {
+          ({ ctx, done } = makeContext(method, path, call, options));
+          return fn(decodeStream(input, call), ctx);
+        })().then(
+          (res) => {
+            done();
+            callback(null, res);
+          },
+          (err: unknown) => {
+            done();
+            callback(toServiceError(failure(err, ctx?.logger ?? options.logger)));
+          },
+        );
+      };
+    }
+    case "bidi_streaming": {
+      const fn = handler as (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => AsyncIterable<unknown>;
+      return (call: ServerDuplexStream<Buffer, unknown>) => {
+        let ctx: HandlerContext | undefined;
+        let done = () => {};
+        void (async () => {
+          ({ ctx, done } = makeContext(method, path, call, options));
+          await writeAll(call, fn(decodeStream(input, call), ctx), ctx.signal);
+        })().then(
+          () => {
+            done();
+            call.end();
+          },
+          (err: unknown) => {
+            done();
+            if (!call.cancelled) call.emit("error", toServiceError(failure(err, ctx?.logger ?? options.logger)));
+          },
+        );
+      };
+    }
+  }
+}
+
+function wrapUnimplemented(method: DescMethod, path: string): handleUnaryCall<Buffer, unknown> | handleBidiStreamingCall<Buffer, unknown> {
+  const err = { code: Code.UNIMPLEMENTED, details: `${path} is not implemented by this server` };
+  if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
+    return ((_call: unknown, callback: sendUnaryData<unknown>) => callback(err)) as handleUnaryCall<Buffer, unknown>;
+  }
+  return (call: ServerDuplexStream<Buffer, unknown>) => {
+    call.emit("error", err);
+  };
+}

@@ -1,0 +1,113 @@
+import { Server, type ServerCredentials } from "@grpc/grpc-js";
+import { file_baton_v1_control, Control } from "../../gen/baton/v1/control_pb.js";
+import { file_baton_v1_session, Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
+import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { parseListen, type BatonConfig } from "../config.js";
+import { createControlService } from "../control/index.js";
+import { Coordinator } from "../coordinator/index.js";
+import { unauthenticated } from "../errors.js";
+import type { Logger } from "../logging.js";
+import { adaptService, addReflection, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdapterOptions, type HealthState, type PeerInfo } from "../rpc/index.js";
+import { identityFromPeerCertificate, type SpiffeIdentity } from "../security/index.js";
+
+/** Where a server is in its life. */
+export type ServerState = "new" | "starting" | "serving" | "stopping" | "stopped";
+
+/** What a BatonServer is made from. */
+export interface BatonServerOptions {
+  config: BatonConfig;
+  logger: Logger;
+}
+
+/** The server's mTLS credentials from the configured files. */
+export function loadServerCredentials(config: BatonConfig): ServerCredentials {
+  return serverCredentials(readTlsFiles(config.tls));
+}
+
+/** The `baton serve` process: coordinator, Control, health and reflection on one mTLS port. */
+export class BatonServer {
+  readonly coordinator: Coordinator;
+  readonly health: HealthState;
+  private readonly server: Server;
+  private readonly shutdownController = new AbortController();
+  private readonly logger: Logger;
+  private currentState: ServerState = "new";
+  private boundPort = 0;
+
+  constructor(private readonly options: BatonServerOptions) {
+    const { config } = options;
+    this.logger = options.logger.child({ component: "server" });
+    this.server = new Server(serverChannelOptions(config.transport));
+    this.coordinator = new Coordinator({ config, logger: options.logger });
+    const trustDomain = config.tls.trustDomain;
+    const adapter: AdapterOptions = {
+      logger: options.logger,
+      shutdownSignal: this.shutdownController.signal,
+      authenticate: (peer: PeerInfo): SpiffeIdentity => {
+        const result = identityFromPeerCertificate(peer.certificate, trustDomain);
+        if (!result.ok) throw unauthenticated(result.reason);
+        return result.identity;
+      },
+    };
+    const services = [CoordinatorService.typeName, Control.typeName, Health.typeName];
+    this.health = createHealth(services);
+    for (const adapted of [
+      adaptService(CoordinatorService, { connect: this.coordinator.connect }, adapter),
+      adaptService(Control, createControlService(this.coordinator), adapter),
+      adaptService(Health, this.health.impl, adapter),
+    ]) {
+      this.server.addService(adapted.definition, adapted.implementation);
+    }
+    addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_grpc_health_v1_health], services);
+  }
+
+  /** Where the server is in its life. */
+  get state(): ServerState {
+    return this.currentState;
+  }
+
+  /** The port bound by start(). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Binds and serves; resolves with the bound port (useful with port 0). */
+  async start(credentials: ServerCredentials = loadServerCredentials(this.options.config)): Promise<number> {
+    if (this.currentState !== "new") throw new Error(`cannot start a server that is ${this.currentState}`);
+    this.currentState = "starting";
+    const { host, port } = parseListen(this.options.config.listen);
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
+    }).catch((err: unknown) => {
+      this.currentState = "stopped";
+      throw err;
+    });
+    this.currentState = "serving";
+    this.logger.info({ listen: `${host}:${this.boundPort}`, coordinator_id: this.options.config.coordinatorId }, "baton serving");
+    return this.boundPort;
+  }
+
+  /** Stops taking calls, closes agent sessions, waits up to graceMs for calls to end, then forces. */
+  async shutdown(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.currentState === "stopped" || this.currentState === "stopping") return;
+    const graceMs = options.graceMs ?? this.options.config.shutdownGraceMs;
+    this.currentState = "stopping";
+    this.health.shutdown();
+    this.coordinator.shutdown();
+    this.shutdownController.abort();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger.warn({ grace_ms: graceMs }, "calls still open after the grace period; forcing shutdown");
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.currentState = "stopped";
+    this.logger.info("baton stopped");
+  }
+}

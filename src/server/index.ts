@@ -1,0 +1,1 @@
+export { BatonServer, loadServerCredentials, type BatonServerOptions, type ServerState } from "./baton-server.js";

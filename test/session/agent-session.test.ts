@@ -1,0 +1,318 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { credentials as grpcCredentials, type ServiceError } from "@grpc/grpc-js";
+import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
+import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
+import { Control } from "../../gen/baton/v1/control_pb.js";
+import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
+import { createAgent, type BatonAgent } from "../../src/agent/index.js";
+import { Code } from "../../src/errors.js";
+import { clientCredentials, createChannel, createClient, type Channel } from "../../src/rpc/index.js";
+import { makePki, type TestPki } from "../helpers/pki.js";
+import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+
+let pki: TestPki;
+let otherPki: TestPki;
+let srv: TestServer;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  pki = await makePki();
+  otherPki = await makePki();
+});
+afterAll(() => {
+  pki.cleanup();
+  otherPki.cleanup();
+});
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+  await srv?.stop();
+});
+
+async function agent(id: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
+  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
+  cleanups.push(() => a.close());
+  return a;
+}
+
+function channel(creds: Parameters<typeof createChannel>[1]): Channel {
+  const ch = createChannel(srv.address, creds);
+  cleanups.push(() => ch.close());
+  return ch;
+}
+
+describe("agent session over mutual TLS", () => {
+  it("welcomes an agent and lists it as online", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1", { labels: { zone: "a" } });
+    const welcome = await a.connect();
+    expect(welcome.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(welcome.maxInFlight).toBe(4);
+    expect(welcome.protocolVersion).toBe("1.0.0");
+    const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const { agents } = await control.listAgents({});
+    expect(agents.map((x) => [x.agentId, x.state, x.identity])).toEqual([["task_executor_1", AgentState.ONLINE, "spiffe://baton.local/managed_agent/task_executor_1"]]);
+    expect(agents[0]!.labels).toEqual({ zone: "a" });
+  });
+
+  it("round-trips an AgentStatusRequest with a deadline", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1", { utilization: () => 0.25, metrics: () => ({ queue_depth: 3 }) });
+    await a.connect();
+    const { response, roundTripMs } = await srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
+    expect(response.sourceAgent).toBe("task_executor_1");
+    expect(response.resourceUtilization).toBe(0.25);
+    expect(response.metrics).toEqual({ queue_depth: 3 });
+    expect(roundTripMs).toBeGreaterThan(0);
+    // Through Control, as an operator would.
+    const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const viaControl = await control.getAgentStatus({ agentId: "task_executor_1", timeoutMs: 2000 });
+    expect(viaControl.status?.sourceAgent).toBe("task_executor_1");
+  });
+
+  it("a status request to an agent that does not answer ends in DEADLINE_EXCEEDED", async () => {
+    srv = await startServer(pki);
+    // A raw client that says hello and then never answers.
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "mute")));
+    const frames = client.connect(
+      (async function* () {
+        yield { kind: { case: "hello" as const, value: { agentId: "mute" } } };
+        await sleep(5000);
+      })(),
+    );
+    const it = frames[Symbol.asyncIterator]();
+    expect((await it.next()).value?.kind.case).toBe("welcome");
+    await expect(srv.server.coordinator.requestStatus("mute", { timeoutMs: 200 })).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    await it.return?.();
+  });
+
+  it("delivers a directive; the handler's result comes back as a TaskCompletion and is acknowledged", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1");
+    await a.connect();
+    const seen: string[] = [];
+    void a.run(async (directive, ctx) => {
+      seen.push(directive.directiveId);
+      ctx.progress(50);
+      return { answer: 42 };
+    });
+    const coordinator = srv.server.coordinator;
+    const acks: AckOutcome[] = [];
+    coordinator.on("directive.ack", (ack) => acks.push(ack.outcome));
+    const progress: number[] = [];
+    coordinator.on("directive.progress", (u) => progress.push(u.metrics!.completionPercentage));
+    const completed = new Promise<import("../../gen/baton/v1/coordination_pb.js").TaskCompletion>((resolve) => coordinator.once("directive.completed", (c) => resolve(c)));
+    const directive = coordinator.sendDirective("task_executor_1", {
+      action: Action.ASSIGN_TASK,
+      parameters: { kind: { case: "assignTask", value: { taskId: "task_123", resources: ["cpu_core_1"] } } },
+    });
+    expect(directive.sequence).toBe(1n);
+    const completion = await completed;
+    expect(seen).toEqual([directive.directiveId]);
+    expect(completion.status).toBe(CompletionStatus.SUCCEEDED);
+    expect(completion.result).toEqual({ answer: 42 });
+    expect(completion.taskId).toBe("task_123");
+    expect(acks).toEqual([AckOutcome.ACCEPTED]);
+    expect(progress).toEqual([50]);
+    await waitFor(() => coordinator.pendingDirectives().length === 0, 2000, "directive settled");
+    // Every protocol message logged with the spec's fields.
+    const lines = srv.logs.lines.filter((l) => l.message_type);
+    const types = new Set(lines.map((l) => l.message_type));
+    for (const t of ["coordination_directive", "directive_ack", "progress_update", "task_completion", "completion_ack"]) expect(types).toContain(t);
+    for (const l of lines) {
+      expect(l).toMatchObject({ correlation_id: expect.any(String), source: expect.any(String), destination: expect.any(String), timestamp: expect.any(String) });
+    }
+    const directiveLine = lines.find((l) => l.message_type === "coordination_directive")!;
+    expect(directiveLine).toMatchObject({ source: "baton-coordinator", destination: "task_executor_1", correlation_id: directive.correlationId });
+  });
+
+  it("a handler that throws reports a failed completion", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1");
+    await a.connect();
+    void a.run(async () => {
+      throw new Error("disk full");
+    });
+    const completed = new Promise<import("../../gen/baton/v1/coordination_pb.js").TaskCompletion>((resolve) => srv.server.coordinator.once("directive.completed", (c) => resolve(c)));
+    srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
+    const c = await completed;
+    expect(c.status).toBe(CompletionStatus.FAILED);
+    expect(c.error?.message).toBe("disk full");
+  });
+
+  it("directives can be consumed as an async iterable and rejected", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1");
+    await a.connect();
+    const acked = new Promise<import("../../gen/baton/v1/coordination_pb.js").DirectiveAck>((resolve) => srv.server.coordinator.once("directive.ack", (ack) => resolve(ack)));
+    const d = srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
+    for await (const received of a.directives()) {
+      expect(received.directive.directiveId).toBe(d.directiveId);
+      received.reject("not my kind of work");
+      break;
+    }
+    const ack = await acked;
+    expect(ack.outcome).toBe(AckOutcome.REJECTED);
+    expect(ack.reason).toBe("not my kind of work");
+  });
+
+  it("never exceeds the agent's in-flight cap", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1", { maxInFlight: 2 });
+    await a.connect();
+    const send = () => srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
+    send();
+    send();
+    expect(send).toThrow(expect.objectContaining({ code: Code.RESOURCE_EXHAUSTED }));
+  });
+
+  it("a second session for the same agent replaces the first cleanly", async () => {
+    srv = await startServer(pki);
+    const first = await agent("task_executor_1");
+    const w1 = await first.connect();
+    const second = await agent("task_executor_1");
+    const w2 = await second.connect();
+    expect(w2.sessionId).not.toBe(w1.sessionId);
+    const end = await first.done;
+    expect(end.code).toBe(Code.ABORTED);
+    expect(end.message).toMatch(/replaced/);
+    const entry = srv.server.coordinator.registry.get("task_executor_1")!;
+    expect(entry.session?.sessionId).toBe(w2.sessionId);
+    expect(entry.state).toBe(AgentState.ONLINE);
+    const { response } = await srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
+    expect(response.sourceAgent).toBe("task_executor_1");
+  });
+
+  it("heartbeats flow both ways and a silent agent is closed", async () => {
+    srv = await startServer(pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 3 } });
+    const a = await agent("task_executor_1");
+    await a.connect();
+    const entry = srv.server.coordinator.registry.get("task_executor_1")!;
+    const before = entry.session!.lastSeen;
+    await waitFor(() => srv.server.coordinator.registry.get("task_executor_1")!.lastSeen > before, 2000, "agent heartbeat");
+    // A raw client that never sends heartbeats is closed after three missed intervals.
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "silent")));
+    const frames = client.connect(
+      (async function* () {
+        yield { kind: { case: "hello" as const, value: { agentId: "silent" } } };
+        await sleep(3000);
+      })(),
+    );
+    const kinds: string[] = [];
+    const err = await (async () => {
+      try {
+        for await (const f of frames) kinds.push(f.kind.case ?? "");
+      } catch (e) {
+        return e as ServiceError;
+      }
+      return undefined;
+    })();
+    expect(kinds[0]).toBe("welcome");
+    expect(kinds).toContain("heartbeat");
+    expect(err?.code).toBe(Code.UNAVAILABLE);
+    expect(err?.details).toMatch(/no heartbeat/);
+    // The healthy agent was not affected.
+    expect(srv.server.coordinator.registry.get("task_executor_1")!.state).toBe(AgentState.ONLINE);
+  });
+
+  it("closes cleanly on AbortSignal, and the coordinator marks the agent disconnected", async () => {
+    srv = await startServer(pki);
+    const controller = new AbortController();
+    const a = await agent("task_executor_1", { signal: controller.signal });
+    await a.connect();
+    controller.abort();
+    const end = await a.done;
+    expect(end.code).toBe(Code.OK);
+    await waitFor(() => srv.server.coordinator.registry.get("task_executor_1")!.state === AgentState.DISCONNECTED, 2000, "disconnected");
+  });
+
+  it("drains an agent through Control: it is told, and takes no new work", async () => {
+    srv = await startServer(pki);
+    const a = await agent("task_executor_1");
+    await a.connect();
+    const drained = new Promise<import("../../gen/baton/v1/session_pb.js").Drain>((resolve) => a.once("drain", resolve));
+    const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const res = await control.drainAgent({ agentId: "task_executor_1", reason: "maintenance" });
+    expect(res.agent?.state).toBe(AgentState.DRAINING);
+    expect((await drained).reason).toBe("maintenance");
+    expect(() => srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } })).toThrow(expect.objectContaining({ code: Code.FAILED_PRECONDITION }));
+  });
+});
+
+describe("refusals", () => {
+  it("a client without a certificate is refused at the handshake", async () => {
+    srv = await startServer(pki);
+    const control = createClient(Control, channel(grpcCredentials.createSsl(Buffer.from(pki.ca.certPem))));
+    await expect(control.listAgents({}, { deadline: 5000 })).rejects.toMatchObject({ code: Code.UNAVAILABLE });
+    // The server keeps serving others.
+    const ok = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    await expect(ok.listAgents({})).resolves.toBeDefined();
+  });
+
+  it("a certificate from another CA is refused", async () => {
+    srv = await startServer(pki);
+    const foreign = await otherPki.issue("managed_agent", "task_executor_1");
+    const creds = clientCredentials({ ca: pki.ca.certPem, cert: foreign.certPem, key: foreign.keyPem });
+    const a = createAgent({ address: srv.address, agentId: "task_executor_1", credentials: creds });
+    cleanups.push(() => a.close());
+    await expect(a.connect()).rejects.toMatchObject({ code: Code.UNAVAILABLE });
+    const ok = await agent("task_executor_2");
+    await expect(ok.connect()).resolves.toBeDefined();
+  });
+
+  it("an agent id that differs from the certificate is PERMISSION_DENIED", async () => {
+    srv = await startServer(pki);
+    const a = createAgent({ address: srv.address, agentId: "task_executor_2", credentials: await pki.credentials("managed_agent", "task_executor_1") });
+    cleanups.push(() => a.close());
+    await expect(a.connect()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+
+  it("an operator certificate may not open an agent session", async () => {
+    srv = await startServer(pki);
+    const a = createAgent({ address: srv.address, agentId: "ops", credentials: await pki.credentials("operator", "ops") });
+    cleanups.push(() => a.close());
+    await expect(a.connect()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+
+  it("a first message that is not hello is INVALID_ARGUMENT", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect((async function* () { yield { kind: { case: "heartbeat" as const, value: {} } }; })());
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/first message on Connect must be hello/) });
+  });
+
+  it("a hello missing its agent_id is INVALID_ARGUMENT naming the field", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect((async function* () { yield { kind: { case: "hello" as const, value: { capabilities: ["x"] } } }; })());
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/hello\.agent_id is required/) });
+  });
+
+  it("a report with a missing required field ends the session with INVALID_ARGUMENT naming it", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect(
+      (async function* () {
+        yield { kind: { case: "hello" as const, value: { agentId: "a1" } } };
+        await sleep(50);
+        yield { kind: { case: "reports" as const, value: { reports: [{ kind: { case: "progressUpdate" as const, value: { eventId: "550e8400-e29b-41d4-a716-446655440002", sourceAgent: "a1" } } }] } } };
+        await sleep(2000);
+      })(),
+    );
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/timestamp is required/) });
+  });
+
+  it("a report sent as another agent is PERMISSION_DENIED", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect(
+      (async function* () {
+        yield { kind: { case: "hello" as const, value: { agentId: "a1" } } };
+        await sleep(50);
+        yield { kind: { case: "reports" as const, value: { reports: [{ kind: { case: "directiveAck" as const, value: { directiveId: "550e8400-e29b-41d4-a716-446655440002", sourceAgent: "a2", timestamp: { seconds: 1n }, outcome: AckOutcome.ACCEPTED } } }] } } };
+        await sleep(2000);
+      })(),
+    );
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+});
