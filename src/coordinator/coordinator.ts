@@ -82,10 +82,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.authorizeHello(hello, identity);
     const cfg = this.config.session;
     const maxInFlight = Math.min(hello.maxInFlight || cfg.defaultMaxInFlight, cfg.maxInFlightLimit);
-    const logger = ctx.logger.child({ agent_id: hello.agentId });
+    const sessionId = randomUUID();
+    // Not ctx.logger: protocol lines carry each message's own correlation_id, not the stream's.
+    const logger = this.logger.child({ agent_id: hello.agentId, session_id: sessionId });
     const session: AgentSession = new AgentSession({
       agentId: hello.agentId,
-      sessionId: randomUUID(),
+      sessionId,
       hello,
       identity: identity?.uri ?? "",
       peer: ctx.peer.address,
@@ -103,7 +105,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     });
     const replaced = this.registry.attach(session);
     replaced?.close(new BatonError(Code.ABORTED, `session replaced by a newer session of agent ${hello.agentId}`));
-    logger.info({ session_id: session.sessionId, max_in_flight: maxInFlight, replaced: replaced?.sessionId }, "agent session opened");
+    logger.info({ max_in_flight: maxInFlight, peer: ctx.peer.address, replaced: replaced?.sessionId }, "agent session opened");
     this.emit("agent.online", this.registry.get(hello.agentId)!);
 
     const onCancel = () => session.close(new BatonError(Code.CANCELLED, "the agent cancelled its session"));

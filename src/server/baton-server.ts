@@ -83,7 +83,7 @@ export class BatonServer {
       throw err;
     });
     this.currentState = "serving";
-    this.logger.info({ listen: `${host}:${this.boundPort}`, coordinator_id: this.options.config.coordinatorId }, "baton serving");
+    this.logger.info({ listen: `${host}:${this.boundPort}` }, "baton serving");
     return this.boundPort;
   }
 
