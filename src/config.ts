@@ -42,6 +42,48 @@ export interface BatonConfig {
     outboxCapacity: number;
     /** Most coordinator messages batched into one stream message. Default 256. */
     maxBatch: number;
+    /** How long a disconnected agent may resume before it is lost (offline, work replanned), ms. Default 15000. */
+    disconnectGraceMs: number;
+  };
+  /** Delivery of directives (the spec: ack_required, retry_count 3, retry_delay exponential). */
+  delivery: {
+    /** Resends of an unacked directive before the agent is given up on. Default 3. */
+    retryCount: number;
+    /** First resend delay, ms, doubled each time with jitter. Default 500. */
+    backoffInitialMs: number;
+    /** Longest resend delay, ms. Default 10000. */
+    backoffMaxMs: number;
+    /** How long an accepted directive runs without progress before it is given up, ms. Default 60000. */
+    leaseMs: number;
+  };
+  /** Agent circuit breakers (opossum). */
+  breaker: {
+    /** How long an open breaker waits before one probe, ms. Default 30000. */
+    resetTimeoutMs: number;
+    /** Failure percentage that opens it. Default 50. */
+    errorThresholdPercentage: number;
+    /** Deliveries in the window before the percentage counts. Default 10. */
+    volumeThreshold: number;
+    /** Rolling window, ms. Default 60000. */
+    rollingCountTimeoutMs: number;
+  };
+  /** Tasks. */
+  tasks: {
+    /** Attempts per task (directive_failed, lease expiry, rejection) before it is dead-lettered. Default 3. */
+    maxAttempts: number;
+    /** Deliveries per task whatever the cause (agents lost, deferrals) before it is dead-lettered. Default 20. */
+    maxDeliveries: number;
+    /** Delay before a failed task is retried, ms, doubled per failure. Default 200. */
+    retryDelayMs: number;
+  };
+  /** The journal. */
+  store: {
+    /** "sqlite" (durable, the default) or "memory" (nothing survives a restart). */
+    kind: "sqlite" | "memory";
+    /** Folder of the SQLite journal. Default "data". */
+    dataDir: string;
+    /** SQLite synchronous mode: FULL survives power loss, NORMAL a process crash. Default "FULL". */
+    synchronous: "FULL" | "NORMAL";
   };
   /** grpc-js transport limits. */
   transport: TransportLimits;
@@ -84,7 +126,12 @@ export function defaultConfig(): BatonConfig {
       maxInFlightLimit: 1000,
       outboxCapacity: 10_000,
       maxBatch: 256,
+      disconnectGraceMs: 15_000,
     },
+    delivery: { retryCount: 3, backoffInitialMs: 500, backoffMaxMs: 10_000, leaseMs: 60_000 },
+    breaker: { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 10, rollingCountTimeoutMs: 60_000 },
+    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200 },
+    store: { kind: "sqlite", dataDir: "data", synchronous: "FULL" },
     transport: { ...DEFAULT_TRANSPORT_LIMITS },
     log: { level: "info", protocolLevel: "info" },
     shutdownGraceMs: 5000,
@@ -113,6 +160,13 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_STATUS_TIMEOUT_MS", "session.statusTimeoutMs", "int"],
   ["BATON_ACK_TIMEOUT_MS", "session.ackTimeoutMs", "int"],
   ["BATON_LOG_LEVEL", "log.level", "string"],
+  ["BATON_DATA_DIR", "store.dataDir", "string"],
+  ["BATON_STORE", "store.kind", "string"],
+  ["BATON_DISCONNECT_GRACE_MS", "session.disconnectGraceMs", "int"],
+  ["BATON_RETRY_COUNT", "delivery.retryCount", "int"],
+  ["BATON_LEASE_MS", "delivery.leaseMs", "int"],
+  ["BATON_BREAKER_RESET_MS", "breaker.resetTimeoutMs", "int"],
+  ["BATON_MAX_ATTEMPTS", "tasks.maxAttempts", "int"],
   ["BATON_SHUTDOWN_GRACE_MS", "shutdownGraceMs", "int"],
 ];
 
@@ -210,6 +264,15 @@ function validateConfig(c: BatonConfig): void {
     ["session.maxInFlightLimit", c.session.maxInFlightLimit],
     ["session.outboxCapacity", c.session.outboxCapacity],
     ["session.maxBatch", c.session.maxBatch],
+    ["session.disconnectGraceMs", c.session.disconnectGraceMs],
+    ["delivery.backoffInitialMs", c.delivery.backoffInitialMs],
+    ["delivery.backoffMaxMs", c.delivery.backoffMaxMs],
+    ["delivery.leaseMs", c.delivery.leaseMs],
+    ["breaker.resetTimeoutMs", c.breaker.resetTimeoutMs],
+    ["breaker.volumeThreshold", c.breaker.volumeThreshold],
+    ["breaker.rollingCountTimeoutMs", c.breaker.rollingCountTimeoutMs],
+    ["tasks.maxAttempts", c.tasks.maxAttempts],
+    ["tasks.maxDeliveries", c.tasks.maxDeliveries],
     ["transport.maxReceiveMessageBytes", c.transport.maxReceiveMessageBytes],
     ["transport.maxSendMessageBytes", c.transport.maxSendMessageBytes],
     ["transport.maxConcurrentStreams", c.transport.maxConcurrentStreams],
@@ -227,6 +290,12 @@ function validateConfig(c: BatonConfig): void {
     // grpc-js servers refuse clients that ping more often than min_ping_interval (10 s here).
     throw new ConfigError(`transport.keepaliveTimeMs must be at least 10000, got ${c.transport.keepaliveTimeMs}`);
   }
+  if (!Number.isInteger(c.delivery.retryCount) || c.delivery.retryCount < 0) throw new ConfigError(`delivery.retryCount must be 0 or more, got ${c.delivery.retryCount}`);
+  if (c.delivery.backoffInitialMs > c.delivery.backoffMaxMs) throw new ConfigError(`delivery.backoffInitialMs (${c.delivery.backoffInitialMs}) exceeds delivery.backoffMaxMs (${c.delivery.backoffMaxMs})`);
+  if (c.tasks.maxAttempts > c.tasks.maxDeliveries) throw new ConfigError(`tasks.maxAttempts (${c.tasks.maxAttempts}) exceeds tasks.maxDeliveries (${c.tasks.maxDeliveries})`);
+  if (c.delivery.leaseMs <= c.session.heartbeatIntervalMs) throw new ConfigError(`delivery.leaseMs (${c.delivery.leaseMs}) must exceed session.heartbeatIntervalMs (${c.session.heartbeatIntervalMs})`);
+  if (!["sqlite", "memory"].includes(c.store.kind)) throw new ConfigError(`store.kind must be "sqlite" or "memory", got ${JSON.stringify(c.store.kind)}`);
+  if (!["FULL", "NORMAL"].includes(c.store.synchronous)) throw new ConfigError(`store.synchronous must be "FULL" or "NORMAL"`);
   if (!["info", "debug"].includes(c.log.protocolLevel)) throw new ConfigError(`log.protocolLevel must be "info" or "debug"`);
   if (!/^[A-Za-z0-9._-]+$/.test(c.tls.trustDomain)) throw new ConfigError(`tls.trustDomain ${JSON.stringify(c.tls.trustDomain)} is not a valid SPIFFE trust domain`);
 }

@@ -3,28 +3,14 @@ import { EventEmitter } from "node:events";
 import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ChannelCredentials } from "@grpc/grpc-js";
-import { AgentState, ProgressStatus, type Resource } from "../../gen/baton/v1/common_pb.js";
-import {
-  AckOutcome,
-  CompletionStatus,
-  type AgentStatusRequest,
-  type CoordinationDirective,
-  type ProgressMetrics,
-} from "../../gen/baton/v1/coordination_pb.js";
-import {
-  Coordinator,
-  ConnectRequestSchema,
-  type AgentReport,
-  type ConnectRequest,
-  type ConnectResponse,
-  type Drain,
-  type Welcome,
-} from "../../gen/baton/v1/session_pb.js";
+import { AgentState, ProgressStatus, type ResourceSchema } from "../../gen/baton/v1/common_pb.js";
+import { AckOutcome, CompletionStatus, type AgentStatusRequest, type CoordinationDirective, type ProgressMetrics, type TaskCompletion } from "../../gen/baton/v1/coordination_pb.js";
+import { Coordinator, ConnectRequestSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Drain, type Welcome } from "../../gen/baton/v1/session_pb.js";
 import { BatonError, Code, toBatonError, unavailable } from "../errors.js";
 import { createLogger, type Logger } from "../logging.js";
 import { PROTOCOL_VERSION } from "../protocol/index.js";
 import { clientChannelOptions, createChannel, createClient, type Channel } from "../rpc/index.js";
-import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
+import { createAsyncQueue, delay, type AsyncQueue } from "../streams/index.js";
 
 /** How an agent connects and what it offers. */
 export interface AgentOptions {
@@ -37,7 +23,7 @@ export interface AgentOptions {
   /** What it can do. */
   capabilities?: string[];
   /** What it offers. */
-  resources?: Array<MessageInitShape<typeof import("../../gen/baton/v1/common_pb.js").ResourceSchema>>;
+  resources?: Array<MessageInitShape<typeof ResourceSchema>>;
   /** Labels for topic routing. */
   labels?: Record<string, string>;
   /** Directives taken at once (prefetch); 0 lets the coordinator choose. */
@@ -46,6 +32,13 @@ export interface AgentOptions {
   metrics?: () => Record<string, number>;
   /** Resource utilization 0..1 for status responses. */
   utilization?: () => number;
+  /** Reconnect after a transient failure (default true), with exponential backoff and jitter. */
+  reconnect?: boolean;
+  /** First reconnect delay, ms (default 100); doubled up to reconnectMaxMs (default 5000). */
+  reconnectInitialMs?: number;
+  reconnectMaxMs?: number;
+  /** Directive ids remembered to drop duplicates (default 100000). */
+  dedupMemory?: number;
   /** Closes the session when aborted. */
   signal?: AbortSignal;
   /** Defaults to a pino logger at "warn". */
@@ -54,13 +47,13 @@ export interface AgentOptions {
 
 /** What a handler gets besides the directive. */
 export interface DirectiveContext {
-  /** Aborted when the directive is cancelled or the session ends. */
+  /** Aborted when the directive is cancelled or the agent closes. */
   signal: AbortSignal;
-  /** Reports progress (0..100) and figures. */
+  /** Reports progress (0..100), which also extends the directive's lease. */
   progress(completionPercentage: number, metrics?: Partial<Omit<ProgressMetrics, "$typeName">>): void;
 }
 
-/** Runs one directive; the returned object is the task's result. */
+/** Runs one directive; the returned object is the task's result. Its id is an idempotency key. */
 export type DirectiveHandler = (directive: CoordinationDirective, ctx: DirectiveContext) => Promise<JsonObject | void>;
 
 /** A directive received, with the ways to answer it. */
@@ -72,13 +65,13 @@ export interface ReceivedDirective extends DirectiveContext {
   reject(reason: string): void;
   /** Not now: the coordinator redelivers later. */
   defer(reason: string, retryAfterMs?: number): void;
-  /** Reports success with a result. */
+  /** Reports success with a result (kept and resent until the coordinator acknowledges it). */
   complete(result?: JsonObject): void;
-  /** Reports failure. */
+  /** Reports failure; `retryable: false` dead-letters the task at once. */
   fail(error: { code?: string; message: string; retryable?: boolean }): void;
 }
 
-/** Why a session ended. */
+/** Why the agent stopped. */
 export interface SessionEnd {
   code: Code;
   message: string;
@@ -88,6 +81,7 @@ export interface SessionEnd {
 export interface AgentEvents {
   welcome: [welcome: Welcome];
   drain: [drain: Drain];
+  disconnected: [end: SessionEnd];
   closed: [end: SessionEnd];
 }
 
@@ -95,27 +89,41 @@ interface Tracked {
   directive: CoordinationDirective;
   controller: AbortController;
   startedAt: number;
+  answer: { outcome: AckOutcome; reason: string; retryAfterMs?: number } | undefined;
+  done: boolean;
 }
 
 type Outgoing = { kind: "report"; report: AgentReport } | { kind: "frame"; frame: ConnectRequest };
 
+// Statuses after which reconnecting cannot help: the coordinator refused this agent.
+const FINAL = new Set([Code.PERMISSION_DENIED, Code.UNAUTHENTICATED, Code.INVALID_ARGUMENT, Code.FAILED_PRECONDITION, Code.ABORTED, Code.UNIMPLEMENTED]);
+
 /**
- * A managed agent's side of the session: says Hello, answers status requests, sends
- * heartbeats, and hands directives to its user as an async iterable or a handler.
+ * A managed agent's side of the session. It says Hello, answers status requests, sends
+ * heartbeats, acknowledges and runs directives, keeps each completion until the
+ * coordinator acknowledges it, and reconnects (resuming its session) after a failure.
  */
 export class BatonAgent extends EventEmitter<AgentEvents> {
   private readonly logger: Logger;
   private readonly channel: Channel;
-  private readonly outbox: AsyncQueue<Outgoing> = createAsyncQueue({ capacity: 100_000, overflow: "error", name: "agent outbox" });
   private readonly inbox: AsyncQueue<ReceivedDirective> = createAsyncQueue({ capacity: 100_000, overflow: "error", name: "agent inbox" });
-  private readonly active = new Map<string, Tracked>();
-  private readonly abort = new AbortController();
+  /** Directive id -> what this agent did with it; duplicates (redelivery, replay) are answered from here. */
+  private readonly seen = new Map<string, Tracked>();
+  /** Completions not yet acknowledged by the coordinator, resent after every reconnect. */
+  private readonly unacked = new Map<string, TaskCompletion>();
+  private readonly closing = new AbortController();
+  private stopping = false;
+  private outbox: AsyncQueue<Outgoing> | undefined;
+  private streamAbort: AbortController | undefined;
   private welcome: Welcome | undefined;
+  private sessionId = "";
+  private lastSequence = 0n;
   private heartbeat: NodeJS.Timeout | undefined;
   private lastHeard = Date.now();
   private ended: SessionEnd | undefined;
   private readonly endPromise: Promise<SessionEnd>;
   private resolveEnd!: (end: SessionEnd) => void;
+  private firstWelcome: { resolve: (w: Welcome) => void; reject: (e: unknown) => void } | undefined;
 
   constructor(private readonly options: AgentOptions) {
     super();
@@ -125,20 +133,60 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     options.signal?.addEventListener("abort", () => void this.close(), { once: true });
   }
 
-  /** Resolves when the session ends, with its status. */
+  /** Resolves when the agent has stopped for good, with the final status. */
   get done(): Promise<SessionEnd> {
     return this.endPromise;
   }
 
-  /** The Welcome of the open session. */
+  /** The Welcome of the current session. */
   get session(): Welcome | undefined {
     return this.welcome;
   }
 
-  /** Opens the stream, says Hello and resolves with the Welcome (rejects with the refusal). */
-  async connect(): Promise<Welcome> {
+  /** Completions the coordinator has not acknowledged yet. */
+  get unacknowledgedCompletions(): number {
+    return this.unacked.size;
+  }
+
+  /** Opens the session and resolves with the first Welcome; a refusal rejects. Later failures reconnect. */
+  connect(): Promise<Welcome> {
+    const welcomed = new Promise<Welcome>((resolve, reject) => (this.firstWelcome = { resolve, reject }));
+    void this.loop();
+    return welcomed;
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    const initial = this.options.reconnectInitialMs ?? 100;
+    const max = this.options.reconnectMaxMs ?? 5000;
+    while (!this.stopping) {
+      const end = await this.runSession();
+      if (this.stopping) return this.finish({ code: Code.OK, message: "closed by the agent" });
+      const welcomed = this.welcome !== undefined;
+      this.welcome = undefined;
+      this.emit("disconnected", end);
+      // A refusal is final; so is a first connect that never got a Welcome (tell the caller, don't retry forever).
+      if (FINAL.has(end.code) || this.options.reconnect === false || this.firstWelcome) {
+        this.firstWelcome?.reject(new BatonError(end.code, end.message));
+        this.firstWelcome = undefined;
+        return this.finish(end);
+      }
+      failures = welcomed ? 1 : failures + 1;
+      const base = Math.min(max, initial * 2 ** (failures - 1));
+      const wait = Math.round(base / 2 + Math.random() * (base / 2));
+      this.logger.info({ code: Code[end.code], reason: end.message, retry_in_ms: wait }, "session lost; reconnecting");
+      await delay(wait, this.closing.signal).catch(() => {});
+    }
+    this.finish({ code: Code.OK, message: "closed by the agent" });
+  }
+
+  private async runSession(): Promise<SessionEnd> {
+    const outbox = createAsyncQueue<Outgoing>({ capacity: 100_000, overflow: "error", name: "agent outbox" });
+    this.outbox = outbox;
+    const streamAbort = new AbortController();
+    this.streamAbort = streamAbort;
     const o = this.options;
-    this.outbox.push({
+    outbox.push({
       kind: "frame",
       frame: create(ConnectRequestSchema, {
         kind: {
@@ -151,25 +199,35 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
             maxInFlight: o.maxInFlight ?? 0,
             protocolVersion: PROTOCOL_VERSION,
             userAgent: "baton-ts-sdk/0.1.0",
+            sessionId: this.sessionId,
+            lastSequence: this.lastSequence,
           },
         },
       }),
     });
     const client = createClient(Coordinator, this.channel);
-    const responses = client.connect(this.frames(), { signal: this.abort.signal });
-    const welcomed = new Promise<Welcome>((resolve, reject) => {
-      this.once("welcome", resolve);
-      void this.endPromise.then((end) => reject(new BatonError(end.code, end.message)));
-    });
-    void this.read(responses);
-    return welcomed;
+    const responses = client.connect(this.frames(outbox), { signal: AbortSignal.any([streamAbort.signal, this.closing.signal]) });
+    try {
+      for await (const frame of responses) {
+        this.lastHeard = Date.now();
+        this.handle(frame);
+      }
+      return { code: Code.UNAVAILABLE, message: "the coordinator closed the session" };
+    } catch (err) {
+      const error = toBatonError(err);
+      return { code: error.code, message: error.message };
+    } finally {
+      clearInterval(this.heartbeat);
+      outbox.close();
+      if (this.outbox === outbox) this.outbox = undefined;
+    }
   }
 
-  private async *frames(): AsyncGenerator<ConnectRequest> {
+  private async *frames(outbox: AsyncQueue<Outgoing>): AsyncGenerator<ConnectRequest> {
     for (;;) {
-      if (this.outbox.size === 0) {
-        if (this.outbox.closed) return;
-        await this.outbox.wait();
+      if (outbox.size === 0) {
+        if (outbox.closed) return;
+        await outbox.wait();
         continue;
       }
       // Reports queued while the stream was busy travel together in one AgentReports.
@@ -178,11 +236,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         if (reports.length === 0) return undefined;
         const batch = reports;
         reports = [];
-        return create(ConnectRequestSchema, {
-          kind: { case: "reports", value: { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.agentId, reports: batch } },
-        });
+        return create(ConnectRequestSchema, { kind: { case: "reports", value: { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.agentId, reports: batch } } });
       };
-      for (const item of this.outbox.drain()) {
+      for (const item of outbox.drain()) {
         if (item.kind === "frame") {
           const pending = flush();
           if (pending) yield pending;
@@ -196,26 +252,11 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     }
   }
 
-  private async read(responses: AsyncIterable<ConnectResponse>): Promise<void> {
-    try {
-      for await (const frame of responses) {
-        this.lastHeard = Date.now();
-        this.handle(frame);
-      }
-      this.finish({ code: Code.OK, message: "the coordinator closed the session" });
-    } catch (err) {
-      const error = toBatonError(err);
-      this.finish({ code: error.code, message: error.message });
-    }
-  }
-
   private handle(frame: ConnectResponse): void {
     const kind = frame.kind;
     switch (kind.case) {
       case "welcome":
-        this.welcome = kind.value;
-        this.startHeartbeats(kind.value.heartbeatInterval ? durationMs(kind.value.heartbeatInterval) : 5000);
-        this.emit("welcome", kind.value);
+        this.onWelcome(kind.value);
         return;
       case "heartbeat":
         return;
@@ -228,7 +269,8 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
           const m = message.kind;
           if (m.case === "statusRequest") this.answerStatus(m.value);
           else if (m.case === "directive") this.receive(m.value);
-          else if (m.case === "cancel") this.active.get(m.value.directiveId)?.controller.abort(new BatonError(Code.CANCELLED, m.value.reason || "directive cancelled"));
+          else if (m.case === "cancel") this.seen.get(m.value.directiveId)?.controller.abort(new BatonError(Code.CANCELLED, m.value.reason || "directive cancelled"));
+          else if (m.case === "completionAck") this.unacked.delete(m.value.directiveId);
         }
         return;
       case "signedMessages":
@@ -239,25 +281,45 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     }
   }
 
+  private onWelcome(welcome: Welcome): void {
+    if (!welcome.resumed && this.sessionId) {
+      // The coordinator did not keep our old session: it has replanned what we were running.
+      for (const tracked of this.seen.values()) {
+        if (!tracked.done) tracked.controller.abort(new BatonError(Code.UNAVAILABLE, "the session was lost; the coordinator replanned this directive"));
+      }
+    }
+    if (!welcome.resumed) this.lastSequence = 0n;
+    this.sessionId = welcome.sessionId;
+    this.welcome = welcome;
+    // Completions are reliable: every one not yet acknowledged goes again.
+    for (const completion of this.unacked.values()) this.report({ case: "taskCompletion", value: completion });
+    this.startHeartbeats(welcome.heartbeatInterval ? durationMs(welcome.heartbeatInterval) : 5000);
+    this.emit("welcome", welcome);
+    this.firstWelcome?.resolve(welcome);
+    this.firstWelcome = undefined;
+  }
+
   private startHeartbeats(intervalMs: number): void {
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => {
       // A coordinator silent for three intervals is gone, whatever TCP thinks.
       if (Date.now() - this.lastHeard > intervalMs * 3) {
-        this.logger.warn("no heartbeat from the coordinator; closing the session");
-        this.abort.abort(unavailable("the coordinator stopped sending heartbeats"));
+        this.logger.warn("no heartbeat from the coordinator; reconnecting");
+        this.streamAbort?.abort(unavailable("the coordinator stopped sending heartbeats"));
         return;
       }
-      this.outbox.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: timestampNow() } } }) });
+      this.outbox?.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: timestampNow(), lastSequence: this.lastSequence } } }) });
     }, intervalMs);
     this.heartbeat.unref();
   }
 
   private report(report: AgentReport["kind"]): void {
-    this.outbox.push({ kind: "report", report: { $typeName: "baton.v1.AgentReport", kind: report } });
+    // With no stream the report is dropped: acks are answered again on replay, and completions are kept in `unacked`.
+    this.outbox?.push({ kind: "report", report: { $typeName: "baton.v1.AgentReport", kind: report } });
   }
 
   private answerStatus(request: AgentStatusRequest): void {
+    const active = [...this.seen.values()].filter((t) => !t.done && t.answer?.outcome === AckOutcome.ACCEPTED);
     this.report({
       case: "statusResponse",
       value: {
@@ -266,66 +328,95 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         timestamp: timestampNow(),
         sourceAgent: this.options.agentId,
         state: AgentState.ONLINE,
-        inFlight: this.active.size,
-        activeDirectives: [...this.active.keys()],
+        inFlight: active.length,
+        activeDirectives: active.map((t) => t.directive.directiveId),
         resourceUtilization: this.options.utilization?.() ?? 0,
         metrics: this.options.metrics?.() ?? {},
       },
     });
   }
 
+  private sendAck(tracked: Tracked): void {
+    const answer = tracked.answer!;
+    const d = tracked.directive;
+    this.report({
+      case: "directiveAck",
+      value: {
+        $typeName: "baton.v1.DirectiveAck",
+        directiveId: d.directiveId,
+        timestamp: timestampNow(),
+        sourceAgent: this.options.agentId,
+        attempt: d.attempt,
+        sequence: d.sequence,
+        outcome: answer.outcome,
+        reason: answer.reason,
+        ...(answer.retryAfterMs !== undefined ? { retryAfter: durationFromMs(Math.round(answer.retryAfterMs)) } : {}),
+      },
+    });
+  }
+
+  private remember(id: string, tracked: Tracked): void {
+    this.seen.set(id, tracked);
+    const limit = this.options.dedupMemory ?? 100_000;
+    // Forget the oldest finished directives first; running ones are never forgotten.
+    if (this.seen.size > limit) {
+      for (const [key, t] of this.seen) {
+        if (this.seen.size <= limit) break;
+        if (t.done) this.seen.delete(key);
+      }
+    }
+  }
+
   private receive(directive: CoordinationDirective): void {
-    const controller = new AbortController();
-    const signal = AbortSignal.any([controller.signal, this.abort.signal]);
-    const tracked: Tracked = { directive, controller, startedAt: performance.now() };
-    this.active.set(directive.directiveId, tracked);
-    const agentId = this.options.agentId;
-    const ack = (outcome: AckOutcome, reason = "", retryAfterMs?: number) =>
-      this.report({
-        case: "directiveAck",
-        value: {
-          $typeName: "baton.v1.DirectiveAck",
-          directiveId: directive.directiveId,
-          timestamp: timestampNow(),
-          sourceAgent: agentId,
-          attempt: directive.attempt,
-          sequence: directive.sequence,
-          outcome,
-          reason,
-          ...(retryAfterMs !== undefined ? { retryAfter: durationFromMs(Math.round(retryAfterMs)) } : {}),
-        },
-      });
-    const finish = (status: CompletionStatus, result?: JsonObject, error?: { code?: string; message: string; retryable?: boolean }) => {
-      if (!this.active.delete(directive.directiveId)) return;
-      this.report({
-        case: "taskCompletion",
-        value: {
-          $typeName: "baton.v1.TaskCompletion",
-          eventId: randomUUID(),
-          timestamp: timestampNow(),
-          sourceAgent: agentId,
-          directiveId: directive.directiveId,
-          taskId: taskIdOf(directive),
-          status,
-          ...(result ? { result } : {}),
-          ...(error ? { error: { $typeName: "baton.v1.TaskError", code: error.code ?? "directive_failed", message: error.message, retryable: error.retryable ?? true } } : {}),
-          // Whole milliseconds: Duration.nanos must be an integer.
-          duration: durationFromMs(Math.round(performance.now() - tracked.startedAt)),
-        },
-      });
+    if (directive.sequence > this.lastSequence) this.lastSequence = directive.sequence;
+    const known = this.seen.get(directive.directiveId);
+    if (known) {
+      // A redelivery or replay: the directive takes effect once; answer for the new attempt.
+      known.directive.attempt = directive.attempt;
+      known.directive.sequence = directive.sequence;
+      if (known.answer) this.sendAck(known);
+      this.logger.debug({ directive_id: directive.directiveId, attempt: directive.attempt }, "duplicate directive dropped");
+      return;
+    }
+    const tracked: Tracked = { directive, controller: new AbortController(), startedAt: performance.now(), answer: undefined, done: false };
+    this.remember(directive.directiveId, tracked);
+    const signal = AbortSignal.any([tracked.controller.signal, this.closing.signal]);
+    const answer = (outcome: AckOutcome, reason = "", retryAfterMs?: number) => {
+      if (tracked.answer) return;
+      tracked.answer = { outcome, reason, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+      if (outcome !== AckOutcome.ACCEPTED) {
+        tracked.done = true;
+        // A deferred directive may come back as itself: let it through then.
+        if (outcome === AckOutcome.NOT_NOW) this.seen.delete(directive.directiveId);
+      }
+      this.sendAck(tracked);
     };
+    const finish = (status: CompletionStatus, result?: JsonObject, error?: { code?: string; message: string; retryable?: boolean }) => {
+      if (tracked.done) return;
+      tracked.done = true;
+      const completion: TaskCompletion = {
+        $typeName: "baton.v1.TaskCompletion",
+        eventId: randomUUID(),
+        timestamp: timestampNow(),
+        sourceAgent: this.options.agentId,
+        directiveId: directive.directiveId,
+        taskId: taskIdOf(directive),
+        status,
+        ...(result ? { result } : {}),
+        ...(error ? { error: { $typeName: "baton.v1.TaskError", code: error.code ?? "directive_failed", message: error.message, retryable: error.retryable ?? true } } : {}),
+        // Whole milliseconds: Duration.nanos must be an integer.
+        duration: durationFromMs(Math.round(performance.now() - tracked.startedAt)),
+      };
+      this.unacked.set(directive.directiveId, completion);
+      this.report({ case: "taskCompletion", value: completion });
+    };
+    const agentId = this.options.agentId;
     const received: ReceivedDirective = {
       directive,
       signal,
-      accept: () => ack(AckOutcome.ACCEPTED),
-      reject: (reason) => {
-        this.active.delete(directive.directiveId);
-        ack(AckOutcome.REJECTED, reason);
-      },
-      defer: (reason, retryAfterMs) => {
-        this.active.delete(directive.directiveId);
-        ack(AckOutcome.NOT_NOW, reason, retryAfterMs);
-      },
+      accept: () => answer(AckOutcome.ACCEPTED),
+      reject: (reason) => answer(AckOutcome.REJECTED, reason),
+      defer: (reason, retryAfterMs) => answer(AckOutcome.NOT_NOW, reason, retryAfterMs),
       progress: (completionPercentage, metrics = {}) =>
         this.report({
           case: "progressUpdate",
@@ -340,20 +431,20 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
             taskId: taskIdOf(directive),
           },
         }),
-      complete: (result) => finish(CompletionStatus.SUCCEEDED, result),
-      fail: (error) => finish(CompletionStatus.FAILED, undefined, error),
+      complete: (result) => finish(signal.aborted && tracked.controller.signal.aborted ? CompletionStatus.CANCELLED : CompletionStatus.SUCCEEDED, result),
+      fail: (error) => finish(tracked.controller.signal.aborted ? CompletionStatus.CANCELLED : CompletionStatus.FAILED, undefined, error),
     };
     this.inbox.push(received);
   }
 
-  /** Directives as they arrive; answer each with accept/reject/defer, then complete or fail. */
+  /** Directives as they arrive (duplicates dropped); answer each with accept/reject/defer, then complete or fail. */
   directives(): AsyncIterable<ReceivedDirective> {
     return this.inbox;
   }
 
   /**
    * Handler mode: each directive is acknowledged on receipt, run, and completed when the
-   * handler returns (failed when it throws). Resolves when the session ends.
+   * handler returns (failed when it throws). Resolves when the agent stops.
    */
   async run(handler: DirectiveHandler): Promise<SessionEnd> {
     const running = new Set<Promise<void>>();
@@ -364,9 +455,6 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
           const result = await handler(received.directive, received);
           received.complete(result ?? undefined);
         } catch (err) {
-          if (received.signal.aborted) {
-            this.logger.debug({ directive_id: received.directive.directiveId }, "handler stopped: directive cancelled");
-          }
           received.fail({ message: err instanceof Error ? err.message : String(err) });
         }
       })();
@@ -381,25 +469,31 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     if (this.ended) return;
     this.ended = end;
     clearInterval(this.heartbeat);
-    for (const tracked of this.active.values()) tracked.controller.abort(new BatonError(Code.UNAVAILABLE, "the session ended"));
-    this.outbox.close();
+    for (const tracked of this.seen.values()) if (!tracked.done) tracked.controller.abort(new BatonError(Code.UNAVAILABLE, "the agent stopped"));
     this.inbox.close();
     this.channel.close();
-    this.logger.info({ code: Code[end.code], reason: end.message }, "session ended");
+    this.logger.info({ code: Code[end.code], reason: end.message }, "agent stopped");
     this.resolveEnd(end);
     this.emit("closed", end);
   }
 
-  /** Ends the session: half-closes the stream so the coordinator sees a clean end. */
-  async close(): Promise<SessionEnd> {
-    if (!this.ended) {
-      this.outbox.close();
-      const timer = setTimeout(() => this.abort.abort(new BatonError(Code.CANCELLED, "agent closed")), 2000);
-      timer.unref();
-      await this.endPromise;
-      clearTimeout(timer);
-    }
-    return this.endPromise;
+  /**
+   * Stops: waits briefly for unacknowledged completions to be acknowledged, then
+   * half-closes the stream so the coordinator sees a clean end.
+   */
+  async close(options: { flushMs?: number } = {}): Promise<SessionEnd> {
+    if (this.ended) return this.endPromise;
+    const deadline = Date.now() + (options.flushMs ?? 1000);
+    while (this.unacked.size > 0 && this.welcome && Date.now() < deadline) await delay(10);
+    this.stopping = true;
+    // Half-close: the coordinator sees the stream end cleanly; cancel only if it does not answer.
+    this.outbox?.close();
+    const timer = setTimeout(() => this.closing.abort(new BatonError(Code.CANCELLED, "agent closed")), 2000);
+    timer.unref();
+    if (!this.outbox) this.closing.abort(new BatonError(Code.CANCELLED, "agent closed"));
+    const end = await this.endPromise;
+    clearTimeout(timer);
+    return end;
   }
 }
 
@@ -412,5 +506,3 @@ function taskIdOf(directive: CoordinationDirective): string {
 export function createAgent(options: AgentOptions): BatonAgent {
   return new BatonAgent(options);
 }
-
-export type { Resource };

@@ -1,53 +1,82 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema, type Agent, type Control } from "../../gen/baton/v1/control_pb.js";
-import type { AgentEntry, Coordinator } from "../coordinator/index.js";
-import { notFound } from "../errors.js";
-import type { ServiceImpl } from "../rpc/index.js";
+import type { AgentRuntime, Coordinator } from "../coordinator/index.js";
+import { invalidArgument, notFound } from "../errors.js";
+import type { HandlerContext, ServiceImpl } from "../rpc/index.js";
 
-/** An agent entry as the Control API shows it. */
-export function toAgentMessage(entry: AgentEntry, inFlight: number): Agent {
+/** An agent as the Control API shows it. */
+export function toAgentMessage(agent: AgentRuntime): Agent {
   return create(AgentSchema, {
-    agentId: entry.agentId,
-    state: entry.state,
-    capabilities: entry.hello.capabilities,
-    resources: entry.hello.resources,
-    labels: entry.hello.labels,
-    maxInFlight: entry.maxInFlight,
-    inFlight,
-    sessionId: entry.session?.sessionId ?? "",
-    connectedAt: timestampFromDate(entry.connectedAt),
-    lastSeen: timestampFromMs(entry.lastSeen),
-    breaker: "closed",
-    identity: entry.identity,
-    peer: entry.peer,
+    agentId: agent.agentId,
+    state: agent.state,
+    capabilities: agent.hello.capabilities,
+    resources: agent.hello.resources,
+    labels: agent.hello.labels,
+    maxInFlight: agent.maxInFlight,
+    inFlight: agent.outbox.inFlight,
+    sessionId: agent.session?.sessionId ?? "",
+    connectedAt: timestampFromDate(agent.connectedAt),
+    lastSeen: timestampFromMs(agent.lastSeen),
+    breaker: agent.breaker.state,
+    identity: agent.identity,
+    peer: agent.peer,
   });
 }
 
-/** The Control service's agent methods over the coordinator. Task methods come with the task engine. */
-export function createControlService(coordinator: Coordinator): ServiceImpl<typeof Control> {
+function submitterOf(ctx: HandlerContext): string {
+  return (ctx.identity as { uri?: string } | undefined)?.uri ?? "";
+}
+
+/** The Control service over the coordinator (got per call: it exists once the server has started). */
+export function createControlService(getCoordinator: () => Coordinator): ServiceImpl<typeof Control> {
   const agent = (id: string): Agent => {
-    const entry = coordinator.registry.get(id);
-    if (!entry) throw notFound(`no agent ${JSON.stringify(id)} is known`);
-    return toAgentMessage(entry, coordinator.pendingDirectives(id).length);
+    const coordinator = getCoordinator();
+    const rt = coordinator.agent(id);
+    if (!rt) throw notFound(`no agent ${JSON.stringify(id)} is known`);
+    return toAgentMessage(rt);
   };
   return {
+    async submitTask(req, ctx) {
+      const coordinator = getCoordinator();
+      const { task, created } = await coordinator.submitTask(req.task!, submitterOf(ctx));
+      return { $typeName: "baton.v1.SubmitTaskResponse", task, created };
+    },
+    async getTask(req) {
+      const coordinator = getCoordinator();
+      return { $typeName: "baton.v1.GetTaskResponse", task: coordinator.getTask(req.taskId) };
+    },
+    async listTasks(req) {
+      const coordinator = getCoordinator();
+      if (req.pageSize > 1000) throw invalidArgument(`page_size must be at most 1000, got ${req.pageSize}`);
+      const { tasks, next } = coordinator.listTasks(req.states, req.pageSize || 100, req.pageToken);
+      return { $typeName: "baton.v1.ListTasksResponse", tasks, nextPageToken: next };
+    },
+    async cancelTask(req) {
+      const coordinator = getCoordinator();
+      return { $typeName: "baton.v1.CancelTaskResponse", task: await coordinator.cancelTask(req.taskId, req.reason) };
+    },
+    async resubmitTask(req) {
+      const coordinator = getCoordinator();
+      return { $typeName: "baton.v1.ResubmitTaskResponse", task: await coordinator.resubmitTask(req.taskId) };
+    },
     async listAgents(req) {
+      const coordinator = getCoordinator();
       const wanted = new Set(req.states);
-      const agents = coordinator.registry
-        .list()
-        .filter((e) => wanted.size === 0 || wanted.has(e.state))
-        .map((e) => toAgentMessage(e, coordinator.pendingDirectives(e.agentId).length));
+      const agents = coordinator.agents().filter((a) => wanted.size === 0 || wanted.has(a.state)).map(toAgentMessage);
       return { $typeName: "baton.v1.ListAgentsResponse", agents };
     },
     async getAgent(req) {
+      const coordinator = getCoordinator();
       return { $typeName: "baton.v1.GetAgentResponse", agent: agent(req.agentId) };
     },
     async drainAgent(req) {
+      const coordinator = getCoordinator();
       coordinator.drain(req.agentId, req.reason || "drained by an operator", req.reconnectTo);
       return { $typeName: "baton.v1.DrainAgentResponse", agent: agent(req.agentId) };
     },
     async getAgentStatus(req, ctx) {
+      const coordinator = getCoordinator();
       const { response, roundTripMs } = await coordinator.requestStatus(req.agentId, {
         ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
         signal: ctx.signal,

@@ -1,12 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { AgentState } from "../../gen/baton/v1/common_pb.js";
-import {
-  AgentStatusRequestSchema,
-  type AgentStatusResponse,
-  type CoordinationDirective,
-} from "../../gen/baton/v1/coordination_pb.js";
+import { AgentStatusRequestSchema, type AgentStatusResponse } from "../../gen/baton/v1/coordination_pb.js";
 import {
   ConnectResponseSchema,
   CoordinatorMessagesSchema,
@@ -82,9 +77,6 @@ export class AgentSession {
   readonly maxInFlight: number;
   readonly connectedAt = new Date();
   lastSeen = Date.now();
-  draining = false;
-  /** Next sequence number for a reliable message (directives). */
-  private nextSequence = 1n;
   private readonly outbox: AsyncQueue<Outgoing>;
   private readonly pendingStatus = new Map<string, PendingStatus>();
   private readonly closed = new AbortController();
@@ -177,11 +169,6 @@ export class AgentSession {
     return this.outbox.push({ kind: "frame", frame });
   }
 
-  /** Stamps a directive with this session's next sequence number. */
-  assignSequence(directive: CoordinationDirective): void {
-    directive.sequence = this.nextSequence++;
-  }
-
   /** Sends an AgentStatusRequest and waits for the answer, at most `timeoutMs`. */
   requestStatus(timeoutMs: number, signal?: AbortSignal): Promise<{ response: AgentStatusResponse; roundTripMs: number }> {
     if (this.isClosed) return Promise.reject(unavailable(`agent ${this.agentId} has no open session`));
@@ -224,11 +211,6 @@ export class AgentSession {
   /** Records that the agent was heard from. */
   touch(): void {
     this.lastSeen = Date.now();
-  }
-
-  /** The agent's state as this session sees it. */
-  get state(): AgentState {
-    return this.draining ? AgentState.DRAINING : AgentState.ONLINE;
   }
 
   /** Ends the session: with an error the stream ends with its status, else with OK. */

@@ -1,13 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
+import { TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import {
-  AckOutcome,
+  AgentStatusResponseSchema,
+  CompletionStatus,
   CoordinationDirectiveSchema,
   DirectiveAckSchema,
-  AgentStatusResponseSchema,
   ProgressUpdateSchema,
   TaskCompletionSchema,
   type AgentStatusResponse,
@@ -16,60 +17,251 @@ import {
   type ProgressUpdate,
   type TaskCompletion,
 } from "../../gen/baton/v1/coordination_pb.js";
+import { DeliveryState, JournalDirectiveSchema, JournalSessionSchema, type JournalDirective } from "../../gen/baton/v1/journal_pb.js";
 import { ConnectResponseSchema, HelloSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Hello } from "../../gen/baton/v1/session_pb.js";
 import type { BatonConfig } from "../config.js";
-import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, unavailable, resourceExhausted } from "../errors.js";
+import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, unavailable, unimplemented } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
 import type { SpiffeIdentity } from "../security/index.js";
+import type { Store } from "../store/index.js";
 import { delay } from "../streams/index.js";
-import { AgentRegistry, type AgentEntry } from "./agent-registry.js";
+import { createAgentBreaker, type AgentBreaker, type BreakerState } from "./agent-breaker.js";
 import { AgentSession, welcomeFrame } from "./agent-session.js";
+import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
+import { assignTasks, type AgentView } from "./scheduler.js";
+import { TaskJournal } from "./task-journal.js";
 
-/** What the coordinator reports as it works; later the event log and WatchEvents feed on it. */
+/** An agent as the coordinator holds it, across sessions. */
+export interface AgentRuntime {
+  agentId: string;
+  state: AgentState;
+  hello: Hello;
+  identity: string;
+  peer: string;
+  session: AgentSession | undefined;
+  /** The current or last session's id; a Hello naming it resumes. */
+  sessionId: string;
+  connectedAt: Date;
+  lastSeen: number;
+  maxInFlight: number;
+  draining: boolean;
+  outbox: DirectiveOutbox;
+  breaker: AgentBreaker;
+  /** Settles each delivery's breaker call when the agent answers or is given up on. */
+  outcomes: Map<string, { resolve: () => void; reject: (err: Error) => void }>;
+  graceTimer: NodeJS.Timeout | undefined;
+  dueTimer: NodeJS.Timeout | undefined;
+}
+
+interface TaskRuntime {
+  task: Task;
+  /** Agents that rejected it: it never goes back to them. */
+  excluded: Set<string>;
+  /** Not scheduled before this time (retry delay, NAK delay). */
+  notBefore: number;
+  /** The directive of the current attempt, if one is out. */
+  directiveId: string | undefined;
+}
+
+/** What the coordinator reports as it works; WatchEvents and metrics feed on it. */
 export interface CoordinatorEvents {
-  "agent.online": [entry: AgentEntry];
-  "agent.disconnected": [entry: AgentEntry, reason: string];
-  "agent.draining": [entry: AgentEntry];
+  "agent.online": [agent: AgentRuntime];
+  "agent.disconnected": [agent: AgentRuntime, reason: string];
+  "agent.offline": [agent: AgentRuntime, reason: string];
+  "agent.draining": [agent: AgentRuntime];
+  "task.updated": [task: Task, reason: string];
   "directive.sent": [directive: CoordinationDirective];
   "directive.ack": [ack: DirectiveAck, directive: CoordinationDirective];
   "directive.progress": [update: ProgressUpdate];
   "directive.completed": [completion: TaskCompletion, directive: CoordinationDirective | undefined];
 }
 
-interface DirectiveRecord {
-  directive: CoordinationDirective;
-  agentId: string;
-  accepted: boolean;
-}
-
 /** Options of the coordinator. */
 export interface CoordinatorOptions {
   config: BatonConfig;
   logger: Logger;
+  /** The journal's store; the coordinator closes it on shutdown. */
+  store: Store;
+  /** Milliseconds since the epoch; injected so tests can steer time. */
+  now?: () => number;
 }
 
+const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.DEAD_LETTERED, TaskState.CANCELLED]);
+// Outcomes that count against a task's maxAttempts; losing an agent or a NAK does not.
+const COUNTED = new Set(["directive_failed", "lease_expired", "rejected"]);
 // Remember settled completions so a resent TaskCompletion is acknowledged, not applied twice.
 const SETTLED_MEMORY = 100_000;
 
+/** Whether a task state is final. */
+export function isTerminal(state: TaskState): boolean {
+  return TERMINAL.has(state);
+}
+
+function directiveFor(task: Task, agentId: string, correlationId: string): CoordinationDirective {
+  const spec = task.spec!;
+  return create(CoordinationDirectiveSchema, {
+    directiveId: randomUUID(),
+    timestamp: timestampNow(),
+    targetAgent: agentId,
+    action: Action.ASSIGN_TASK,
+    correlationId,
+    parameters: {
+      kind: {
+        case: "assignTask",
+        value: {
+          taskId: spec.taskId,
+          priority: spec.priority,
+          requiredCapabilities: spec.requiredCapabilities,
+          ...(spec.input ? { input: spec.input } : {}),
+          ...(spec.deadline ? { deadline: spec.deadline } : {}),
+        },
+      },
+    },
+  });
+}
+
 /**
- * The coordinator's message handler and agent sessions: it owns the Connect stream's
- * logic, sends directives and status requests, and settles what agents report.
+ * The coordinator's message handler and state tracker: agent sessions over Connect,
+ * durable tasks, directive delivery with acks, retries, leases and circuit breakers,
+ * and the spec's error handling (agent_unavailable, resource_conflict, directive_failed).
  */
 export class Coordinator extends EventEmitter<CoordinatorEvents> {
-  readonly registry = new AgentRegistry();
-  private readonly directives = new Map<string, DirectiveRecord>();
+  private readonly agentsById = new Map<string, AgentRuntime>();
+  private readonly tasks = new Map<string, TaskRuntime>();
+  /** Live (unsettled) directives. */
+  private readonly directives = new Map<string, JournalDirective>();
+  /** Every directive of a task still open, superseded ones included: a late success still counts. */
+  private readonly directiveTask = new Map<string, { taskId: string; agentId: string }>();
   private readonly settled = new Set<string>();
   private readonly logger: Logger;
   private readonly config: BatonConfig;
+  private readonly journal: TaskJournal;
+  private readonly now: () => number;
+  private scheduleQueued = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
 
   constructor(options: CoordinatorOptions) {
     super();
     this.config = options.config;
     this.logger = options.logger.child({ component: "coordinator" });
+    this.journal = new TaskJournal(options.store);
+    this.now = options.now ?? Date.now;
   }
+
+  /** Loads the journal: tasks and directives survive restarts; their agents may resume. */
+  async start(): Promise<void> {
+    const { tasks, directives, sessions } = await this.journal.load();
+    for (const task of tasks) this.tasks.set(task.spec!.taskId, this.taskRuntime(task));
+    const sessionOf = new Map(sessions.map((s) => [s.agentId, s]));
+    const now = this.now();
+    for (const jd of directives) {
+      const d = jd.directive!;
+      const rt = this.tasks.get(jd.taskId);
+      if (!rt || isTerminal(rt.task.state)) continue;
+      this.directiveTask.set(d.directiveId, { taskId: jd.taskId, agentId: jd.agentId });
+      if (jd.state === DeliveryState.SETTLED) continue;
+      const agent = this.agentRuntime(jd.agentId, sessionOf.get(jd.agentId)?.sessionId ?? jd.sessionId);
+      agent.outbox.restore(d, jd.state === DeliveryState.ACCEPTED ? "accepted" : "sent", now);
+      this.directives.set(d.directiveId, jd);
+      rt.directiveId = d.directiveId;
+      this.track(agent, d.directiveId);
+    }
+    for (const s of sessions) {
+      const agent = this.agentsById.get(s.agentId);
+      if (agent && s.nextSequence > agent.outbox.nextSequence) agent.outbox = this.newOutbox(agent.maxInFlight, s.nextSequence, agent.outbox);
+    }
+    // Agents with work out have the grace period to come back and resume.
+    for (const agent of this.agentsById.values()) this.startGrace(agent, "the coordinator restarted");
+    const open = [...this.tasks.values()].filter((t) => !isTerminal(t.task.state)).length;
+    this.logger.info({ tasks: tasks.length, open, directives: this.directives.size }, "journal loaded");
+    this.requestSchedule();
+  }
+
+  // ---------------------------------------------------------------- agents
+
+  private newOutbox(maxInFlight: number, firstSequence = 1n, from?: DirectiveOutbox): DirectiveOutbox {
+    const outbox = new DirectiveOutbox({ ...this.config.delivery, ackTimeoutMs: this.config.session.ackTimeoutMs }, maxInFlight, firstSequence);
+    for (const entry of from?.list() ?? []) outbox.restore(entry.directive, entry.state, this.now());
+    return outbox;
+  }
+
+  private agentRuntime(agentId: string, sessionId = ""): AgentRuntime {
+    let rt = this.agentsById.get(agentId);
+    if (rt) return rt;
+    const created: AgentRuntime = {
+      agentId,
+      state: AgentState.DISCONNECTED,
+      hello: create(HelloSchema, { agentId }),
+      identity: "",
+      peer: "",
+      session: undefined,
+      sessionId,
+      connectedAt: new Date(this.now()),
+      lastSeen: this.now(),
+      maxInFlight: this.config.session.defaultMaxInFlight,
+      draining: false,
+      outbox: this.newOutbox(this.config.session.defaultMaxInFlight),
+      breaker: createAgentBreaker(
+        agentId,
+        this.config.breaker,
+        this.logger,
+        (state) => this.onBreaker(created, state),
+      ),
+      outcomes: new Map(),
+      graceTimer: undefined,
+      dueTimer: undefined,
+    };
+    rt = created;
+    this.agentsById.set(agentId, rt);
+    return rt;
+  }
+
+  private onBreaker(agent: AgentRuntime, state: BreakerState): void {
+    if (state === "open") {
+      if (agent.state !== AgentState.OFFLINE) this.markOffline(agent, "agent_unavailable: circuit open");
+    } else if (agent.session) {
+      // Half-open or closed with a live session: back in service (a half-open breaker lets one probe through).
+      agent.state = agent.draining ? AgentState.DRAINING : AgentState.ONLINE;
+      this.emit("agent.online", agent);
+      this.requestSchedule();
+    }
+  }
+
+  private markOffline(agent: AgentRuntime, reason: string): void {
+    agent.state = AgentState.OFFLINE;
+    clearTimeout(agent.graceTimer);
+    agent.graceTimer = undefined;
+    this.logger.warn({ agent_id: agent.agentId, reason }, "agent offline: its work is replanned");
+    this.emit("agent.offline", agent, reason);
+    agent.breaker.open();
+    this.handBack(agent, agent.outbox.drainAll().map((e) => ({ directive: e.directive, accepted: e.state === "accepted" })), "agent_unavailable");
+  }
+
+  private startGrace(agent: AgentRuntime, reason: string): void {
+    clearTimeout(agent.graceTimer);
+    agent.graceTimer = setTimeout(() => {
+      agent.graceTimer = undefined;
+      if (!agent.session && agent.state !== AgentState.OFFLINE) this.markOffline(agent, `agent_unavailable: did not return within ${this.config.session.disconnectGraceMs} ms (${reason})`);
+    }, this.config.session.disconnectGraceMs);
+    agent.graceTimer.unref();
+  }
+
+  /** The agents known, sorted by id. */
+  agents(): AgentRuntime[] {
+    return [...this.agentsById.keys()].sort().map((id) => this.agentsById.get(id)!);
+  }
+
+  /** One agent. */
+  agent(agentId: string): AgentRuntime | undefined {
+    const rt = this.agentsById.get(agentId);
+    if (rt?.session) rt.lastSeen = rt.session.lastSeen;
+    return rt;
+  }
+
+  // ---------------------------------------------------------------- sessions
 
   /** The Coordinator.Connect handler: one agent session per stream. */
   connect = (requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncIterable<ConnectResponse> => this.runSession(requests, ctx);
@@ -82,7 +274,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.authorizeHello(hello, identity);
     const cfg = this.config.session;
     const maxInFlight = Math.min(hello.maxInFlight || cfg.defaultMaxInFlight, cfg.maxInFlightLimit);
-    const sessionId = randomUUID();
+    const agent = this.agentRuntime(hello.agentId);
+    const resumed = hello.sessionId !== "" && hello.sessionId === agent.sessionId && agent.state !== AgentState.OFFLINE;
+    const sessionId = resumed ? agent.sessionId : randomUUID();
     // Not ctx.logger: protocol lines carry each message's own correlation_id, not the stream's.
     const logger = this.logger.child({ agent_id: hello.agentId, session_id: sessionId });
     const session: AgentSession = new AgentSession({
@@ -101,26 +295,39 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       maxBatch: cfg.maxBatch,
       logger,
       protocolLevel: this.config.log.protocolLevel,
-      onClose: (s, error) => this.onSessionClosed(s, error),
+      onClose: (s, error) => this.onSessionClosed(agent, s, error),
     });
-    const replaced = this.registry.attach(session);
+    const replaced = agent.session;
+    agent.session = session;
     replaced?.close(new BatonError(Code.ABORTED, `session replaced by a newer session of agent ${hello.agentId}`));
-    logger.info({ max_in_flight: maxInFlight, peer: ctx.peer.address, replaced: replaced?.sessionId }, "agent session opened");
-    this.emit("agent.online", this.registry.get(hello.agentId)!);
+    if (resumed) {
+      // Whatever was written to the old stream and not acknowledged is replayed, in order.
+      agent.outbox.disconnect();
+    } else {
+      // A new session: what the agent held under its old one is gone with it.
+      this.handBack(agent, agent.outbox.drainAll().map((e) => ({ directive: e.directive, accepted: e.state === "accepted" })), "agent_unavailable");
+      agent.outbox = this.newOutbox(maxInFlight);
+    }
+    agent.outbox.maxInFlight = maxInFlight;
+    Object.assign(agent, { hello, identity: session.identity, peer: session.peer, sessionId, connectedAt: session.connectedAt, lastSeen: session.lastSeen, maxInFlight, draining: false });
+    clearTimeout(agent.graceTimer);
+    agent.graceTimer = undefined;
+    agent.state = agent.breaker.state === "open" ? AgentState.OFFLINE : AgentState.ONLINE;
+    logger.info({ max_in_flight: maxInFlight, peer: ctx.peer.address, resumed, last_sequence: String(hello.lastSequence), replaced: replaced?.sessionId, breaker: agent.breaker.state }, "agent session opened");
+    void this.journal
+      .commit({ sessions: [create(JournalSessionSchema, { agentId: agent.agentId, sessionId, nextSequence: agent.outbox.nextSequence, lastSeen: timestampNow() })] })
+      .catch((err: unknown) => logger.error({ err }, "journal write failed"));
+    if (agent.state === AgentState.ONLINE) this.emit("agent.online", agent);
 
     const onCancel = () => session.close(new BatonError(Code.CANCELLED, "the agent cancelled its session"));
     ctx.signal.addEventListener("abort", onCancel, { once: true });
-    void this.readReports(iterator, session, logger);
+    void this.readReports(iterator, agent, session, logger);
+    queueMicrotask(() => {
+      this.pump(agent);
+      this.requestSchedule();
+    });
     try {
-      yield* session.frames(
-        welcomeFrame(session, {
-          heartbeatIntervalMs: cfg.heartbeatIntervalMs,
-          ackTimeoutMs: cfg.ackTimeoutMs,
-          coordinatorId: this.config.coordinatorId,
-          protocolVersion: PROTOCOL_VERSION,
-          resumed: false,
-        }),
-      );
+      yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, coordinatorId: this.config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed }));
     } finally {
       ctx.signal.removeEventListener("abort", onCancel);
       session.close();
@@ -167,13 +374,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     });
   }
 
-  private async readReports(iterator: AsyncIterator<ConnectRequest>, session: AgentSession, logger: Logger): Promise<void> {
+  private async readReports(iterator: AsyncIterator<ConnectRequest>, agent: AgentRuntime, session: AgentSession, logger: Logger): Promise<void> {
     try {
       for (;;) {
         const next = await iterator.next();
         if (next.done || session.isClosed) break;
         session.touch();
-        this.handleFrame(next.value, session, logger);
+        agent.lastSeen = session.lastSeen;
+        this.handleFrame(next.value, agent, session, logger);
       }
       session.close();
     } catch (err) {
@@ -183,7 +391,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private handleFrame(frame: ConnectRequest, session: AgentSession, logger: Logger): void {
+  private handleFrame(frame: ConnectRequest, agent: AgentRuntime, session: AgentSession, logger: Logger): void {
     const kind = frame.kind;
     switch (kind.case) {
       case "heartbeat":
@@ -193,7 +401,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         if (kind.value.sender && kind.value.sender !== session.agentId) {
           throw permissionDenied(`agent ${session.agentId} may not send reports as ${JSON.stringify(kind.value.sender)}`);
         }
-        for (const report of kind.value.reports) this.handleReport(report, session, logger);
+        for (const report of kind.value.reports) this.handleReport(report, agent, session, logger);
+        this.pump(agent);
         return;
       case "hello":
         throw invalidArgument("hello may be sent only once per session");
@@ -212,17 +421,18 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     logProtocolMessage(logger, { correlation_id: correlationId, source: session.agentId, destination: this.config.coordinatorId, message_type: messageType }, "received", this.config.log.protocolLevel);
   }
 
-  /** The directive an agent's report names, refusing another agent's directive. */
-  private ownDirective(directiveId: string, session: AgentSession, what: string): DirectiveRecord | undefined {
-    const record = this.directives.get(directiveId);
-    if (record && record.agentId !== session.agentId) {
-      throw permissionDenied(`agent ${session.agentId} may not send ${what} for directive ${directiveId} of agent ${record.agentId}`);
+  /** The task a directive belongs to, refusing another agent's directive. */
+  private ownDirective(directiveId: string, session: AgentSession, what: string): { taskId: string; agentId: string } | undefined {
+    const owner = this.directiveTask.get(directiveId);
+    if (owner && owner.agentId !== session.agentId) {
+      throw permissionDenied(`agent ${session.agentId} may not send ${what} for directive ${directiveId} of agent ${owner.agentId}`);
     }
-    return record;
+    return owner;
   }
 
-  private handleReport(report: AgentReport, session: AgentSession, logger: Logger): void {
+  private handleReport(report: AgentReport, agent: AgentRuntime, session: AgentSession, logger: Logger): void {
     const kind = report.kind;
+    const now = this.now();
     switch (kind.case) {
       case "statusResponse": {
         assertProtocolValid(AgentStatusResponseSchema, kind.value);
@@ -235,28 +445,34 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         const ack = kind.value;
         assertProtocolValid(DirectiveAckSchema, ack);
         this.checkSource(ack.sourceAgent, session, "an ack");
-        const record = this.ownDirective(ack.directiveId, session, "an ack");
-        this.logReceived(session, record?.directive.correlationId || ack.directiveId, "directive_ack", logger);
-        if (!record) {
-          logger.warn({ directive_id: ack.directiveId }, "ack for an unknown directive");
+        const owner = this.ownDirective(ack.directiveId, session, "an ack");
+        const jd = this.directives.get(ack.directiveId);
+        this.logReceived(session, jd?.directive?.correlationId || ack.directiveId, "directive_ack", logger);
+        if (!owner || !jd) {
+          logger.debug({ directive_id: ack.directiveId }, "ack for a directive no longer out");
           return;
         }
-        // An ack for an earlier delivery attempt must not settle a redelivery.
-        if (ack.attempt !== 0 && ack.attempt !== record.directive.attempt) {
-          logger.debug({ directive_id: ack.directiveId, attempt: ack.attempt, current: record.directive.attempt }, "stale ack ignored");
+        const result = agent.outbox.ack(ack, now);
+        if (result.kind === "stale" || result.kind === "unknown") {
+          logger.debug({ directive_id: ack.directiveId, attempt: ack.attempt }, "stale ack ignored");
           return;
         }
-        if (ack.outcome === AckOutcome.ACCEPTED) record.accepted = true;
-        else this.directives.delete(ack.directiveId);
-        this.emit("directive.ack", ack, record.directive);
+        // The agent answered: for its breaker, that is a success whatever it said.
+        this.settleOutcome(agent, ack.directiveId);
+        this.emit("directive.ack", ack, result.directive);
+        if (result.kind === "accepted") this.onAccepted(jd);
+        else if (result.kind === "rejected") this.endAttempt(jd, "rejected", `rejected by ${agent.agentId}: ${result.reason}`, { exclude: agent.agentId });
+        else this.endAttempt(jd, "deferred", `deferred by ${agent.agentId}: ${result.reason || "not now"}`, { delayMs: result.retryAfterMs });
         return;
       }
       case "progressUpdate": {
         const update = kind.value;
         assertProtocolValid(ProgressUpdateSchema, update);
         this.checkSource(update.sourceAgent, session, "progress");
-        const record = update.directiveId ? this.ownDirective(update.directiveId, session, "progress") : undefined;
-        this.logReceived(session, record?.directive.correlationId || update.eventId, "progress_update", logger);
+        if (update.directiveId) this.ownDirective(update.directiveId, session, "progress");
+        const jd = update.directiveId ? this.directives.get(update.directiveId) : undefined;
+        this.logReceived(session, jd?.directive?.correlationId || update.eventId, "progress_update", logger);
+        if (update.directiveId) agent.outbox.progress(update.directiveId, now);
         this.emit("directive.progress", update);
         return;
       }
@@ -264,17 +480,19 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         const completion = kind.value;
         assertProtocolValid(TaskCompletionSchema, completion);
         this.checkSource(completion.sourceAgent, session, "a completion");
-        const record = this.ownDirective(completion.directiveId, session, "a completion");
-        this.logReceived(session, record?.directive.correlationId || completion.directiveId, "task_completion", logger);
-        if (!this.settled.has(completion.eventId)) {
-          this.remember(completion.eventId);
-          this.directives.delete(completion.directiveId);
-          this.emit("directive.completed", completion, record?.directive);
-        }
-        // Acknowledge every copy: the agent keeps a completion until it hears this.
-        session.send(
-          { $typeName: "baton.v1.CoordinatorMessage", kind: { case: "completionAck", value: { $typeName: "baton.v1.CompletionAck", eventId: completion.eventId, directiveId: completion.directiveId } } },
-          record?.directive.correlationId || completion.directiveId,
+        const owner = this.ownDirective(completion.directiveId, session, "a completion");
+        const jd = this.directives.get(completion.directiveId);
+        const correlationId = jd?.directive?.correlationId || completion.directiveId;
+        this.logReceived(session, correlationId, "task_completion", logger);
+        void this.onCompletion(completion, owner, agent).then(
+          () => {
+            // Acknowledged only once durable: the agent keeps the completion until then.
+            session.send(
+              { $typeName: "baton.v1.CoordinatorMessage", kind: { case: "completionAck", value: { $typeName: "baton.v1.CompletionAck", eventId: completion.eventId, directiveId: completion.directiveId } } },
+              correlationId,
+            );
+          },
+          (err: unknown) => logger.error({ err, directive_id: completion.directiveId }, "completion not recorded; the agent will resend it"),
         );
         return;
       }
@@ -283,26 +501,409 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private remember(eventId: string): void {
-    this.settled.add(eventId);
-    if (this.settled.size > SETTLED_MEMORY) {
-      // Sets iterate in insertion order: the first is the oldest.
-      this.settled.delete(this.settled.values().next().value!);
+  private onSessionClosed(agent: AgentRuntime, session: AgentSession, error: BatonError | undefined): void {
+    if (agent.session !== session) return;
+    agent.session = undefined;
+    agent.lastSeen = session.lastSeen;
+    agent.outbox.disconnect();
+    clearTimeout(agent.dueTimer);
+    const reason = error?.message ?? "the agent closed its session";
+    this.logger.info({ agent_id: agent.agentId, session_id: session.sessionId, reason }, "agent session closed");
+    if (agent.state !== AgentState.OFFLINE) {
+      agent.state = AgentState.DISCONNECTED;
+      this.startGrace(agent, reason);
+    }
+    this.emit("agent.disconnected", agent, reason);
+  }
+
+  // ---------------------------------------------------------------- delivery
+
+  private track(agent: AgentRuntime, directiveId: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => agent.outcomes.set(directiveId, { resolve, reject }));
+  }
+
+  private settleOutcome(agent: AgentRuntime, directiveId: string, failure?: Error): void {
+    const outcome = agent.outcomes.get(directiveId);
+    if (!outcome) return;
+    agent.outcomes.delete(directiveId);
+    if (failure) outcome.reject(failure);
+    else outcome.resolve();
+  }
+
+  /** Writes what the outbox lets out, handles what it gave up, and sets the next wake-up. */
+  private pump(agent: AgentRuntime): void {
+    const now = this.now();
+    for (const giveUp of agent.outbox.expire(now)) this.onGiveUp(agent, giveUp);
+    if (agent.session && agent.state !== AgentState.OFFLINE) {
+      for (const directive of agent.outbox.take(now)) {
+        agent.session.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "directive", value: directive } }, directive.correlationId);
+        this.emit("directive.sent", directive);
+      }
+    }
+    clearTimeout(agent.dueTimer);
+    const due = agent.outbox.nextDue();
+    if (due !== undefined && agent.session) {
+      agent.dueTimer = setTimeout(() => this.pump(agent), Math.max(1, due - this.now()));
+      agent.dueTimer.unref();
     }
   }
 
-  private onSessionClosed(session: AgentSession, error: BatonError | undefined): void {
-    if (!this.registry.detach(session)) return;
-    const reason = error?.message ?? "the agent closed its session";
-    this.logger.info({ agent_id: session.agentId, session_id: session.sessionId, reason }, "agent session closed");
-    this.emit("agent.disconnected", this.registry.get(session.agentId)!, reason);
+  private onGiveUp(agent: AgentRuntime, giveUp: GiveUp): void {
+    const id = giveUp.directive.directiveId;
+    const jd = this.directives.get(id);
+    if (giveUp.reason === "exhausted") {
+      // Retries spent without an ack: agent_unavailable, no further retry to it.
+      this.settleOutcome(agent, id, new Error(`agent ${agent.agentId} did not acknowledge directive ${id} after ${this.config.delivery.retryCount} retries`));
+      if (jd) this.endAttempt(jd, "agent_unavailable", `agent ${agent.agentId} did not acknowledge after ${this.config.delivery.retryCount} retries`, { exclude: undefined });
+      if (agent.state !== AgentState.OFFLINE) this.markOffline(agent, `agent_unavailable: directive ${id} unacknowledged after ${this.config.delivery.retryCount} retries`);
+    } else {
+      // No progress within the lease: stop it on the agent and try again.
+      agent.session?.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "cancel", value: { $typeName: "baton.v1.DirectiveCancel", directiveId: id, taskId: jd?.taskId ?? "", reason: "lease expired" } } }, giveUp.directive.correlationId);
+      if (jd) this.endAttempt(jd, "lease_expired", `no progress from ${agent.agentId} within ${this.config.delivery.leaseMs} ms`, {});
+    }
   }
 
+  private handBack(agent: AgentRuntime, entries: Array<{ directive: CoordinationDirective; accepted: boolean }>, outcome: string): void {
+    for (const { directive, accepted } of entries) {
+      this.settleOutcome(agent, directive.directiveId, new Error(`handed back: ${outcome}`));
+      const jd = this.directives.get(directive.directiveId);
+      if (jd) this.endAttempt(jd, outcome, accepted ? `agent ${agent.agentId} was lost while running it (re-execution)` : `agent ${agent.agentId} was lost before acknowledging it`, {});
+    }
+  }
+
+  private onAccepted(jd: JournalDirective): void {
+    const rt = this.tasks.get(jd.taskId);
+    jd.state = DeliveryState.ACCEPTED;
+    const change: Parameters<TaskJournal["commit"]>[0] = { directives: [jd] };
+    if (rt && rt.directiveId === jd.directive!.directiveId && rt.task.state === TaskState.ASSIGNED) {
+      rt.task.state = TaskState.RUNNING;
+      rt.task.updatedAt = timestampNow();
+      change.tasks = [rt.task];
+      this.emit("task.updated", rt.task, "accepted");
+    }
+    void this.journal.commit(change).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
+  }
+
+  /**
+   * Ends the current attempt of a directive's task: rolls back what the directive changed,
+   * then retries (back to pending) or dead-letters it when its attempts are spent.
+   */
+  private endAttempt(jd: JournalDirective, outcome: string, reason: string, options: { exclude?: string | undefined; delayMs?: number }): void {
+    const id = jd.directive!.directiveId;
+    this.directives.delete(id);
+    const rt = this.tasks.get(jd.taskId);
+    if (!rt || rt.directiveId !== id || isTerminal(rt.task.state)) {
+      void this.journal.commit({ deleteDirectives: [id] }).catch(() => {});
+      return;
+    }
+    rt.directiveId = undefined;
+    this.closeAttempt(rt.task, outcome, reason);
+    if (options.exclude) rt.excluded.add(options.exclude);
+    const counted = this.countedFailures(rt.task);
+    const deliveries = this.deliveries(rt.task);
+    const spec = rt.task.spec!;
+    const maxAttempts = spec.maxAttempts || this.config.tasks.maxAttempts;
+    if (counted >= maxAttempts || deliveries >= this.config.tasks.maxDeliveries) {
+      rt.task.state = TaskState.DEAD_LETTERED;
+      rt.task.reason = counted >= maxAttempts ? `${counted} attempts failed; last: ${outcome}: ${reason}` : `${deliveries} deliveries without success; last: ${outcome}: ${reason}`;
+      rt.task.assignedAgents = [];
+      this.logger.warn({ task_id: spec.taskId, outcome, reason: rt.task.reason }, "task dead-lettered");
+    } else {
+      rt.task.state = TaskState.PENDING;
+      rt.task.assignedAgents = [];
+      rt.task.reason = `${outcome}: ${reason}`;
+      const backoff = COUNTED.has(outcome) ? this.config.tasks.retryDelayMs * 2 ** Math.max(0, counted - 1) : 0;
+      rt.notBefore = this.now() + Math.max(backoff, options.delayMs ?? 0);
+    }
+    rt.task.updatedAt = timestampNow();
+    this.emit("task.updated", rt.task, outcome);
+    void this.journal.commit({ tasks: [rt.task], deleteDirectives: [id] }).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
+    this.requestSchedule();
+  }
+
+  private closeAttempt(task: Task, outcome: string, reason: string): void {
+    const attempt = task.attempts.at(-1);
+    if (attempt && !attempt.endedAt) {
+      attempt.endedAt = timestampNow();
+      attempt.outcome = outcome;
+      attempt.reason = reason;
+    }
+  }
+
+  private countedFailures(task: Task): number {
+    let n = 0;
+    for (const a of task.attempts) {
+      if (a.outcome === "resubmitted") n = 0;
+      else if (COUNTED.has(a.outcome)) n++;
+    }
+    return n;
+  }
+
+  private deliveries(task: Task): number {
+    let n = 0;
+    for (const a of task.attempts) n = a.outcome === "resubmitted" ? 0 : n + 1;
+    return n;
+  }
+
+  private async onCompletion(completion: TaskCompletion, owner: { taskId: string; agentId: string } | undefined, agent: AgentRuntime): Promise<void> {
+    const id = completion.directiveId;
+    if (this.settled.has(completion.eventId)) return;
+    const jd = this.directives.get(id);
+    agent.outbox.settle(id);
+    this.settleOutcome(agent, id);
+    const rt = owner ? this.tasks.get(owner.taskId) : undefined;
+    this.emit("directive.completed", completion, jd?.directive);
+    if (!rt || isTerminal(rt.task.state)) {
+      // Settled already (a duplicate, or the task finished elsewhere): acknowledge, change nothing.
+      if (jd) this.directives.delete(id);
+      this.remember(completion.eventId);
+      return;
+    }
+    const current = rt.directiveId === id;
+    if (completion.status === CompletionStatus.SUCCEEDED) {
+      if (jd) this.directives.delete(id);
+      // A superseded attempt that succeeds still settles the task: first success wins.
+      if (!current && rt.directiveId) this.cancelDirective(rt.directiveId, "the task succeeded on another attempt");
+      rt.directiveId = undefined;
+      this.closeAttempt(rt.task, "succeeded", `completed by ${agent.agentId}`);
+      rt.task.state = TaskState.SUCCEEDED;
+      if (completion.result) rt.task.result = completion.result;
+      rt.task.reason = "";
+      rt.task.updatedAt = timestampNow();
+      const forget = [...this.directiveTask].filter(([, o]) => o.taskId === rt.task.spec!.taskId).map(([d]) => d);
+      await this.journal.commit({ tasks: [rt.task], deleteDirectives: forget });
+      for (const d of forget) this.directiveTask.delete(d);
+      this.remember(completion.eventId);
+      this.emit("task.updated", rt.task, "succeeded");
+      this.requestSchedule();
+      return;
+    }
+    this.remember(completion.eventId);
+    if (!current || !jd) {
+      await this.journal.commit({ deleteDirectives: [id] });
+      return;
+    }
+    const error = completion.error;
+    if (completion.status === CompletionStatus.FAILED && error?.code === "resource_conflict") {
+      this.endAttempt(jd, "resource_conflict", error.message, {});
+    } else if (completion.status === CompletionStatus.FAILED && error && !error.retryable) {
+      this.endAttempt(jd, "directive_failed", error.message, {});
+      if (!isTerminal(rt.task.state)) this.deadLetter(rt, `directive_failed (not retryable): ${error.message}`);
+    } else {
+      this.endAttempt(jd, completion.status === CompletionStatus.CANCELLED ? "directive_failed" : "directive_failed", error?.message || "the agent reported failure", {});
+    }
+  }
+
+  private deadLetter(rt: TaskRuntime, reason: string): void {
+    rt.task.state = TaskState.DEAD_LETTERED;
+    rt.task.reason = reason;
+    rt.task.updatedAt = timestampNow();
+    this.emit("task.updated", rt.task, "dead_lettered");
+    void this.journal.commit({ tasks: [rt.task] }).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
+  }
+
+  private remember(eventId: string): void {
+    this.settled.add(eventId);
+    if (this.settled.size > SETTLED_MEMORY) this.settled.delete(this.settled.values().next().value!);
+  }
+
+  private cancelDirective(directiveId: string, reason: string): void {
+    const jd = this.directives.get(directiveId);
+    if (!jd) return;
+    this.directives.delete(directiveId);
+    const agent = this.agentsById.get(jd.agentId);
+    if (!agent) return;
+    agent.outbox.settle(directiveId);
+    this.settleOutcome(agent, directiveId);
+    agent.session?.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "cancel", value: { $typeName: "baton.v1.DirectiveCancel", directiveId, taskId: jd.taskId, reason } } }, jd.directive!.correlationId);
+    void this.journal.commit({ deleteDirectives: [directiveId] }).catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- scheduling
+
+  private requestSchedule(): void {
+    if (this.scheduleQueued || this.stopping) return;
+    this.scheduleQueued = true;
+    setImmediate(() => {
+      this.scheduleQueued = false;
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    const now = this.now();
+    let wake = Number.POSITIVE_INFINITY;
+    const pending: Task[] = [];
+    for (const rt of this.tasks.values()) {
+      if (rt.task.state !== TaskState.PENDING) continue;
+      if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
+      else pending.push(rt.task);
+    }
+    clearTimeout(this.wakeTimer);
+    if (Number.isFinite(wake)) {
+      this.wakeTimer = setTimeout(() => this.requestSchedule(), Math.max(1, wake - now));
+      this.wakeTimer.unref();
+    }
+    if (pending.length === 0) return;
+    const views: AgentView[] = [];
+    for (const a of this.agentsById.values()) {
+      if (!a.session || a.draining || a.state === AgentState.OFFLINE || !a.breaker.allows) continue;
+      const held = a.outbox.list().length;
+      // A half-open breaker takes exactly one probe.
+      const free = a.breaker.state === "half_open" ? Math.min(1, a.maxInFlight - held) : a.maxInFlight - held;
+      if (free <= 0) continue;
+      views.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held });
+    }
+    for (const { taskId, agentId } of assignTasks(pending, views, (id) => this.tasks.get(id)!.excluded)) {
+      this.assign(this.tasks.get(taskId)!, this.agentsById.get(agentId)!);
+    }
+  }
+
+  private assign(rt: TaskRuntime, agent: AgentRuntime): void {
+    const correlationId = randomUUID();
+    const directive = directiveFor(rt.task, agent.agentId, correlationId);
+    const id = directive.directiveId;
+    const attemptNo = rt.task.attempts.length + 1;
+    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
+    rt.task.state = TaskState.ASSIGNED;
+    rt.task.assignedAgents = [agent.agentId];
+    rt.task.updatedAt = timestampNow();
+    rt.directiveId = id;
+    const jd = create(JournalDirectiveSchema, { directive, agentId: agent.agentId, sessionId: agent.sessionId, state: DeliveryState.QUEUED, taskId: rt.task.spec!.taskId, taskAttempt: attemptNo });
+    this.directives.set(id, jd);
+    this.directiveTask.set(id, { taskId: rt.task.spec!.taskId, agentId: agent.agentId });
+    this.emit("task.updated", rt.task, "assigned");
+    // The outbox stamps the sequence; the journal gets the directive before any stream does.
+    let added = false;
+    agent.breaker
+      .fire(() => {
+        added = true;
+        agent.outbox.add(directive, this.now());
+        const outcome = this.track(agent, id);
+        void this.journal.commit({ tasks: [rt.task], directives: [jd] }).then(
+          () => this.pump(agent),
+          (err: unknown) => this.logger.error({ err }, "journal write failed"),
+        );
+        return outcome;
+      })
+      .catch((err: unknown) => {
+        if (!added && this.directives.has(id)) {
+          // The breaker refused it (open, or its one probe is out): plan it elsewhere at no cost.
+          this.directives.delete(id);
+          this.directiveTask.delete(id);
+          rt.task.attempts.pop();
+          rt.directiveId = undefined;
+          rt.task.state = TaskState.PENDING;
+          rt.task.assignedAgents = [];
+          this.logger.debug({ task_id: rt.task.spec!.taskId, agent_id: agent.agentId, err: (err as Error).message }, "breaker refused a delivery");
+          this.requestSchedule();
+        }
+      });
+  }
+
+  // ---------------------------------------------------------------- tasks (Control)
+
+  private taskRuntime(task: Task): TaskRuntime {
+    const excluded = new Set<string>();
+    for (const a of task.attempts) if (a.outcome === "rejected") for (const agent of a.agents) excluded.add(agent);
+    // A task assigned when the coordinator stopped is pending again unless its directive is restored.
+    if (task.state === TaskState.ASSIGNED || task.state === TaskState.RUNNING) task.state = TaskState.PENDING;
+    return { task, excluded, notBefore: 0, directiveId: undefined };
+  }
+
+  /** Accepts a task; resolves once it is durable. The same task_id submits once. */
+  async submitTask(spec: TaskSpec, submitter: string): Promise<{ task: Task; created: boolean }> {
+    if (this.stopping) throw unavailable("the coordinator is shutting down");
+    assertProtocolValid(TaskSpecSchema, spec);
+    if (!isValidAgentId(spec.taskId)) throw invalidArgument(`TaskSpec: task_id ${JSON.stringify(spec.taskId.slice(0, 64))} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
+    if (spec.coalition && (spec.coalition.size > 1 || spec.coalition.roles.length > 1)) throw unimplemented("coalition tasks (form_coalition) are not supported by this coordinator yet");
+    if (spec.target?.agentId && !isValidAgentId(spec.target.agentId)) throw invalidArgument("TaskSpec: target.agent_id is not a valid agent id");
+    const existing = this.tasks.get(spec.taskId);
+    if (existing) {
+      if (!equals(TaskSpecSchema, existing.task.spec!, spec)) throw new BatonError(Code.ALREADY_EXISTS, `task ${spec.taskId} was already submitted with a different spec`);
+      return { task: existing.task, created: false };
+    }
+    const task = create(TaskSchema, { spec, state: TaskState.PENDING, submitter, createdAt: timestampNow(), updatedAt: timestampNow() });
+    const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directiveId: undefined };
+    // In memory first, so a concurrent duplicate sees it; acknowledged only once durable.
+    this.tasks.set(spec.taskId, rt);
+    try {
+      await this.journal.commit({ tasks: [task] });
+    } catch (err) {
+      this.tasks.delete(spec.taskId);
+      this.logger.error({ err, task_id: spec.taskId }, "journal write failed");
+      throw unavailable("the task could not be made durable; submit it again");
+    }
+    this.emit("task.updated", task, "submitted");
+    this.requestSchedule();
+    return { task, created: true };
+  }
+
+  /** One task. */
+  getTask(taskId: string): Task {
+    const rt = this.tasks.get(taskId);
+    if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
+    return rt.task;
+  }
+
+  /** Tasks in creation order, filtered by state, paged by task id. */
+  listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string } {
+    const wanted = new Set(states);
+    const all = [...this.tasks.values()]
+      .map((t) => t.task)
+      .filter((t) => wanted.size === 0 || wanted.has(t.state))
+      .sort((a, b) => Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n)) || (a.createdAt?.nanos ?? 0) - (b.createdAt?.nanos ?? 0) || a.spec!.taskId.localeCompare(b.spec!.taskId));
+    let start = 0;
+    if (after) {
+      start = all.findIndex((t) => t.spec!.taskId === after) + 1;
+      if (start === 0) throw invalidArgument("page_token does not name a task of this listing");
+    }
+    const tasks = all.slice(start, start + pageSize);
+    return { tasks, next: start + pageSize < all.length ? tasks.at(-1)!.spec!.taskId : "" };
+  }
+
+  /** Cancels a task; its agent is told and its handler's signal aborts. */
+  async cancelTask(taskId: string, reason: string): Promise<Task> {
+    const rt = this.tasks.get(taskId);
+    if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
+    if (rt.task.state === TaskState.CANCELLED) return rt.task;
+    if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
+    if (rt.directiveId) this.cancelDirective(rt.directiveId, reason || "cancelled");
+    rt.directiveId = undefined;
+    this.closeAttempt(rt.task, "cancelled", reason);
+    rt.task.state = TaskState.CANCELLED;
+    rt.task.reason = reason || "cancelled";
+    rt.task.assignedAgents = [];
+    rt.task.updatedAt = timestampNow();
+    await this.journal.commit({ tasks: [rt.task] });
+    this.emit("task.updated", rt.task, "cancelled");
+    return rt.task;
+  }
+
+  /** Puts a dead-lettered task back to pending, its attempt count reset, its history kept. */
+  async resubmitTask(taskId: string): Promise<Task> {
+    const rt = this.tasks.get(taskId);
+    if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
+    if (rt.task.state !== TaskState.DEAD_LETTERED) throw failedPrecondition(`only a dead-lettered task can be resubmitted; ${taskId} is ${TaskState[rt.task.state]}`);
+    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: rt.task.attempts.length + 1, outcome: "resubmitted", startedAt: timestampNow(), endedAt: timestampNow() }));
+    rt.task.state = TaskState.PENDING;
+    rt.task.reason = "resubmitted";
+    rt.excluded.clear();
+    rt.notBefore = 0;
+    rt.task.updatedAt = timestampNow();
+    await this.journal.commit({ tasks: [rt.task] });
+    this.emit("task.updated", rt.task, "resubmitted");
+    this.requestSchedule();
+    return rt.task;
+  }
+
+  // ---------------------------------------------------------------- operators
+
   private liveSession(agentId: string): AgentSession {
-    const entry = this.registry.get(agentId);
-    if (!entry) throw notFound(`no agent ${JSON.stringify(agentId)} is known`);
-    if (!entry.session) throw unavailable(`agent ${agentId} has no open session`);
-    return entry.session;
+    const agent = this.agentsById.get(agentId);
+    if (!agent) throw notFound(`no agent ${JSON.stringify(agentId)} is known`);
+    if (!agent.session) throw unavailable(`agent ${agentId} has no open session`);
+    return agent.session;
   }
 
   /** Asks an agent for its status over its stream and waits for the answer. */
@@ -310,50 +911,55 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.liveSession(agentId).requestStatus(options.timeoutMs ?? this.config.session.statusTimeoutMs, options.signal);
   }
 
-  /** Sends a directive to an agent; fills in its id, timestamp, target, sequence and attempt. */
+  /** Sends a directive outside any task (operators, tests); it is tracked like any other. */
   sendDirective(agentId: string, init: MessageInitShape<typeof CoordinationDirectiveSchema>): CoordinationDirective {
-    const session = this.liveSession(agentId);
-    if (session.draining) throw failedPrecondition(`agent ${agentId} is draining and takes no new work`);
-    const inFlight = [...this.directives.values()].filter((r) => r.agentId === agentId).length;
-    if (inFlight >= session.maxInFlight) throw resourceExhausted(`agent ${agentId} holds ${inFlight} directives, its in-flight cap`);
-    const directive = create(CoordinationDirectiveSchema, {
-      directiveId: randomUUID(),
-      timestamp: timestampNow(),
-      attempt: 1,
-      ...init,
-      targetAgent: agentId,
-    });
+    const agent = this.agentsById.get(agentId);
+    this.liveSession(agentId);
+    if (agent!.draining) throw failedPrecondition(`agent ${agentId} is draining and takes no new work`);
+    const held = agent!.outbox.list().length;
+    if (held >= agent!.maxInFlight) throw new BatonError(Code.RESOURCE_EXHAUSTED, `agent ${agentId} holds ${held} directives, its in-flight cap`);
+    const directive = create(CoordinationDirectiveSchema, { directiveId: randomUUID(), timestamp: timestampNow(), ...init, targetAgent: agentId });
     directive.correlationId ||= directive.directiveId;
     assertProtocolValid(CoordinationDirectiveSchema, directive);
-    session.assignSequence(directive);
-    this.directives.set(directive.directiveId, { directive, agentId, accepted: false });
-    session.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "directive", value: directive } }, directive.correlationId);
-    this.emit("directive.sent", directive);
+    agent!.outbox.add(directive, this.now());
+    this.directiveTask.set(directive.directiveId, { taskId: "", agentId });
+    this.directives.set(directive.directiveId, create(JournalDirectiveSchema, { directive, agentId, sessionId: agent!.sessionId, state: DeliveryState.QUEUED, taskId: "" }));
+    this.pump(agent!);
     return directive;
   }
 
   /** Tells an agent to take no new work and to reconnect elsewhere when done. */
-  drain(agentId: string, reason: string, reconnectTo = ""): AgentEntry {
+  drain(agentId: string, reason: string, reconnectTo = ""): AgentRuntime {
     const session = this.liveSession(agentId);
-    session.draining = true;
+    const agent = this.agentsById.get(agentId)!;
+    agent.draining = true;
+    agent.state = AgentState.DRAINING;
     session.sendFrame(create(ConnectResponseSchema, { kind: { case: "drain", value: { reason, reconnectTo } } }));
-    const entry = this.registry.get(agentId)!;
-    this.emit("agent.draining", entry);
-    return entry;
+    this.emit("agent.draining", agent);
+    return agent;
   }
 
-  /** Directives sent and not yet completed, for an agent or all. */
+  /** Directives held for an agent (or all), not yet completed. */
   pendingDirectives(agentId?: string): CoordinationDirective[] {
-    return [...this.directives.values()].filter((r) => !agentId || r.agentId === agentId).map((r) => r.directive);
+    return [...this.agentsById.values()].filter((a) => !agentId || a.agentId === agentId).flatMap((a) => a.outbox.list().map((e) => e.directive));
   }
 
-  /** Closes every session: agents are told to reconnect, then streams end with UNAVAILABLE. */
-  shutdown(): void {
+  /** Closes every session (agents are told to reconnect), stops timers, closes the journal. */
+  async shutdown(): Promise<void> {
+    if (this.stopping) return;
     this.stopping = true;
-    for (const session of this.registry.sessions()) {
-      session.sendFrame(create(ConnectResponseSchema, { kind: { case: "drain", value: { reason: "coordinator shutting down" } } }));
-      session.close(unavailable("the coordinator is shutting down"));
+    clearTimeout(this.wakeTimer);
+    for (const agent of this.agentsById.values()) {
+      clearTimeout(agent.graceTimer);
+      clearTimeout(agent.dueTimer);
+      agent.breaker.shutdown();
+      const session = agent.session;
+      if (session) {
+        session.sendFrame(create(ConnectResponseSchema, { kind: { case: "drain", value: { reason: "coordinator shutting down" } } }));
+        session.close(unavailable("the coordinator is shutting down"));
+      }
     }
+    await this.journal.close();
   }
 }
 
@@ -361,3 +967,4 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 export function agentStateName(state: AgentState): string {
   return AgentState[state]?.toLowerCase() ?? "unknown";
 }
+

@@ -5,7 +5,8 @@ import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/hea
 import { parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
 import { Coordinator } from "../coordinator/index.js";
-import { unauthenticated } from "../errors.js";
+import { unauthenticated, unavailable } from "../errors.js";
+import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
 import { adaptService, addReflection, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdapterOptions, type HealthState, type PeerInfo } from "../rpc/index.js";
 import { identityFromPeerCertificate, type SpiffeIdentity } from "../security/index.js";
@@ -17,6 +18,8 @@ export type ServerState = "new" | "starting" | "serving" | "stopping" | "stopped
 export interface BatonServerOptions {
   config: BatonConfig;
   logger: Logger;
+  /** The journal's store; by default the one the configuration names (SQLite in dataDir). */
+  store?: Store;
 }
 
 /** The server's mTLS credentials from the configured files. */
@@ -26,7 +29,7 @@ export function loadServerCredentials(config: BatonConfig): ServerCredentials {
 
 /** The `baton serve` process: coordinator, Control, health and reflection on one mTLS port. */
 export class BatonServer {
-  readonly coordinator: Coordinator;
+  private coordinatorInstance: Coordinator | undefined;
   readonly health: HealthState;
   private readonly server: Server;
   private readonly shutdownController = new AbortController();
@@ -38,7 +41,6 @@ export class BatonServer {
     const { config } = options;
     this.logger = options.logger.child({ component: "server" });
     this.server = new Server(serverChannelOptions(config.transport));
-    this.coordinator = new Coordinator({ config, logger: options.logger });
     const trustDomain = config.tls.trustDomain;
     const adapter: AdapterOptions = {
       logger: options.logger,
@@ -52,13 +54,19 @@ export class BatonServer {
     const services = [CoordinatorService.typeName, Control.typeName, Health.typeName];
     this.health = createHealth(services);
     for (const adapted of [
-      adaptService(CoordinatorService, { connect: this.coordinator.connect }, adapter),
-      adaptService(Control, createControlService(this.coordinator), adapter),
+      adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter),
+      adaptService(Control, createControlService(() => this.coordinator), adapter),
       adaptService(Health, this.health.impl, adapter),
     ]) {
       this.server.addService(adapted.definition, adapted.implementation);
     }
     addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_grpc_health_v1_health], services);
+  }
+
+  /** The coordinator; there once start() has loaded the journal. */
+  get coordinator(): Coordinator {
+    if (!this.coordinatorInstance) throw unavailable("the coordinator is starting");
+    return this.coordinatorInstance;
   }
 
   /** Where the server is in its life. */
@@ -75,6 +83,10 @@ export class BatonServer {
   async start(credentials: ServerCredentials = loadServerCredentials(this.options.config)): Promise<number> {
     if (this.currentState !== "new") throw new Error(`cannot start a server that is ${this.currentState}`);
     this.currentState = "starting";
+    const { config, logger } = this.options;
+    const store = this.options.store ?? (await openConfiguredStore(config));
+    this.coordinatorInstance = new Coordinator({ config, logger, store });
+    await this.coordinatorInstance.start();
     const { host, port } = parseListen(this.options.config.listen);
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
@@ -93,7 +105,7 @@ export class BatonServer {
     const graceMs = options.graceMs ?? this.options.config.shutdownGraceMs;
     this.currentState = "stopping";
     this.health.shutdown();
-    this.coordinator.shutdown();
+    const stopping = this.coordinatorInstance?.shutdown();
     this.shutdownController.abort();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
@@ -107,6 +119,7 @@ export class BatonServer {
         resolve();
       });
     });
+    await stopping;
     this.currentState = "stopped";
     this.logger.info("baton stopped");
   }

@@ -3,6 +3,7 @@ import { buildConfig, type BatonConfig, type ConfigOverrides } from "../../src/c
 import { createLogger, type Logger } from "../../src/logging.js";
 import { serverCredentials } from "../../src/rpc/index.js";
 import { BatonServer } from "../../src/server/index.js";
+import type { Store } from "../../src/store/index.js";
 import type { TestPki } from "./pki.js";
 
 /** Every JSON log line a test server wrote. */
@@ -27,11 +28,11 @@ export interface TestServer {
 }
 
 /** Starts a real server; stop it in afterEach. */
-export async function startServer(pki: TestPki, overrides: ConfigOverrides = {}): Promise<TestServer> {
-  const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain } }, overrides);
+export async function startServer(pki: TestPki, overrides: ConfigOverrides = {}, store?: Store): Promise<TestServer> {
+  const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain }, store: { kind: "memory" } }, overrides);
   const logs = new LogCapture();
   const logger = createLogger({ level: process.env.BATON_TEST_LOG ?? "debug", destination: logs });
-  const server = new BatonServer({ config, logger });
+  const server = new BatonServer({ config, logger, ...(store ? { store } : {}) });
   const port = await server.start(serverCredentials({ ca: pki.ca.certPem, cert: pki.server.certPem, key: pki.server.keyPem }));
   return { server, config, port, address: `localhost:${port}`, logs, logger, stop: () => server.shutdown({ graceMs: 1000 }) };
 }

@@ -176,7 +176,7 @@ describe("agent session over mutual TLS", () => {
     const end = await first.done;
     expect(end.code).toBe(Code.ABORTED);
     expect(end.message).toMatch(/replaced/);
-    const entry = srv.server.coordinator.registry.get("task_executor_1")!;
+    const entry = srv.server.coordinator.agent("task_executor_1")!;
     expect(entry.session?.sessionId).toBe(w2.sessionId);
     expect(entry.state).toBe(AgentState.ONLINE);
     const { response } = await srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
@@ -187,9 +187,9 @@ describe("agent session over mutual TLS", () => {
     srv = await startServer(pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 3 } });
     const a = await agent("task_executor_1");
     await a.connect();
-    const entry = srv.server.coordinator.registry.get("task_executor_1")!;
+    const entry = srv.server.coordinator.agent("task_executor_1")!;
     const before = entry.session!.lastSeen;
-    await waitFor(() => srv.server.coordinator.registry.get("task_executor_1")!.lastSeen > before, 2000, "agent heartbeat");
+    await waitFor(() => srv.server.coordinator.agent("task_executor_1")!.lastSeen > before, 2000, "agent heartbeat");
     // A raw client that never sends heartbeats is closed after three missed intervals.
     const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "silent")));
     const frames = client.connect(
@@ -212,7 +212,7 @@ describe("agent session over mutual TLS", () => {
     expect(err?.code).toBe(Code.UNAVAILABLE);
     expect(err?.details).toMatch(/no heartbeat/);
     // The healthy agent was not affected.
-    expect(srv.server.coordinator.registry.get("task_executor_1")!.state).toBe(AgentState.ONLINE);
+    expect(srv.server.coordinator.agent("task_executor_1")!.state).toBe(AgentState.ONLINE);
   });
 
   it("closes cleanly on AbortSignal, and the coordinator marks the agent disconnected", async () => {
@@ -223,7 +223,7 @@ describe("agent session over mutual TLS", () => {
     controller.abort();
     const end = await a.done;
     expect(end.code).toBe(Code.OK);
-    await waitFor(() => srv.server.coordinator.registry.get("task_executor_1")!.state === AgentState.DISCONNECTED, 2000, "disconnected");
+    await waitFor(() => srv.server.coordinator.agent("task_executor_1")!.state === AgentState.DISCONNECTED, 2000, "disconnected");
   });
 
   it("drains an agent through Control: it is told, and takes no new work", async () => {

@@ -1,0 +1,82 @@
+import CircuitBreaker from "opossum";
+import type { Logger } from "../logging.js";
+
+/** Breaker settings for agents. */
+export interface BreakerOptions {
+  /** How long an open breaker waits before letting one probe through, ms. */
+  resetTimeoutMs: number;
+  /** Failure percentage over the rolling window that opens the breaker. */
+  errorThresholdPercentage: number;
+  /** Deliveries in the window before the percentage counts. */
+  volumeThreshold: number;
+  /** Rolling window, ms. */
+  rollingCountTimeoutMs: number;
+}
+
+/** "closed", "open" or "half_open", as Control shows it. */
+export type BreakerState = "closed" | "open" | "half_open";
+
+/**
+ * An agent's circuit breaker (opossum). Each delivery goes through `fire`, whose action
+ * settles when the agent answers (resolve) or is given up on (reject); opossum counts
+ * outcomes, opens on failures, and while half-open lets exactly one probe through.
+ */
+export interface AgentBreaker {
+  /** Runs `send` if the breaker allows, and resolves or rejects with the delivery's outcome. */
+  fire(send: () => Promise<void>): Promise<void>;
+  /** Forces the breaker open (agent_unavailable). */
+  open(): void;
+  /** Whether a new delivery would be let through now. */
+  readonly allows: boolean;
+  readonly state: BreakerState;
+  /** Stops its timers. */
+  shutdown(): void;
+}
+
+/** One named breaker per agent, its transitions logged and reported. */
+export function createAgentBreaker(agentId: string, options: BreakerOptions, logger: Logger, onChange: (state: BreakerState) => void): AgentBreaker {
+  const breaker = new CircuitBreaker((send: () => Promise<void>) => send(), {
+    name: `agent:${agentId}`,
+    // Deliveries time out in the outbox (ack timeout, retries, leases), not here.
+    timeout: false,
+    resetTimeout: options.resetTimeoutMs,
+    errorThresholdPercentage: options.errorThresholdPercentage,
+    volumeThreshold: options.volumeThreshold,
+    rollingCountTimeout: options.rollingCountTimeoutMs,
+  });
+  let probing = false;
+  breaker.on("open", () => {
+    probing = false;
+    logger.warn({ breaker: `agent:${agentId}` }, "breaker open: agent unavailable");
+    onChange("open");
+  });
+  breaker.on("halfOpen", () => {
+    logger.info({ breaker: `agent:${agentId}` }, "breaker half-open: one probe may pass");
+    onChange("half_open");
+  });
+  breaker.on("close", () => {
+    probing = false;
+    logger.info({ breaker: `agent:${agentId}` }, "breaker closed");
+    onChange("closed");
+  });
+  const state = (): BreakerState => (breaker.opened ? "open" : breaker.halfOpen ? "half_open" : "closed");
+  return {
+    fire(send) {
+      if (breaker.halfOpen) probing = true;
+      return breaker.fire(send) as Promise<void>;
+    },
+    open() {
+      if (!breaker.opened) breaker.open();
+    },
+    get allows() {
+      const s = state();
+      return s === "closed" || (s === "half_open" && !probing);
+    },
+    get state() {
+      return state();
+    },
+    shutdown() {
+      breaker.shutdown();
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export type { Condition, ScanOptions, Store, WriteOp } from "./store.js";
+export { createMemoryStore } from "./memory-store.js";
+export { openConfiguredStore } from "./open-store.js";
