@@ -1,0 +1,319 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js";
+import { createAgent, type AgentOptions, type BatonAgent } from "../../src/agent/index.js";
+import type { ConfigOverrides } from "../../src/config.js";
+import { Code } from "../../src/errors.js";
+import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
+import { TcpProxy } from "../harness/tcp-proxy.js";
+import { makePki, type TestPki } from "../helpers/pki.js";
+import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+
+const FAST: ConfigOverrides = {
+  session: { heartbeatIntervalMs: 200, heartbeatMisses: 3, ackTimeoutMs: 300, disconnectGraceMs: 1500 },
+  delivery: { retryCount: 3, backoffInitialMs: 20, backoffMaxMs: 100, leaseMs: 1500 },
+  breaker: { resetTimeoutMs: 600 },
+  tasks: { retryDelayMs: 10 },
+};
+
+let pki: TestPki;
+let srv: TestServer;
+let control: ServiceClient<typeof Control>;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  pki = await makePki();
+});
+afterAll(() => pki.cleanup());
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+  await srv?.stop();
+});
+
+async function start(overrides: ConfigOverrides = {}): Promise<void> {
+  srv = await startServer(pki, { ...FAST, ...overrides });
+  const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
+  cleanups.push(() => ch.close());
+  control = createClient(Control, ch);
+}
+
+async function agent(id: string, extra: Partial<AgentOptions> = {}, address = srv.address): Promise<BatonAgent> {
+  const a = createAgent({ address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["work"], maxInFlight: 4, reconnectInitialMs: 50, reconnectMaxMs: 200, ...extra });
+  cleanups.push(() => a.close({ flushMs: 200 }));
+  await a.connect();
+  return a;
+}
+
+const submit = (taskId: string, extra: Record<string, unknown> = {}) => control.submitTask({ task: { taskId, requiredCapabilities: ["work"], input: { n: 1 }, ...extra } });
+const task = async (id: string): Promise<Task> => (await control.getTask({ taskId: id })).task!;
+const until = (id: string, state: TaskState, ms = 10_000) => pollTask(id, state, ms);
+
+async function pollTask(id: string, state: TaskState, ms: number): Promise<Task> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const t = await task(id);
+    if (t.state === state) return t;
+    if (Date.now() > deadline) throw new Error(`task ${id} is ${TaskState[t.state]}, not ${TaskState[state]}: ${t.reason}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("tasks over acknowledged directives", () => {
+  it("a submitted task runs once and succeeds; submitting the same id again is a no-op", async () => {
+    await start();
+    const effects: string[] = [];
+    const a = await agent("a1");
+    void a.run(async (d) => {
+      effects.push(d.directiveId);
+      return { done: true };
+    });
+    const first = await submit("t1");
+    expect(first.created).toBe(true);
+    expect((await submit("t1")).created).toBe(false);
+    await expect(control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["other"] } })).rejects.toMatchObject({ code: Code.ALREADY_EXISTS });
+    const done = await until("t1", TaskState.SUCCEEDED);
+    expect(done.result).toEqual({ done: true });
+    expect(done.attempts.map((x) => x.outcome)).toEqual(["succeeded"]);
+    expect(effects).toHaveLength(1);
+    await waitFor(() => a.unacknowledgedCompletions === 0, 2000, "completion acknowledged");
+  });
+
+  it("directive_failed is retried, then dead-lettered with its history, and can be resubmitted", async () => {
+    await start();
+    let fail = true;
+    const a = await agent("a1");
+    void a.run(async () => {
+      if (fail) throw new Error("boom");
+      return { ok: 1 };
+    });
+    await submit("t1");
+    const dead = await until("t1", TaskState.DEAD_LETTERED);
+    expect(dead.attempts.map((x) => x.outcome)).toEqual(["directive_failed", "directive_failed", "directive_failed"]);
+    expect(dead.attempts.every((x) => x.reason === "boom")).toBe(true);
+    const list = await control.listTasks({ states: [TaskState.DEAD_LETTERED] });
+    expect(list.tasks.map((t) => t.spec!.taskId)).toEqual(["t1"]);
+    fail = false;
+    await control.resubmitTask({ taskId: "t1" });
+    const ok = await until("t1", TaskState.SUCCEEDED);
+    expect(ok.attempts.map((x) => x.outcome)).toEqual(["directive_failed", "directive_failed", "directive_failed", "resubmitted", "succeeded"]);
+    await expect(control.resubmitTask({ taskId: "t1" })).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
+  });
+
+  it("a failure marked not retryable dead-letters at once", async () => {
+    await start();
+    const a = await agent("a1");
+    void (async () => {
+      for await (const r of a.directives()) {
+        r.accept();
+        r.fail({ code: "bad_input", message: "cannot parse", retryable: false });
+      }
+    })();
+    await submit("t1");
+    const dead = await until("t1", TaskState.DEAD_LETTERED);
+    expect(dead.attempts).toHaveLength(1);
+  });
+
+  it("resource_conflict replans without spending an attempt", async () => {
+    await start();
+    let conflicts = 2;
+    const a = await agent("a1");
+    void (async () => {
+      for await (const r of a.directives()) {
+        r.accept();
+        if (conflicts-- > 0) r.fail({ code: "resource_conflict", message: "cpu_core_1 taken" });
+        else r.complete({ ok: true });
+      }
+    })();
+    await submit("t1", { maxAttempts: 1 });
+    const done = await until("t1", TaskState.SUCCEEDED);
+    expect(done.attempts.map((x) => x.outcome)).toEqual(["resource_conflict", "resource_conflict", "succeeded"]);
+  });
+
+  it("a rejected directive goes to another agent and never back", async () => {
+    await start();
+    const seen: string[] = [];
+    const picky = await agent("a1");
+    void (async () => {
+      for await (const r of picky.directives()) {
+        seen.push("a1");
+        r.reject("not mine");
+      }
+    })();
+    await submit("t1", { target: { labels: { pool: "*" } } });
+    // No agent has a pool label yet: the task waits.
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await task("t1")).state).toBe(TaskState.PENDING);
+    const other = await agent("a2", { labels: { pool: "blue" } });
+    void other.run(async () => ({ by: "a2" }));
+    const done = await until("t1", TaskState.SUCCEEDED);
+    expect(done.result).toEqual({ by: "a2" });
+    expect(seen).toEqual([]);
+    await submit("t2");
+    await waitFor(() => seen.length > 0 || undefined, 5000, "a1 saw t2").catch(() => undefined);
+    const t2 = await until("t2", TaskState.SUCCEEDED);
+    if (seen.length) {
+      expect(t2.attempts[0]!.outcome).toBe("rejected");
+      expect(t2.attempts.slice(1).every((x) => x.agents[0] === "a2")).toBe(true);
+    }
+  });
+
+  it("a NAK (not now) is redelivered later", async () => {
+    await start();
+    let naks = 1;
+    const a = await agent("a1");
+    void (async () => {
+      for await (const r of a.directives()) {
+        if (naks-- > 0) r.defer("busy", 100);
+        else {
+          r.accept();
+          r.complete({ ok: true });
+        }
+      }
+    })();
+    await submit("t1");
+    const done = await until("t1", TaskState.SUCCEEDED);
+    expect(done.attempts.map((x) => x.outcome)).toEqual(["deferred", "succeeded"]);
+  });
+
+  it("never exceeds the agent's in-flight cap", async () => {
+    await start();
+    let running = 0;
+    let peak = 0;
+    const a = await agent("a1", { maxInFlight: 2 });
+    void a.run(async () => {
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 30));
+      running--;
+      return {};
+    });
+    for (let i = 0; i < 10; i++) await submit(`t${i}`);
+    for (let i = 0; i < 10; i++) await until(`t${i}`, TaskState.SUCCEEDED);
+    expect(peak).toBe(2);
+  });
+
+  it("cancellation reaches the agent and aborts its handler's signal", async () => {
+    await start();
+    const a = await agent("a1");
+    let aborted: unknown;
+    const started = new Promise<void>((resolve) => {
+      void a.run(async (_d, ctx) => {
+        resolve();
+        await new Promise<void>((r) => ctx.signal.addEventListener("abort", () => r()));
+        aborted = ctx.signal.reason;
+        throw new Error("stopped");
+      });
+    });
+    await submit("t1");
+    await started;
+    const res = await control.cancelTask({ taskId: "t1", reason: "no longer needed" });
+    expect(res.task!.state).toBe(TaskState.CANCELLED);
+    await waitFor(() => aborted, 3000, "handler aborted");
+    expect(String((aborted as Error).message)).toMatch(/no longer needed/);
+    await expect(control.cancelTask({ taskId: "t1" })).resolves.toBeDefined();
+  });
+
+  it("progress extends the lease; a task without progress past its lease is retried", async () => {
+    await start({ delivery: { retryCount: 3, backoffInitialMs: 20, backoffMaxMs: 100, leaseMs: 400 } });
+    let runs = 0;
+    const a = await agent("a1");
+    void a.run(async (d, ctx) => {
+      runs++;
+      const slow = (d.parameters?.kind.value as { taskId: string }).taskId === "silent" && runs === 1;
+      for (let i = 0; i < 8; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        if (!slow) ctx.progress(i * 10);
+        if (ctx.signal.aborted) throw new Error("cancelled");
+      }
+      return {};
+    });
+    await submit("talkative");
+    const t = await until("talkative", TaskState.SUCCEEDED);
+    expect(t.attempts.map((x) => x.outcome)).toEqual(["succeeded"]);
+    runs = 0;
+    await submit("silent");
+    const s = await until("silent", TaskState.SUCCEEDED);
+    expect(s.attempts.map((x) => x.outcome)).toEqual(["lease_expired", "succeeded"]);
+  });
+});
+
+describe("agent failures", () => {
+  it("an agent that stops acking is marked offline after its retries; its task completes elsewhere; it returns through half-open", async () => {
+    await start();
+    let acking = false;
+    const mute = await agent("mute");
+    void (async () => {
+      for await (const r of mute.directives()) {
+        if (acking) {
+          r.accept();
+          r.complete({ by: "mute" });
+        }
+      }
+    })();
+    await submit("t1", { target: { agentId: "mute" } });
+    await waitFor(() => srv.server.coordinator.agent("mute")!.state === AgentState.OFFLINE || undefined, 10_000, "mute offline");
+    expect(srv.server.coordinator.agent("mute")!.breaker.state).not.toBe("closed");
+    const t1 = await task("t1");
+    expect(t1.attempts[0]!.outcome).toBe("agent_unavailable");
+    // Untargeted work goes to a healthy agent meanwhile.
+    const helper = await agent("helper");
+    void helper.run(async () => ({ by: "helper" }));
+    await submit("t2");
+    expect((await until("t2", TaskState.SUCCEEDED)).result).toEqual({ by: "helper" });
+    // The breaker half-opens; one probe reaches the now-acking agent and closes it.
+    acking = true;
+    const t1done = await until("t1", TaskState.SUCCEEDED, 15_000);
+    expect(t1done.result).toEqual({ by: "mute" });
+    await waitFor(() => srv.server.coordinator.agent("mute")!.breaker.state === "closed" || undefined, 5000, "breaker closed");
+    expect(srv.server.coordinator.agent("mute")!.state).toBe(AgentState.ONLINE);
+  });
+
+  it("a cut connection resumes the session: directives are replayed, each takes effect once", async () => {
+    await start();
+    const proxy = new TcpProxy({ target: { host: "127.0.0.1", port: srv.port } });
+    await proxy.start();
+    cleanups.push(() => proxy.stop());
+    const effects = new Map<string, number>();
+    const a = await agent("a1", {}, `localhost:${proxy.port}`);
+    const welcomes: boolean[] = [];
+    a.on("welcome", (w) => welcomes.push(w.resumed));
+    void a.run(async (d, ctx) => {
+      effects.set(d.directiveId, (effects.get(d.directiveId) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 50));
+      ctx.progress(50);
+      return {};
+    });
+    for (let i = 0; i < 20; i++) {
+      await submit(`t${i}`);
+      if (i % 5 === 4) proxy.cut();
+    }
+    for (let i = 0; i < 20; i++) await until(`t${i}`, TaskState.SUCCEEDED);
+    expect(welcomes.filter((r) => r).length).toBeGreaterThan(0);
+    expect([...effects.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  it("an agent that does not return within the grace period is lost: its work is replanned (a re-execution)", async () => {
+    await start();
+    const proxy = new TcpProxy({ target: { host: "127.0.0.1", port: srv.port } });
+    await proxy.start();
+    cleanups.push(() => proxy.stop());
+    const doomed = await agent("doomed", {}, `localhost:${proxy.port}`);
+    const started = new Promise<void>((resolve) => void doomed.run(async () => {
+      resolve();
+      await new Promise((r) => setTimeout(r, 60_000));
+      return {};
+    }));
+    await submit("t1");
+    await started;
+    await until("t1", TaskState.RUNNING);
+    proxy.refuse();
+    proxy.cut();
+    await waitFor(() => srv.server.coordinator.agent("doomed")!.state === AgentState.DISCONNECTED || undefined, 5000, "disconnected");
+    const survivor = await agent("survivor");
+    void survivor.run(async () => ({ by: "survivor" }));
+    const done = await until("t1", TaskState.SUCCEEDED, 10_000);
+    expect(done.result).toEqual({ by: "survivor" });
+    expect(done.attempts[0]).toMatchObject({ outcome: "agent_unavailable", agents: ["doomed"] });
+    expect(done.attempts[0]!.reason).toMatch(/re-execution/);
+    expect(srv.server.coordinator.agent("doomed")!.state).toBe(AgentState.OFFLINE);
+  });
+});
