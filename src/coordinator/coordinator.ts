@@ -519,7 +519,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   // ---------------------------------------------------------------- delivery
 
   private track(agent: AgentRuntime, directiveId: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => agent.outcomes.set(directiveId, { resolve, reject }));
+    const outcome = new Promise<void>((resolve, reject) => agent.outcomes.set(directiveId, { resolve, reject }));
+    // Directives restored from the journal have no breaker call awaiting them; their failure is handled here, not thrown.
+    outcome.catch(() => {});
+    return outcome;
   }
 
   private settleOutcome(agent: AgentRuntime, directiveId: string, failure?: Error): void {

@@ -25,7 +25,7 @@ export class TcpProxy {
   private delayMs = 0;
   private boundPort = 0;
 
-  constructor(private readonly options: ProxyOptions) {}
+  constructor(private options: ProxyOptions) {}
 
   /** The bound port. */
   get port(): number {
@@ -90,6 +90,11 @@ export class TcpProxy {
         to.once("drain", () => from.resume());
       }
     });
+  }
+
+  /** Points new connections at another target (a restarted server on a new port). */
+  retarget(target: { host: string; port: number }): void {
+    this.options.target = target;
   }
 
   /** Destroys every open connection now; new ones still work. */
