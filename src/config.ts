@@ -96,6 +96,8 @@ export interface BatonConfig {
   };
   /** How long shutdown waits for calls to finish before forcing, ms. Default 5000. */
   shutdownGraceMs: number;
+  /** The admin HTTP endpoint (Prometheus /metrics, /healthz), "host:port"; "" turns it off. Default "127.0.0.1:9464". */
+  adminListen: string;
 }
 
 /** A partial configuration, as a file, the environment or flags give it. */
@@ -135,6 +137,7 @@ export function defaultConfig(): BatonConfig {
     transport: { ...DEFAULT_TRANSPORT_LIMITS },
     log: { level: "info", protocolLevel: "info" },
     shutdownGraceMs: 5000,
+    adminListen: "127.0.0.1:9464",
   };
 }
 
@@ -168,6 +171,7 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_BREAKER_RESET_MS", "breaker.resetTimeoutMs", "int"],
   ["BATON_MAX_ATTEMPTS", "tasks.maxAttempts", "int"],
   ["BATON_SHUTDOWN_GRACE_MS", "shutdownGraceMs", "int"],
+  ["BATON_ADMIN_LISTEN", "adminListen", "string"],
 ];
 
 function parseValue(raw: string, kind: Kind, source: string): string | number | boolean {
@@ -254,6 +258,7 @@ export function parseListen(listen: string): { host: string; port: number } {
 
 function validateConfig(c: BatonConfig): void {
   parseListen(c.listen);
+  if (c.adminListen) parseListen(c.adminListen);
   const positive: Array<[string, number]> = [
     ["session.heartbeatIntervalMs", c.session.heartbeatIntervalMs],
     ["session.heartbeatMisses", c.session.heartbeatMisses],

@@ -601,6 +601,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     rt.directiveId = undefined;
     this.closeAttempt(rt.task, outcome, reason);
+    // Every failure is visible: this line, the task's status and history, an event and a metric.
+    this.logger.info({ task_id: jd.taskId, directive_id: id, agent_id: jd.agentId, correlation_id: jd.directive!.correlationId, outcome, reason }, "task attempt ended");
     if (options.exclude) rt.excluded.add(options.exclude);
     const counted = this.countedFailures(rt.task);
     const deliveries = this.deliveries(rt.task);
@@ -840,6 +842,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.emit("task.updated", task, "submitted");
     this.requestSchedule();
     return { task, created: true };
+  }
+
+  /** How many tasks are in each state. */
+  taskCounts(): Map<TaskState, number> {
+    const counts = new Map<TaskState, number>();
+    for (const rt of this.tasks.values()) counts.set(rt.task.state, (counts.get(rt.task.state) ?? 0) + 1);
+    return counts;
   }
 
   /** One task. */

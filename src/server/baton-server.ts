@@ -8,6 +8,7 @@ import { Coordinator } from "../coordinator/index.js";
 import { unauthenticated, unavailable } from "../errors.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
+import { createCoordinatorMetrics, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { adaptService, addReflection, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdapterOptions, type HealthState, type PeerInfo } from "../rpc/index.js";
 import { identityFromPeerCertificate, type SpiffeIdentity } from "../security/index.js";
 
@@ -30,6 +31,8 @@ export function loadServerCredentials(config: BatonConfig): ServerCredentials {
 /** The `baton serve` process: coordinator, Control, health and reflection on one mTLS port. */
 export class BatonServer {
   private coordinatorInstance: Coordinator | undefined;
+  private metricsInstance: CoordinatorMetrics | undefined;
+  private admin: AdminServer | undefined;
   readonly health: HealthState;
   private readonly server: Server;
   private readonly shutdownController = new AbortController();
@@ -69,6 +72,11 @@ export class BatonServer {
     return this.coordinatorInstance;
   }
 
+  /** The admin endpoint's port (0 when it is off). */
+  get adminPort(): number {
+    return this.admin?.port ?? 0;
+  }
+
   /** Where the server is in its life. */
   get state(): ServerState {
     return this.currentState;
@@ -87,6 +95,8 @@ export class BatonServer {
     const store = this.options.store ?? (await openConfiguredStore(config));
     this.coordinatorInstance = new Coordinator({ config, logger, store });
     await this.coordinatorInstance.start();
+    this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);
+    if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.metricsInstance.registry, this.logger);
     const { host, port } = parseListen(this.options.config.listen);
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
@@ -120,6 +130,8 @@ export class BatonServer {
       });
     });
     await stopping;
+    this.metricsInstance?.detach();
+    await this.admin?.close();
     this.currentState = "stopped";
     this.logger.info("baton stopped");
   }

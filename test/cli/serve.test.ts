@@ -52,7 +52,7 @@ describe("baton certs", () => {
 describe("baton serve", () => {
   it("serves on embedded defaults with development certificates, answers health, stops on SIGTERM", async () => {
     const cwd = tempDir();
-    const p = startBaton(["serve", "--listen", "127.0.0.1:0", "--dev-certs"], { cwd });
+    const p = startBaton(["serve", "--listen", "127.0.0.1:0", "--dev-certs"], { cwd, env: { BATON_ADMIN_LISTEN: "127.0.0.1:0" } });
     procs.push(p);
     const serving = await p.waitForLine((l) => l.msg === "baton serving");
     const port = Number(String(serving.listen).split(":").pop());
@@ -60,6 +60,8 @@ describe("baton serve", () => {
     for (const f of ["ca.pem", "operator.pem", "operator.key", "coordinator.pem"]) expect(existsSync(join(cwd, "certs", f))).toBe(true);
     const out = await run(BUF, ["curl", "--protocol", "grpc", "--cacert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator.key", "--data", "{}", `https://localhost:${port}/grpc.health.v1.Health/Check`], { cwd });
     expect(JSON.parse(out.stdout)).toEqual({ status: "SERVING" });
+    // The journal is SQLite in ./data by default.
+    expect(existsSync(join(cwd, "data", "journal.sqlite"))).toBe(true);
     expect(await p.stop("SIGTERM")).toBe(0);
     expect(p.lines.some((l) => l.msg === "baton stopped")).toBe(true);
   });

@@ -90,6 +90,13 @@ describe("tasks over acknowledged directives", () => {
     const dead = await until("t1", TaskState.DEAD_LETTERED);
     expect(dead.attempts.map((x) => x.outcome)).toEqual(["directive_failed", "directive_failed", "directive_failed"]);
     expect(dead.attempts.every((x) => x.reason === "boom")).toBe(true);
+    // Visible as a metric too.
+    const metrics = await (await fetch(`http://127.0.0.1:${srv.server.adminPort}/metrics`)).text();
+    expect(metrics).toMatch(/baton_task_attempt_outcomes_total\{outcome="directive_failed"\} 3/);
+    expect(metrics).toMatch(/baton_tasks_dead_lettered_total 1/);
+    expect(metrics).toMatch(/baton_tasks\{state="dead_lettered"\} 1/);
+    // And as a log line per attempt, with the outcome named.
+    expect(srv.logs.lines.filter((l) => l.msg === "task attempt ended" && l.outcome === "directive_failed")).toHaveLength(3);
     const list = await control.listTasks({ states: [TaskState.DEAD_LETTERED] });
     expect(list.tasks.map((t) => t.spec!.taskId)).toEqual(["t1"]);
     fail = false;
@@ -315,5 +322,7 @@ describe("agent failures", () => {
     expect(done.attempts[0]).toMatchObject({ outcome: "agent_unavailable", agents: ["doomed"] });
     expect(done.attempts[0]!.reason).toMatch(/re-execution/);
     expect(srv.server.coordinator.agent("doomed")!.state).toBe(AgentState.OFFLINE);
+    const metrics = await (await fetch(`http://127.0.0.1:${srv.server.adminPort}/metrics`)).text();
+    expect(metrics).toMatch(/baton_agent_unavailable_total\{agent="doomed"\} 1/);
   });
 });

@@ -45,6 +45,7 @@ const config = {
   tasks: { maxAttempts: 3, maxDeliveries: 50, retryDelayMs: 50 },
   store: { kind: "sqlite", dataDir: join(work, "data"), synchronous: "FULL" },
   log: { level: "warn" },
+  adminListen: "127.0.0.1:0",
 };
 
 interface Coordinator {

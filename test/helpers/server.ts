@@ -29,7 +29,7 @@ export interface TestServer {
 
 /** Starts a real server; stop it in afterEach. */
 export async function startServer(pki: TestPki, overrides: ConfigOverrides = {}, store?: Store): Promise<TestServer> {
-  const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain }, store: { kind: "memory" } }, overrides);
+  const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain }, store: { kind: "memory" }, adminListen: "127.0.0.1:0" }, overrides);
   const logs = new LogCapture();
   const logger = createLogger({ level: process.env.BATON_TEST_LOG ?? "debug", destination: logs });
   const server = new BatonServer({ config, logger, ...(store ? { store } : {}) });

@@ -1,0 +1,2 @@
+export { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
+export { startAdminServer, type AdminServer } from "./admin-server.js";

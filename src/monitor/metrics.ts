@@ -1,0 +1,90 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import { TaskState } from "../../gen/baton/v1/control_pb.js";
+import type { Coordinator } from "../coordinator/index.js";
+
+/** The coordinator's Prometheus metrics, with the spec's names where it names them. */
+export interface CoordinatorMetrics {
+  registry: Registry;
+  /** Stops listening to the coordinator. */
+  detach(): void;
+}
+
+/** Registers the metrics and feeds them from the coordinator's events. */
+export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId: string): CoordinatorMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const taskOutcomes = new Counter({
+    name: "baton_task_attempt_outcomes_total",
+    help: "Ends of task attempts, by outcome (succeeded, directive_failed, resource_conflict, agent_unavailable, lease_expired, rejected, deferred, cancelled)",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  const deadLetters = new Counter({ name: "baton_tasks_dead_lettered_total", help: "Tasks dead-lettered after their attempts were spent", registers: [registry] });
+  const agentUnavailable = new Counter({ name: "baton_agent_unavailable_total", help: "Agents marked offline (agent_unavailable)", labelNames: ["agent"], registers: [registry] });
+  const directivesSent = new Counter({ name: "baton_directives_sent_total", help: "Directive writes to agent streams, resends included", labelNames: ["action"], registers: [registry] });
+  const acks = new Counter({ name: "baton_directive_acks_total", help: "Directive acks, by outcome", labelNames: ["outcome"], registers: [registry] });
+  const completionTime = new Histogram({
+    name: "directive_completion_time",
+    help: "Seconds from a directive's issue to its completion (the spec's directive_completion_time)",
+    labelNames: ["directive_type"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
+  const successRate = new Gauge({ name: "coordination_success_rate", help: "Share of finished tasks that succeeded (the spec's coordination_success_rate)", labelNames: ["coordinator_id"], registers: [registry] });
+  // Gauges of current state are read at scrape time.
+  new Gauge({
+    name: "baton_agents",
+    help: "Agents known, by state",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of coordinator.agents()) this.inc({ state: AgentState[a.state].toLowerCase() });
+    },
+  });
+  new Gauge({
+    name: "baton_tasks",
+    help: "Tasks, by state",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [state, n] of coordinator.taskCounts()) this.set({ state: TaskState[state].toLowerCase() }, n);
+    },
+  });
+  let succeeded = 0;
+  let failed = 0;
+
+  const onTask = (task: import("../../gen/baton/v1/control_pb.js").Task, reason: string) => {
+    const last = task.attempts.at(-1);
+    if (last?.endedAt && last.outcome && (reason === last.outcome || reason === "succeeded" || reason === "cancelled")) taskOutcomes.inc({ outcome: last.outcome });
+    if (task.state === TaskState.SUCCEEDED && reason === "succeeded") succeeded++;
+    if (task.state === TaskState.DEAD_LETTERED) {
+      deadLetters.inc();
+      failed++;
+    }
+    if (succeeded + failed > 0) successRate.set({ coordinator_id: coordinatorId }, succeeded / (succeeded + failed));
+  };
+  const onOffline = (agent: { agentId: string }) => agentUnavailable.inc({ agent: agent.agentId });
+  const onSent = (d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective) => directivesSent.inc({ action: d.parameters?.kind.case ?? "unknown" });
+  const onAck = (ack: import("../../gen/baton/v1/coordination_pb.js").DirectiveAck) => acks.inc({ outcome: ["unspecified", "accepted", "rejected", "not_now"][ack.outcome] ?? "unknown" });
+  const onCompleted = (_c: unknown, d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective | undefined) => {
+    if (d?.timestamp) completionTime.observe({ directive_type: d.parameters?.kind.case ?? "unknown" }, (Date.now() - Number(d.timestamp.seconds) * 1000 - d.timestamp.nanos / 1e6) / 1000);
+  };
+  coordinator.on("task.updated", onTask);
+  coordinator.on("agent.offline", onOffline);
+  coordinator.on("directive.sent", onSent);
+  coordinator.on("directive.ack", onAck);
+  coordinator.on("directive.completed", onCompleted);
+  return {
+    registry,
+    detach() {
+      coordinator.off("task.updated", onTask);
+      coordinator.off("agent.offline", onOffline);
+      coordinator.off("directive.sent", onSent);
+      coordinator.off("directive.ack", onAck);
+      coordinator.off("directive.completed", onCompleted);
+    },
+  };
+}
