@@ -3,6 +3,7 @@ import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema, type Agent, type Control } from "../../gen/baton/v1/control_pb.js";
 import type { AgentRuntime, Coordinator } from "../coordinator/index.js";
 import { invalidArgument, notFound } from "../errors.js";
+import type { EventLog } from "../events/index.js";
 import type { HandlerContext, ServiceImpl } from "../rpc/index.js";
 
 /** An agent as the Control API shows it. */
@@ -28,8 +29,8 @@ function submitterOf(ctx: HandlerContext): string {
   return (ctx.identity as { uri?: string } | undefined)?.uri ?? "";
 }
 
-/** The Control service over the coordinator (got per call: it exists once the server has started). */
-export function createControlService(getCoordinator: () => Coordinator): ServiceImpl<typeof Control> {
+/** The Control service over the coordinator (got per call: it exists once the server has started) and the event log. */
+export function createControlService(getCoordinator: () => Coordinator, events: EventLog): ServiceImpl<typeof Control> {
   const agent = (id: string): Agent => {
     const coordinator = getCoordinator();
     const rt = coordinator.agent(id);
@@ -74,6 +75,11 @@ export function createControlService(getCoordinator: () => Coordinator): Service
       const coordinator = getCoordinator();
       coordinator.drain(req.agentId, req.reason || "drained by an operator", req.reconnectTo);
       return { $typeName: "baton.v1.DrainAgentResponse", agent: agent(req.agentId) };
+    },
+    async *watchEvents(req, ctx) {
+      for await (const event of events.watch(req.topics, req.afterCursor, ctx.signal)) {
+        yield { $typeName: "baton.v1.WatchEventsResponse", event };
+      }
     },
     async getAgentStatus(req, ctx) {
       const coordinator = getCoordinator();

@@ -4,6 +4,7 @@ import { file_baton_v1_session, Coordinator as CoordinatorService } from "../../
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
+import { EventLog, publishCoordinatorEvents } from "../events/index.js";
 import { Coordinator } from "../coordinator/index.js";
 import { unauthenticated, unavailable } from "../errors.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
@@ -31,6 +32,9 @@ export function loadServerCredentials(config: BatonConfig): ServerCredentials {
 /** The `baton serve` process: coordinator, Control, health and reflection on one mTLS port. */
 export class BatonServer {
   private coordinatorInstance: Coordinator | undefined;
+  /** Every state change, for Control.WatchEvents. */
+  readonly events = new EventLog();
+  private unpublish: (() => void) | undefined;
   private metricsInstance: CoordinatorMetrics | undefined;
   private admin: AdminServer | undefined;
   readonly health: HealthState;
@@ -58,7 +62,7 @@ export class BatonServer {
     this.health = createHealth(services);
     for (const adapted of [
       adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter),
-      adaptService(Control, createControlService(() => this.coordinator), adapter),
+      adaptService(Control, createControlService(() => this.coordinator, this.events), adapter),
       adaptService(Health, this.health.impl, adapter),
     ]) {
       this.server.addService(adapted.definition, adapted.implementation);
@@ -94,6 +98,7 @@ export class BatonServer {
     const { config, logger } = this.options;
     const store = this.options.store ?? (await openConfiguredStore(config));
     this.coordinatorInstance = new Coordinator({ config, logger, store });
+    this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
     await this.coordinatorInstance.start();
     this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);
     if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.metricsInstance.registry, this.logger);
@@ -131,6 +136,8 @@ export class BatonServer {
     });
     await stopping;
     this.metricsInstance?.detach();
+    this.unpublish?.();
+    this.events.close();
     await this.admin?.close();
     this.currentState = "stopped";
     this.logger.info("baton stopped");

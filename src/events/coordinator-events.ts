@@ -1,0 +1,31 @@
+import { TaskState } from "../../gen/baton/v1/control_pb.js";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import { toAgentMessage } from "../control/index.js";
+import type { AgentRuntime, Coordinator } from "../coordinator/index.js";
+import type { EventLog } from "./event-log.js";
+
+// Topic segments are split on "."; ids that contain dots keep them out of the way.
+const seg = (id: string) => id.replaceAll(".", "_");
+
+/** Publishes the coordinator's state changes as events: task.<id>.<state>, agent.<id>.<state>. */
+export function publishCoordinatorEvents(coordinator: Coordinator, log: EventLog): () => void {
+  const onTask = (task: import("../../gen/baton/v1/control_pb.js").Task, reason: string) => {
+    const correlationId = task.attempts.at(-1)?.directiveIds[0] ?? "";
+    log.append({ topic: `task.${seg(task.spec!.taskId)}.${TaskState[task.state].toLowerCase()}`, correlationId, reason, kind: { case: "task", value: task } });
+  };
+  const onAgent = (state: string) => (agent: AgentRuntime, reason = "") => {
+    log.append({ topic: `agent.${seg(agent.agentId)}.${state}`, correlationId: agent.sessionId, reason, kind: { case: "agent", value: toAgentMessage(agent) } });
+  };
+  const handlers = {
+    "agent.online": onAgent(AgentState[AgentState.ONLINE].toLowerCase()),
+    "agent.disconnected": onAgent(AgentState[AgentState.DISCONNECTED].toLowerCase()),
+    "agent.offline": onAgent(AgentState[AgentState.OFFLINE].toLowerCase()),
+    "agent.draining": onAgent(AgentState[AgentState.DRAINING].toLowerCase()),
+  } as const;
+  coordinator.on("task.updated", onTask);
+  for (const [name, fn] of Object.entries(handlers)) coordinator.on(name as keyof typeof handlers, fn);
+  return () => {
+    coordinator.off("task.updated", onTask);
+    for (const [name, fn] of Object.entries(handlers)) coordinator.off(name as keyof typeof handlers, fn);
+  };
+}

@@ -1,0 +1,3 @@
+export { EventLog, type EventInit, type EventLogOptions } from "./event-log.js";
+export { topicMatches, isValidPattern } from "./topic-pattern.js";
+export { publishCoordinatorEvents } from "./coordinator-events.js";
