@@ -97,7 +97,7 @@ describe("tasks over acknowledged directives", () => {
     expect(metrics).toMatch(/baton_tasks\{state="dead_lettered"\} 1/);
     // As an event on the fanout (Control.WatchEvents reads the same log).
     const events = srv.server.events.watch(["task.t1.dead_lettered"], 1n, AbortSignal.timeout(1000))[Symbol.asyncIterator]();
-    expect((await events.next()).value).toMatchObject({ topic: "task.t1.dead_lettered", reason: "dead_lettered" });
+    expect((await events.next()).value).toMatchObject({ topic: "task.t1.dead_lettered", reason: "directive_failed" });
     await events.return?.();
     // And as a log line per attempt, with the outcome named.
     expect(srv.logs.lines.filter((l) => l.msg === "task attempt ended" && l.outcome === "directive_failed")).toHaveLength(3);
