@@ -26,11 +26,12 @@ import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protoc
 import type { HandlerContext } from "../rpc/index.js";
 import type { SpiffeIdentity } from "../security/index.js";
 import type { Store } from "../store/index.js";
+import { generatePlan, type PlanAgent, type PlanTask } from "../planner/index.js";
+import { ResourceInventory } from "../resources/index.js";
 import { delay } from "../streams/index.js";
 import { createAgentBreaker, type AgentBreaker, type BreakerState } from "./agent-breaker.js";
 import { AgentSession, welcomeFrame } from "./agent-session.js";
 import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
-import { assignTasks, type AgentView } from "./scheduler.js";
 import { TaskJournal } from "./task-journal.js";
 
 /** An agent as the coordinator holds it, across sessions. */
@@ -86,6 +87,8 @@ export interface CoordinatorOptions {
   store: Store;
   /** Milliseconds since the epoch; injected so tests can steer time. */
   now?: () => number;
+  /** The Resource Manager's inventory; a fresh one by default. */
+  inventory?: ResourceInventory;
 }
 
 const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.DEAD_LETTERED, TaskState.CANCELLED]);
@@ -99,7 +102,7 @@ export function isTerminal(state: TaskState): boolean {
   return TERMINAL.has(state);
 }
 
-function directiveFor(task: Task, agentId: string, correlationId: string): CoordinationDirective {
+function directiveFor(task: Task, agentId: string, correlationId: string, resources: string[]): CoordinationDirective {
   const spec = task.spec!;
   return create(CoordinationDirectiveSchema, {
     directiveId: randomUUID(),
@@ -114,6 +117,7 @@ function directiveFor(task: Task, agentId: string, correlationId: string): Coord
           taskId: spec.taskId,
           priority: spec.priority,
           requiredCapabilities: spec.requiredCapabilities,
+          resources,
           ...(spec.input ? { input: spec.input } : {}),
           ...(spec.deadline ? { deadline: spec.deadline } : {}),
         },
@@ -142,9 +146,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private scheduleQueued = false;
   private wakeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** Resources the agents offer and what is reserved on them (the Resource Manager). */
+  readonly inventory: ResourceInventory;
 
   constructor(options: CoordinatorOptions) {
     super();
+    this.inventory = options.inventory ?? new ResourceInventory();
     this.config = options.config;
     this.logger = options.logger.child({ component: "coordinator" });
     this.journal = new TaskJournal(options.store);
@@ -165,6 +172,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (jd.state === DeliveryState.SETTLED) continue;
       const agent = this.agentRuntime(jd.agentId, sessionOf.get(jd.agentId)?.sessionId ?? jd.sessionId);
       agent.outbox.restore(d, jd.state === DeliveryState.ACCEPTED ? "accepted" : "sent", now);
+      this.reserveFor(rt.task, d, jd.agentId);
       this.directives.set(d.directiveId, jd);
       rt.directiveId = d.directiveId;
       this.track(agent, d.directiveId);
@@ -272,6 +280,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const hello = await this.readHello(iterator, ctx);
     const identity = ctx.identity as SpiffeIdentity | undefined;
     this.authorizeHello(hello, identity);
+    // The agent's inventory goes to the Resource Manager; a resource another agent offers refuses the session.
+    this.inventory.register(hello.agentId, hello.resources);
     const cfg = this.config.session;
     const maxInFlight = Math.min(hello.maxInFlight || cfg.defaultMaxInFlight, cfg.maxInFlightLimit);
     const agent = this.agentRuntime(hello.agentId);
@@ -594,6 +604,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private endAttempt(jd: JournalDirective, outcome: string, reason: string, options: { exclude?: string | undefined; delayMs?: number }): void {
     const id = jd.directive!.directiveId;
     this.directives.delete(id);
+    // Roll back what the directive changed: its reservations go back to the pool.
+    this.inventory.release(id);
     const rt = this.tasks.get(jd.taskId);
     if (!rt || rt.directiveId !== id || isTerminal(rt.task.state)) {
       void this.journal.commit({ deleteDirectives: [id] }).catch(() => {});
@@ -656,6 +668,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const jd = this.directives.get(id);
     agent.outbox.settle(id);
     this.settleOutcome(agent, id);
+    if (completion.status === CompletionStatus.SUCCEEDED) this.inventory.release(id);
     const rt = owner ? this.tasks.get(owner.taskId) : undefined;
     this.emit("directive.completed", completion, jd?.directive);
     if (!rt || isTerminal(rt.task.state)) {
@@ -716,6 +729,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const jd = this.directives.get(directiveId);
     if (!jd) return;
     this.directives.delete(directiveId);
+    this.inventory.release(directiveId);
     const agent = this.agentsById.get(jd.agentId);
     if (!agent) return;
     agent.outbox.settle(directiveId);
@@ -750,24 +764,67 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.wakeTimer.unref();
     }
     if (pending.length === 0) return;
-    const views: AgentView[] = [];
+    const agents: PlanAgent[] = [];
     for (const a of this.agentsById.values()) {
       if (!a.session || a.draining || a.state === AgentState.OFFLINE || !a.breaker.allows) continue;
       const held = a.outbox.list().length;
       // A half-open breaker takes exactly one probe.
       const free = a.breaker.state === "half_open" ? Math.min(1, a.maxInFlight - held) : a.maxInFlight - held;
       if (free <= 0) continue;
-      views.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held });
+      agents.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held, resources: this.inventory.resourcesOf(a.agentId) });
     }
-    for (const { taskId, agentId } of assignTasks(pending, views, (id) => this.tasks.get(id)!.excluded)) {
-      this.assign(this.tasks.get(taskId)!, this.agentsById.get(agentId)!);
+    if (agents.length === 0) return;
+    const tasks: PlanTask[] = pending.map((task) => {
+      const spec = task.spec!;
+      const created = task.createdAt ? Number(task.createdAt.seconds) * 1000 + task.createdAt.nanos / 1e6 : 0;
+      return {
+        taskId: spec.taskId,
+        priority: spec.priority,
+        submitter: task.submitter,
+        order: created,
+        requiredCapabilities: spec.requiredCapabilities,
+        resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
+        target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },
+        excluded: this.tasks.get(spec.taskId)!.excluded,
+      };
+    });
+    const plan = generatePlan({ tasks, agents });
+    for (const planned of plan.planned) {
+      const member = planned.members[0]!;
+      this.assign(this.tasks.get(planned.taskId)!, this.agentsById.get(member.agentId)!, member.resources);
+    }
+    for (const move of plan.adjustments) this.logger.info({ ...move }, "plan proposes adjust_resources");
+  }
+
+  /** Reserves a directive's resources again (after a restart), by the ids it names and the amounts its task asked. */
+  private reserveFor(task: Task, directive: CoordinationDirective, agentId: string): void {
+    const params = directive.parameters?.kind.case === "assignTask" ? directive.parameters.kind.value : undefined;
+    if (!params?.resources.length) return;
+    try {
+      this.inventory.reserve({
+        reservationId: directive.directiveId,
+        holder: task.spec!.taskId,
+        agentId,
+        requests: params.resources.map((resourceId, i) => ({ $typeName: "baton.v1.ResourceRequest", resourceId, kind: "", amount: task.spec!.resources[i]?.amount ?? 0 })),
+      });
+    } catch (err) {
+      this.logger.warn({ directive_id: directive.directiveId, err: (err as Error).message }, "could not restore a reservation");
     }
   }
 
-  private assign(rt: TaskRuntime, agent: AgentRuntime): void {
+  private assign(rt: TaskRuntime, agent: AgentRuntime, resources: Array<{ resourceId: string; amount: number }>): void {
     const correlationId = randomUUID();
-    const directive = directiveFor(rt.task, agent.agentId, correlationId);
+    const directive = directiveFor(rt.task, agent.agentId, correlationId, resources.map((r) => r.resourceId));
     const id = directive.directiveId;
+    try {
+      this.inventory.reserve({ reservationId: id, holder: rt.task.spec!.taskId, agentId: agent.agentId, requests: resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest", resourceId: r.resourceId, kind: "", amount: r.amount })) });
+    } catch (err) {
+      // resource_conflict: the plan saw a state that changed; replan shortly.
+      rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
+      this.logger.info({ task_id: rt.task.spec!.taskId, outcome: "resource_conflict", reason: (err as Error).message }, "reservation refused; replanning");
+      this.requestSchedule();
+      return;
+    }
     const attemptNo = rt.task.attempts.length + 1;
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
     rt.task.state = TaskState.ASSIGNED;
@@ -796,6 +853,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           // The breaker refused it (open, or its one probe is out): plan it elsewhere at no cost.
           this.directives.delete(id);
           this.directiveTask.delete(id);
+          this.inventory.release(id);
           rt.task.attempts.pop();
           rt.directiveId = undefined;
           rt.task.state = TaskState.PENDING;

@@ -2,6 +2,8 @@ import { Server, type ServerCredentials } from "@grpc/grpc-js";
 import { file_baton_v1_control, Control } from "../../gen/baton/v1/control_pb.js";
 import { file_baton_v1_session, Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_baton_v1_resource_manager, ResourceManager } from "../../gen/baton/v1/resource_manager_pb.js";
+import { createResourceManagerService, ResourceInventory } from "../resources/index.js";
 import { parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
 import { EventLog, publishCoordinatorEvents } from "../events/index.js";
@@ -32,6 +34,8 @@ export function loadServerCredentials(config: BatonConfig): ServerCredentials {
 /** The `baton serve` process: coordinator, Control, health and reflection on one mTLS port. */
 export class BatonServer {
   private coordinatorInstance: Coordinator | undefined;
+  /** The Resource Manager's inventory, shared by the coordinator and the ResourceManager service. */
+  readonly inventory = new ResourceInventory();
   /** Every state change, for Control.WatchEvents. */
   readonly events = new EventLog();
   private unpublish: (() => void) | undefined;
@@ -58,16 +62,17 @@ export class BatonServer {
         return result.identity;
       },
     };
-    const services = [CoordinatorService.typeName, Control.typeName, Health.typeName];
+    const services = [CoordinatorService.typeName, Control.typeName, ResourceManager.typeName, Health.typeName];
     this.health = createHealth(services);
     for (const adapted of [
       adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter),
       adaptService(Control, createControlService(() => this.coordinator, this.events), adapter),
+      adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter),
       adaptService(Health, this.health.impl, adapter),
     ]) {
       this.server.addService(adapted.definition, adapted.implementation);
     }
-    addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_grpc_health_v1_health], services);
+    addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_baton_v1_resource_manager, file_grpc_health_v1_health], services);
   }
 
   /** The coordinator; there once start() has loaded the journal. */
@@ -97,7 +102,7 @@ export class BatonServer {
     this.currentState = "starting";
     const { config, logger } = this.options;
     const store = this.options.store ?? (await openConfiguredStore(config));
-    this.coordinatorInstance = new Coordinator({ config, logger, store });
+    this.coordinatorInstance = new Coordinator({ config, logger, store, inventory: this.inventory });
     this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
     await this.coordinatorInstance.start();
     this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);

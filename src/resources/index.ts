@@ -1,0 +1,2 @@
+export { ResourceInventory, type InventoryQuery } from "./inventory.js";
+export { createResourceManagerService } from "./resource-manager-service.js";
