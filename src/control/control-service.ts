@@ -76,6 +76,11 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       coordinator.drain(req.agentId, req.reason || "drained by an operator", req.reconnectTo);
       return { $typeName: "baton.v1.DrainAgentResponse", agent: agent(req.agentId) };
     },
+    async getCoordination() {
+      const coordinator = getCoordinator();
+      const { rounds, recent } = coordinator.coordination();
+      return { $typeName: "baton.v1.GetCoordinationResponse", coordinatorId: coordinator.id, rounds, recent };
+    },
     async *watchEvents(req, ctx) {
       for await (const event of events.watch(req.topics, req.afterCursor, ctx.signal)) {
         yield { $typeName: "baton.v1.WatchEventsResponse", event };

@@ -39,6 +39,7 @@ export interface AgentSessionOptions {
 type Outgoing = { kind: "message"; message: CoordinatorMessage } | { kind: "frame"; frame: ConnectResponse };
 
 interface PendingStatus {
+  correlationId: string;
   resolve: (value: { response: AgentStatusResponse; roundTripMs: number }) => void;
   reject: (err: unknown) => void;
   startedAt: number;
@@ -170,7 +171,7 @@ export class AgentSession {
   }
 
   /** Sends an AgentStatusRequest and waits for the answer, at most `timeoutMs`. */
-  requestStatus(timeoutMs: number, signal?: AbortSignal): Promise<{ response: AgentStatusResponse; roundTripMs: number }> {
+  requestStatus(timeoutMs: number, signal?: AbortSignal, correlationId?: string): Promise<{ response: AgentStatusResponse; roundTripMs: number }> {
     if (this.isClosed) return Promise.reject(unavailable(`agent ${this.agentId} has no open session`));
     const request = create(AgentStatusRequestSchema, {
       requestId: randomUUID(),
@@ -194,9 +195,15 @@ export class AgentSession {
       };
       if (signal?.aborted) return onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.pendingStatus.set(request.requestId, { resolve, reject, startedAt: performance.now(), cleanup });
-      this.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "statusRequest", value: request } }, request.requestId);
+      const correlation = correlationId ?? request.requestId;
+      this.pendingStatus.set(request.requestId, { correlationId: correlation, resolve, reject, startedAt: performance.now(), cleanup });
+      this.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "statusRequest", value: request } }, correlation);
     });
+  }
+
+  /** The correlation id a pending status request was sent under (the round's, or its own id). */
+  statusCorrelation(requestId: string): string {
+    return this.pendingStatus.get(requestId)?.correlationId ?? requestId;
   }
 
   /** Settles a pending status request; false if none was waiting for it. */

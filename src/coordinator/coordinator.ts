@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
-import { TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
+import { CoordinationRoundSchema, CoordinationState, TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type CoordinationRound, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
+import { MetricsRequestSchema, MetricsUpdateSchema, PerformanceReportSchema, type MetricsRequest, type MetricsUpdate, type PerformanceReport, type SystemMetrics } from "../../gen/baton/v1/performance_monitor_pb.js";
+import { ResourceQuerySchema } from "../../gen/baton/v1/resource_manager_pb.js";
 import {
   AgentStatusResponseSchema,
   CompletionStatus,
@@ -32,6 +34,7 @@ import { delay } from "../streams/index.js";
 import { createAgentBreaker, type AgentBreaker, type BreakerState } from "./agent-breaker.js";
 import { AgentSession, welcomeFrame } from "./agent-session.js";
 import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
+import { nextState, type RoundTrigger } from "./round-state.js";
 import { TaskJournal } from "./task-journal.js";
 
 /** An agent as the coordinator holds it, across sessions. */
@@ -73,6 +76,7 @@ export interface CoordinatorEvents {
   "agent.offline": [agent: AgentRuntime, reason: string];
   "agent.draining": [agent: AgentRuntime];
   "task.updated": [task: Task, reason: string];
+  "round.updated": [round: CoordinationRound, reason: string];
   "directive.sent": [directive: CoordinationDirective];
   "directive.ack": [ack: DirectiveAck, directive: CoordinationDirective];
   "directive.progress": [update: ProgressUpdate];
@@ -89,13 +93,40 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** The Resource Manager's inventory; a fresh one by default. */
   inventory?: ResourceInventory;
+  /** Where MetricsUpdates and PerformanceReports go (the Performance Monitor). */
+  performance?: PerformanceSink;
+}
+
+/** The Performance Monitor as the coordinator reports to it. */
+export interface PerformanceSink {
+  metrics(request: MetricsRequest): SystemMetrics;
+  recordUpdate(update: MetricsUpdate): void;
+  recordDirective(agentId: string, ok: boolean): void;
+  recordReport(report: PerformanceReport): void;
+}
+
+interface RoundRuntime {
+  round: CoordinationRound;
+  startedAt: number;
+  open: Set<string>;
+  succeeded: number;
+  failed: number;
+  directives: number;
+  completionMs: Map<string, number[]>;
 }
 
 const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.DEAD_LETTERED, TaskState.CANCELLED]);
 // Outcomes that count against a task's maxAttempts; losing an agent or a NAK does not.
 const COUNTED = new Set(["directive_failed", "lease_expired", "rejected"]);
+// The embedded participants, as logs name them.
+const PM = "performance-monitor";
+const RM = "resource-manager";
 // Remember settled completions so a resent TaskCompletion is acknowledged, not applied twice.
 const SETTLED_MEMORY = 100_000;
+
+function timestampMsOf(d: CoordinationDirective): number {
+  return d.timestamp ? Number(d.timestamp.seconds) * 1000 + d.timestamp.nanos / 1e6 : 0;
+}
 
 /** Whether a task state is final. */
 export function isTerminal(state: TaskState): boolean {
@@ -148,10 +179,18 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private stopping = false;
   /** Resources the agents offer and what is reserved on them (the Resource Manager). */
   readonly inventory: ResourceInventory;
+  private readonly performance: PerformanceSink | undefined;
+  private readonly rounds = new Map<string, RoundRuntime>();
+  private readonly taskRound = new Map<string, string>();
+  private readonly recentRounds: CoordinationRound[] = [];
+  private planning = false;
+  private replanRequested = false;
+  private readonly triggers = new Set<string>();
 
   constructor(options: CoordinatorOptions) {
     super();
     this.inventory = options.inventory ?? new ResourceInventory();
+    this.performance = options.performance;
     this.config = options.config;
     this.logger = options.logger.child({ component: "coordinator" });
     this.journal = new TaskJournal(options.store);
@@ -447,7 +486,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       case "statusResponse": {
         assertProtocolValid(AgentStatusResponseSchema, kind.value);
         this.checkSource(kind.value.sourceAgent, session, "a status response");
-        this.logReceived(session, kind.value.requestId, "agent_status_response", logger);
+        this.logReceived(session, session.statusCorrelation(kind.value.requestId), "agent_status_response", logger);
         if (!session.resolveStatus(kind.value)) logger.warn({ request_id: kind.value.requestId }, "status response for no pending request");
         return;
       }
@@ -483,6 +522,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         const jd = update.directiveId ? this.directives.get(update.directiveId) : undefined;
         this.logReceived(session, jd?.directive?.correlationId || update.eventId, "progress_update", logger);
         if (update.directiveId) agent.outbox.progress(update.directiveId, now);
+        // Step 6: progress goes on to the Performance Monitor as a MetricsUpdate.
+        if (this.performance) this.logParticipant(jd?.directive?.correlationId || update.eventId, this.config.coordinatorId, PM, "metrics_update");
+        this.performance?.recordUpdate(
+          create(MetricsUpdateSchema, { eventId: update.eventId, timestamp: update.timestamp, sourceAgent: update.sourceAgent, directiveId: update.directiveId, resourceUtilization: update.metrics?.resourceUtilization ?? 0, completionPercentage: update.metrics?.completionPercentage ?? 0, custom: update.metrics?.custom ?? {} }),
+        );
         this.emit("directive.progress", update);
         return;
       }
@@ -613,6 +657,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     rt.directiveId = undefined;
     this.closeAttempt(rt.task, outcome, reason);
+    this.roundTaskEnded(jd.taskId, false, "assign_task", this.now() - timestampMsOf(jd.directive!));
+    this.performance?.recordDirective(jd.agentId, false);
     // Every failure is visible: this line, the task's status and history, an event and a metric.
     this.logger.info({ task_id: jd.taskId, directive_id: id, agent_id: jd.agentId, correlation_id: jd.directive!.correlationId, outcome, reason }, "task attempt ended");
     if (options.exclude) rt.excluded.add(options.exclude);
@@ -684,6 +730,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (!current && rt.directiveId) this.cancelDirective(rt.directiveId, "the task succeeded on another attempt");
       rt.directiveId = undefined;
       this.closeAttempt(rt.task, "succeeded", `completed by ${agent.agentId}`);
+      this.roundTaskEnded(rt.task.spec!.taskId, true, "assign_task", jd?.directive ? this.now() - timestampMsOf(jd.directive) : 0);
+      this.performance?.recordDirective(agent.agentId, true);
       rt.task.state = TaskState.SUCCEEDED;
       if (completion.result) rt.task.result = completion.result;
       rt.task.reason = "";
@@ -740,60 +788,239 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   // ---------------------------------------------------------------- scheduling
 
-  private requestSchedule(): void {
+  private requestSchedule(trigger = "system_state_change"): void {
+    this.triggers.add(trigger);
     if (this.scheduleQueued || this.stopping) return;
     this.scheduleQueued = true;
     setImmediate(() => {
       this.scheduleQueued = false;
-      this.schedule();
+      void this.schedule();
     });
   }
 
-  private schedule(): void {
+  /**
+   * One coordination round, the spec's success scenario: a state change starts it
+   * (idle -> coordinating); it collects status from the agents concerned, verifies their
+   * resources with the Resource Manager, generates a plan (-> executing), distributes the
+   * directives (-> monitoring), and when its tasks end (-> idle) reports to the Performance
+   * Monitor. Only one round plans at a time; rounds monitor concurrently.
+   */
+  private async schedule(): Promise<void> {
+    if (this.planning) {
+      this.replanRequested = true;
+      return;
+    }
     const now = this.now();
     let wake = Number.POSITIVE_INFINITY;
-    const pending: Task[] = [];
+    let pending = 0;
     for (const rt of this.tasks.values()) {
       if (rt.task.state !== TaskState.PENDING) continue;
       if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
-      else pending.push(rt.task);
+      else pending++;
     }
     clearTimeout(this.wakeTimer);
     if (Number.isFinite(wake)) {
-      this.wakeTimer = setTimeout(() => this.requestSchedule(), Math.max(1, wake - now));
+      this.wakeTimer = setTimeout(() => this.requestSchedule("retry_due"), Math.max(1, wake - now));
       this.wakeTimer.unref();
     }
-    if (pending.length === 0) return;
-    const agents: PlanAgent[] = [];
-    for (const a of this.agentsById.values()) {
+    if (pending === 0) return;
+    const candidates = this.candidateAgents();
+    if (candidates.length === 0) return;
+    const trigger = [...this.triggers].join(",");
+    this.triggers.clear();
+    this.planning = true;
+    const rr = this.startRound(trigger);
+    try {
+      // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
+      const answered = await this.collectStatus(candidates, rr.round.roundId);
+      const roundId = rr.round.roundId;
+      // The figures the plan weighs: utilization per agent from the Performance Monitor.
+      const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
+      this.logParticipant(roundId, this.config.coordinatorId, PM, "metrics_request");
+      const metrics = this.performance?.metrics(metricsRequest);
+      if (metrics) this.logParticipant(roundId, PM, this.config.coordinatorId, "system_metrics");
+      // Step 3: verify resources with the Resource Manager.
+      const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
+      this.logParticipant(roundId, this.config.coordinatorId, RM, "resource_query");
+      const status = this.inventory.query({ agentIds: query.agentIds });
+      this.logParticipant(roundId, RM, this.config.coordinatorId, "resource_status");
+      if (this.stopping) return;
+      const agents = this.planAgents(answered, status);
+      const utilization = new Map((metrics?.agents ?? []).map((m) => [m.agentId, m.utilization]));
+      for (const a of agents) if (utilization.has(a.agentId)) a.utilization = utilization.get(a.agentId)!;
+      const tasks = this.planTasks();
+      if (agents.length === 0 || tasks.length === 0) {
+        this.moveRound(rr, "coordination_failure", agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan");
+        this.moveRound(rr, "recovery_complete", "nothing to execute");
+        return this.finishRound(rr, false);
+      }
+      // Step 4: the plan.
+      const plan = generatePlan({ tasks, agents });
+      for (const move of plan.adjustments) this.logger.info({ ...move, round_id: rr.round.roundId }, "plan proposes adjust_resources");
+      if (plan.planned.length === 0) {
+        this.moveRound(rr, "coordination_failure", plan.unplaced[0]?.reason ?? "nothing could be placed");
+        this.moveRound(rr, "recovery_complete", "tasks wait for capacity");
+        return this.finishRound(rr, false);
+      }
+      this.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
+      // Step 5: distribute the directives.
+      for (const planned of plan.planned) {
+        const member = planned.members[0]!;
+        if (this.assign(this.tasks.get(planned.taskId)!, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId)) {
+          rr.open.add(planned.taskId);
+          rr.round.taskIds.push(planned.taskId);
+          if (!rr.round.agentIds.includes(member.agentId)) rr.round.agentIds.push(member.agentId);
+          this.taskRound.set(planned.taskId, rr.round.roundId);
+          rr.directives++;
+        }
+      }
+      // Step 6: monitoring, until every task of the round has ended.
+      this.moveRound(rr, "execution_started", `${rr.directives} directives sent`);
+      if (rr.open.size === 0) {
+        this.moveRound(rr, "completion", "nothing to monitor");
+        this.finishRound(rr, true);
+      }
+    } catch (err) {
+      this.logger.error({ err, round_id: rr.round.roundId }, "coordination round failed");
+      if (rr.round.state === CoordinationState.COORDINATING) {
+        this.moveRound(rr, "coordination_failure", (err as Error).message);
+        this.moveRound(rr, "recovery_complete", "the next state change starts a new round");
+        this.finishRound(rr, false);
+      }
+    } finally {
+      this.planning = false;
+      if (this.replanRequested) {
+        this.replanRequested = false;
+        this.requestSchedule("replan");
+      }
+    }
+  }
+
+  private candidateAgents(): AgentRuntime[] {
+    return [...this.agentsById.values()].filter((a) => a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.list().length > 0);
+  }
+
+  private async collectStatus(agents: AgentRuntime[], roundId: string): Promise<AgentRuntime[]> {
+    const timeoutMs = Math.min(this.config.session.statusTimeoutMs, this.config.session.ackTimeoutMs);
+    const results = await Promise.allSettled(agents.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
+    const answered: AgentRuntime[] = [];
+    results.forEach((r, i) => {
+      const agent = agents[i]!;
+      if (r.status === "fulfilled") answered.push(agent);
+      else if ((r.reason as BatonError).code === Code.DEADLINE_EXCEEDED && agent.state !== AgentState.OFFLINE) this.markOffline(agent, `agent_unavailable: no answer to a status request within ${timeoutMs} ms`);
+    });
+    return answered;
+  }
+
+  private planAgents(answered: AgentRuntime[], status: ReturnType<ResourceInventory["query"]>): PlanAgent[] {
+    const byAgent = new Map<string, PlanAgent["resources"]>();
+    for (const r of status) {
+      const list = byAgent.get(r.agentId) ?? [];
+      list.push({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved });
+      byAgent.set(r.agentId, list);
+    }
+    const out: PlanAgent[] = [];
+    for (const a of answered) {
       if (!a.session || a.draining || a.state === AgentState.OFFLINE || !a.breaker.allows) continue;
       const held = a.outbox.list().length;
       // A half-open breaker takes exactly one probe.
       const free = a.breaker.state === "half_open" ? Math.min(1, a.maxInFlight - held) : a.maxInFlight - held;
-      if (free <= 0) continue;
-      agents.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held, resources: this.inventory.resourcesOf(a.agentId) });
+      if (free > 0) out.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held, resources: byAgent.get(a.agentId) ?? [] });
     }
-    if (agents.length === 0) return;
-    const tasks: PlanTask[] = pending.map((task) => {
-      const spec = task.spec!;
-      const created = task.createdAt ? Number(task.createdAt.seconds) * 1000 + task.createdAt.nanos / 1e6 : 0;
-      return {
+    return out;
+  }
+
+  private planTasks(): PlanTask[] {
+    const now = this.now();
+    const out: PlanTask[] = [];
+    for (const rt of this.tasks.values()) {
+      if (rt.task.state !== TaskState.PENDING || rt.notBefore > now) continue;
+      const spec = rt.task.spec!;
+      const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
+      out.push({
         taskId: spec.taskId,
         priority: spec.priority,
-        submitter: task.submitter,
+        submitter: rt.task.submitter,
         order: created,
         requiredCapabilities: spec.requiredCapabilities,
         resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
         target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },
-        excluded: this.tasks.get(spec.taskId)!.excluded,
-      };
-    });
-    const plan = generatePlan({ tasks, agents });
-    for (const planned of plan.planned) {
-      const member = planned.members[0]!;
-      this.assign(this.tasks.get(planned.taskId)!, this.agentsById.get(member.agentId)!, member.resources);
+        excluded: rt.excluded,
+      });
     }
-    for (const move of plan.adjustments) this.logger.info({ ...move }, "plan proposes adjust_resources");
+    return out;
+  }
+
+  private startRound(trigger: string): RoundRuntime {
+    const round = create(CoordinationRoundSchema, { roundId: randomUUID(), state: CoordinationState.IDLE, trigger, startedAt: timestampNow(), updatedAt: timestampNow() });
+    const rr: RoundRuntime = { round, startedAt: this.now(), open: new Set(), succeeded: 0, failed: 0, directives: 0, completionMs: new Map() };
+    this.rounds.set(round.roundId, rr);
+    this.moveRound(rr, "system_state_change", trigger);
+    return rr;
+  }
+
+  private moveRound(rr: RoundRuntime, trigger: RoundTrigger, reason: string): void {
+    rr.round.state = nextState(rr.round.state, trigger);
+    rr.round.updatedAt = timestampNow();
+    this.logger.debug({ round_id: rr.round.roundId, state: CoordinationState[rr.round.state], trigger, reason }, "round");
+    this.emit("round.updated", rr.round, reason);
+  }
+
+  /** A round task ended (succeeded, or failed this attempt): the round completes when none is open. */
+  private roundTaskEnded(taskId: string, ok: boolean, action: string, ms: number): void {
+    const roundId = this.taskRound.get(taskId);
+    if (!roundId) return;
+    this.taskRound.delete(taskId);
+    const rr = this.rounds.get(roundId);
+    if (!rr || !rr.open.delete(taskId)) return;
+    if (ok) rr.succeeded++;
+    else rr.failed++;
+    const list = rr.completionMs.get(action) ?? [];
+    list.push(ms);
+    rr.completionMs.set(action, list);
+    if (rr.open.size === 0 && rr.round.state === CoordinationState.MONITORING) {
+      this.moveRound(rr, "completion", `${rr.succeeded} succeeded, ${rr.failed} failed`);
+      this.finishRound(rr, rr.failed === 0);
+    }
+  }
+
+  private finishRound(rr: RoundRuntime, succeeded: boolean): void {
+    this.rounds.delete(rr.round.roundId);
+    this.recentRounds.unshift(rr.round);
+    if (this.recentRounds.length > 50) this.recentRounds.pop();
+    // Step 7: the PerformanceReport.
+    if (this.performance) this.logParticipant(rr.round.roundId, this.config.coordinatorId, PM, "performance_report");
+    const directiveCompletionMs: Record<string, number> = {};
+    for (const [action, list] of rr.completionMs) directiveCompletionMs[action] = list.reduce((a, b) => a + b, 0) / list.length;
+    this.performance?.recordReport(
+      create(PerformanceReportSchema, {
+        reportId: randomUUID(),
+        timestamp: timestampNow(),
+        coordinatorId: this.config.coordinatorId,
+        roundId: rr.round.roundId,
+        succeeded,
+        duration: durationFromMs(Math.max(0, Math.round(this.now() - rr.startedAt))),
+        directives: rr.directives,
+        tasksCompleted: rr.succeeded,
+        tasksFailed: rr.failed,
+        agents: rr.round.agentIds,
+        directiveCompletionMs,
+      }),
+    );
+  }
+
+  /** This coordinator's id. */
+  get id(): string {
+    return this.config.coordinatorId;
+  }
+
+  private logParticipant(correlationId: string, source: string, destination: string, messageType: string): void {
+    logProtocolMessage(this.logger, { correlation_id: correlationId, source, destination, message_type: messageType }, "sent", this.config.log.protocolLevel);
+  }
+
+  /** Rounds under way and the most recent finished ones. */
+  coordination(): { rounds: CoordinationRound[]; recent: CoordinationRound[] } {
+    return { rounds: [...this.rounds.values()].map((r) => r.round), recent: [...this.recentRounds] };
   }
 
   /** Reserves a directive's resources again (after a restart), by the ids it names and the amounts its task asked. */
@@ -812,8 +1039,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private assign(rt: TaskRuntime, agent: AgentRuntime, resources: Array<{ resourceId: string; amount: number }>): void {
-    const correlationId = randomUUID();
+  private assign(rt: TaskRuntime, agent: AgentRuntime, resources: Array<{ resourceId: string; amount: number }>, correlationId: string): boolean {
     const directive = directiveFor(rt.task, agent.agentId, correlationId, resources.map((r) => r.resourceId));
     const id = directive.directiveId;
     try {
@@ -822,8 +1048,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // resource_conflict: the plan saw a state that changed; replan shortly.
       rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
       this.logger.info({ task_id: rt.task.spec!.taskId, outcome: "resource_conflict", reason: (err as Error).message }, "reservation refused; replanning");
-      this.requestSchedule();
-      return;
+      this.requestSchedule("resource_conflict");
+      return false;
     }
     const attemptNo = rt.task.attempts.length + 1;
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
@@ -859,9 +1085,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           rt.task.state = TaskState.PENDING;
           rt.task.assignedAgents = [];
           this.logger.debug({ task_id: rt.task.spec!.taskId, agent_id: agent.agentId, err: (err as Error).message }, "breaker refused a delivery");
-          this.requestSchedule();
+          this.roundTaskEnded(rt.task.spec!.taskId, false, "assign_task", 0);
+          this.requestSchedule("breaker_refused");
         }
       });
+    return true;
   }
 
   // ---------------------------------------------------------------- tasks (Control)
@@ -940,6 +1168,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
     if (rt.directiveId) this.cancelDirective(rt.directiveId, reason || "cancelled");
     rt.directiveId = undefined;
+    this.roundTaskEnded(taskId, false, "assign_task", 0);
     this.closeAttempt(rt.task, "cancelled", reason);
     rt.task.state = TaskState.CANCELLED;
     rt.task.reason = reason || "cancelled";

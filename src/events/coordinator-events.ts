@@ -1,4 +1,4 @@
-import { TaskState } from "../../gen/baton/v1/control_pb.js";
+import { CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { toAgentMessage } from "../control/index.js";
 import type { AgentRuntime, Coordinator } from "../coordinator/index.js";
@@ -7,7 +7,7 @@ import type { EventLog } from "./event-log.js";
 // Topic segments are split on "."; ids that contain dots keep them out of the way.
 const seg = (id: string) => id.replaceAll(".", "_");
 
-/** Publishes the coordinator's state changes as events: task.<id>.<state>, agent.<id>.<state>. */
+/** Publishes the coordinator's state changes as events: task.<id>.<state>, agent.<id>.<state>, round.<id>.<state>. */
 export function publishCoordinatorEvents(coordinator: Coordinator, log: EventLog): () => void {
   const onTask = (task: import("../../gen/baton/v1/control_pb.js").Task, reason: string) => {
     const correlationId = task.attempts.at(-1)?.directiveIds[0] ?? "";
@@ -22,10 +22,15 @@ export function publishCoordinatorEvents(coordinator: Coordinator, log: EventLog
     "agent.offline": onAgent(AgentState[AgentState.OFFLINE].toLowerCase()),
     "agent.draining": onAgent(AgentState[AgentState.DRAINING].toLowerCase()),
   } as const;
+  const onRound = (round: import("../../gen/baton/v1/control_pb.js").CoordinationRound, reason: string) => {
+    log.append({ topic: `round.${round.roundId}.${CoordinationState[round.state].toLowerCase()}`, correlationId: round.roundId, reason, kind: { case: "round", value: round } });
+  };
   coordinator.on("task.updated", onTask);
+  coordinator.on("round.updated", onRound);
   for (const [name, fn] of Object.entries(handlers)) coordinator.on(name as keyof typeof handlers, fn);
   return () => {
     coordinator.off("task.updated", onTask);
+    coordinator.off("round.updated", onRound);
     for (const [name, fn] of Object.entries(handlers)) coordinator.off(name as keyof typeof handlers, fn);
   };
 }

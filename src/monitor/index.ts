@@ -1,2 +1,3 @@
 export { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 export { startAdminServer, type AdminServer } from "./admin-server.js";
+export { PerformanceStore, createPerformanceMonitorService } from "./performance-monitor.js";

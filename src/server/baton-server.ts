@@ -11,7 +11,8 @@ import { Coordinator } from "../coordinator/index.js";
 import { unauthenticated, unavailable } from "../errors.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
-import { createCoordinatorMetrics, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
+import { createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
+import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
 import { adaptService, addReflection, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdapterOptions, type HealthState, type PeerInfo } from "../rpc/index.js";
 import { identityFromPeerCertificate, type SpiffeIdentity } from "../security/index.js";
 
@@ -36,6 +37,8 @@ export class BatonServer {
   private coordinatorInstance: Coordinator | undefined;
   /** The Resource Manager's inventory, shared by the coordinator and the ResourceManager service. */
   readonly inventory = new ResourceInventory();
+  /** The Performance Monitor's figures, fed by the coordinator, served by PerformanceMonitor. */
+  readonly performance = new PerformanceStore();
   /** Every state change, for Control.WatchEvents. */
   readonly events = new EventLog();
   private unpublish: (() => void) | undefined;
@@ -62,17 +65,18 @@ export class BatonServer {
         return result.identity;
       },
     };
-    const services = [CoordinatorService.typeName, Control.typeName, ResourceManager.typeName, Health.typeName];
+    const services = [CoordinatorService.typeName, Control.typeName, ResourceManager.typeName, PerformanceMonitor.typeName, Health.typeName];
     this.health = createHealth(services);
     for (const adapted of [
       adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter),
       adaptService(Control, createControlService(() => this.coordinator, this.events), adapter),
       adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter),
+      adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter),
       adaptService(Health, this.health.impl, adapter),
     ]) {
       this.server.addService(adapted.definition, adapted.implementation);
     }
-    addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_baton_v1_resource_manager, file_grpc_health_v1_health], services);
+    addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_baton_v1_resource_manager, file_baton_v1_performance_monitor, file_grpc_health_v1_health], services);
   }
 
   /** The coordinator; there once start() has loaded the journal. */
@@ -102,7 +106,7 @@ export class BatonServer {
     this.currentState = "starting";
     const { config, logger } = this.options;
     const store = this.options.store ?? (await openConfiguredStore(config));
-    this.coordinatorInstance = new Coordinator({ config, logger, store, inventory: this.inventory });
+    this.coordinatorInstance = new Coordinator({ config, logger, store, inventory: this.inventory, performance: this.performance });
     this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
     await this.coordinatorInstance.start();
     this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);

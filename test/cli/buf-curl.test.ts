@@ -31,7 +31,7 @@ describe("buf curl over mutual TLS, schema from server reflection", () => {
     srv = await startServer(pki);
     const out = await curl(["--list-services", `https://localhost:${srv.port}`]);
     expect(out.stderr).toBe("");
-    expect(out.stdout.split("\n").filter(Boolean).sort()).toEqual(["baton.v1.Control", "baton.v1.Coordinator", "baton.v1.ResourceManager", "grpc.health.v1.Health"]);
+    expect(out.stdout.split("\n").filter(Boolean).sort()).toEqual(["baton.v1.Control", "baton.v1.Coordinator", "baton.v1.PerformanceMonitor", "baton.v1.ResourceManager", "grpc.health.v1.Health"]);
   });
 
   it("lists a service's methods through reflection v1alpha too", async () => {

@@ -1,0 +1,137 @@
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  AgentMetricsSchema,
+  LatencySummarySchema,
+  SystemMetricsSchema,
+  type LatencySummary,
+  type MetricsRequest,
+  type MetricsUpdate,
+  type PerformanceMonitor,
+  type PerformanceReport,
+  type SystemMetrics,
+} from "../../gen/baton/v1/performance_monitor_pb.js";
+import type { ServiceImpl } from "../rpc/index.js";
+import { delay } from "../streams/index.js";
+
+interface AgentFigures {
+  utilization: number;
+  completion: number;
+  lastReport: number;
+  completed: number[];
+  failed: number[];
+}
+
+const WINDOW_MS = 60_000;
+const MAX_SAMPLES = 10_000;
+
+function summarize(samples: number[]): LatencySummary {
+  if (samples.length === 0) return create(LatencySummarySchema, {});
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return create(LatencySummarySchema, { count: BigInt(sorted.length), p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: sorted.at(-1)! });
+}
+
+/**
+ * The Performance Monitor's state: MetricsUpdates per agent, PerformanceReports per
+ * round, and SystemMetrics computed from them over a sliding window.
+ */
+export class PerformanceStore {
+  private readonly agents = new Map<string, AgentFigures>();
+  private readonly messages: number[] = [];
+  private readonly rounds: Array<{ at: number; ok: boolean }> = [];
+  private readonly completionMs: number[] = [];
+  private readonly latencyMs: number[] = [];
+  private completedRounds = 0;
+  private failedRounds = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  private agent(id: string): AgentFigures {
+    let a = this.agents.get(id);
+    if (!a) this.agents.set(id, (a = { utilization: 0, completion: 0, lastReport: 0, completed: [], failed: [] }));
+    return a;
+  }
+
+  private push(list: number[], value: number): void {
+    list.push(value);
+    if (list.length > MAX_SAMPLES) list.splice(0, list.length - MAX_SAMPLES);
+  }
+
+  /** Records a MetricsUpdate (message latency is its age on arrival). */
+  recordUpdate(update: MetricsUpdate): void {
+    const now = this.now();
+    const a = this.agent(update.sourceAgent);
+    a.utilization = update.resourceUtilization;
+    a.completion = update.completionPercentage;
+    a.lastReport = now;
+    this.push(this.messages, now);
+    if (update.timestamp) this.push(this.latencyMs, Math.max(0, now - timestampMs(update.timestamp)));
+  }
+
+  /** Records a directive's end for an agent. */
+  recordDirective(agentId: string, ok: boolean): void {
+    this.push(ok ? this.agent(agentId).completed : this.agent(agentId).failed, this.now());
+  }
+
+  /** Records a PerformanceReport (one per finished round). */
+  recordReport(report: PerformanceReport): void {
+    const now = this.now();
+    this.push(this.messages, now);
+    this.rounds.push({ at: now, ok: report.succeeded });
+    if (this.rounds.length > MAX_SAMPLES) this.rounds.shift();
+    if (report.succeeded) this.completedRounds++;
+    else this.failedRounds++;
+    for (const ms of Object.values(report.directiveCompletionMs)) this.push(this.completionMs, ms);
+  }
+
+  /** SystemMetrics for a request (agents filtered, window in the request or 60 s). */
+  metrics(request: Pick<MetricsRequest, "requestId" | "agentIds" | "window">): SystemMetrics {
+    const now = this.now();
+    const windowMs = request.window ? durationMs(request.window) || WINDOW_MS : WINDOW_MS;
+    const since = now - windowMs;
+    const inWindow = (xs: number[]) => xs.filter((t) => t >= since).length;
+    const wanted = request.agentIds.length ? new Set(request.agentIds) : undefined;
+    const agents = [...this.agents.entries()]
+      .filter(([id]) => !wanted || wanted.has(id))
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([agentId, a]) =>
+        create(AgentMetricsSchema, { agentId, utilization: a.utilization, completed: BigInt(inWindow(a.completed)), failed: BigInt(inWindow(a.failed)), ...(a.lastReport ? { lastReport: timestampFromMs(a.lastReport) } : {}) }),
+      );
+    const total = this.completedRounds + this.failedRounds;
+    return create(SystemMetricsSchema, {
+      requestId: request.requestId,
+      timestamp: timestampNow(),
+      agents,
+      messagesPerSecond: inWindow(this.messages) / (windowMs / 1000),
+      coordinationsPerSecond: this.rounds.filter((r) => r.at >= since).length / (windowMs / 1000),
+      messageLatency: summarize(this.latencyMs),
+      directiveCompletionTime: summarize(this.completionMs),
+      rounds: { $typeName: "baton.v1.RoundOutcomes", completed: BigInt(this.completedRounds), failed: BigInt(this.failedRounds), successRate: total ? this.completedRounds / total : 0 },
+    });
+  }
+}
+
+/** The PerformanceMonitor service over a store (embedded in baton serve by default). */
+export function createPerformanceMonitorService(store: PerformanceStore): ServiceImpl<typeof PerformanceMonitor> {
+  return {
+    async getMetrics(req) {
+      return store.metrics(req);
+    },
+    async reportMetrics(req) {
+      store.recordUpdate(req);
+      return { $typeName: "baton.v1.ReportMetricsResponse" };
+    },
+    async reportPerformance(req) {
+      store.recordReport(req);
+      return { $typeName: "baton.v1.ReportPerformanceResponse" };
+    },
+    async *watchMetrics(req, ctx) {
+      const interval = req.interval ? Math.max(100, durationMs(req.interval)) : 1000;
+      while (!ctx.signal.aborted) {
+        yield store.metrics({ requestId: "", agentIds: req.agentIds, window: undefined });
+        await delay(interval, ctx.signal).catch(() => undefined);
+      }
+    },
+  };
+}
