@@ -75,6 +75,8 @@ export interface BatonConfig {
     maxDeliveries: number;
     /** Delay before a failed task is retried, ms, doubled per failure. Default 200. */
     retryDelayMs: number;
+    /** How long every member of a coalition has to accept, ms, unless the task says. Default 5000. */
+    coalitionFormationMs: number;
   };
   /** The journal. */
   store: {
@@ -132,7 +134,7 @@ export function defaultConfig(): BatonConfig {
     },
     delivery: { retryCount: 3, backoffInitialMs: 500, backoffMaxMs: 10_000, leaseMs: 60_000 },
     breaker: { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 10, rollingCountTimeoutMs: 60_000 },
-    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200 },
+    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000 },
     store: { kind: "sqlite", dataDir: "data", synchronous: "FULL" },
     transport: { ...DEFAULT_TRANSPORT_LIMITS },
     log: { level: "info", protocolLevel: "info" },
@@ -278,6 +280,7 @@ function validateConfig(c: BatonConfig): void {
     ["breaker.rollingCountTimeoutMs", c.breaker.rollingCountTimeoutMs],
     ["tasks.maxAttempts", c.tasks.maxAttempts],
     ["tasks.maxDeliveries", c.tasks.maxDeliveries],
+    ["tasks.coalitionFormationMs", c.tasks.coalitionFormationMs],
     ["transport.maxReceiveMessageBytes", c.transport.maxReceiveMessageBytes],
     ["transport.maxSendMessageBytes", c.transport.maxSendMessageBytes],
     ["transport.maxConcurrentStreams", c.transport.maxConcurrentStreams],

@@ -22,7 +22,7 @@ import {
 import { DeliveryState, JournalDirectiveSchema, JournalSessionSchema, type JournalDirective } from "../../gen/baton/v1/journal_pb.js";
 import { ConnectResponseSchema, HelloSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Hello } from "../../gen/baton/v1/session_pb.js";
 import type { BatonConfig } from "../config.js";
-import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, unavailable, unimplemented } from "../errors.js";
+import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
@@ -65,8 +65,20 @@ interface TaskRuntime {
   excluded: Set<string>;
   /** Not scheduled before this time (retry delay, NAK delay). */
   notBefore: number;
-  /** The directive of the current attempt, if one is out. */
-  directiveId: string | undefined;
+  /** The directives of the current attempt (one, or one per coalition member). */
+  directives: Set<string>;
+  /** The current attempt's coalition, when the task needs several agents. */
+  coalition: CoalitionRuntime | undefined;
+}
+
+interface CoalitionRuntime {
+  coalitionId: string;
+  leader: string;
+  /** Member directives that accepted; the coalition is formed when all have. */
+  accepted: Set<string>;
+  /** Member directives that completed, with their results. */
+  completed: Map<string, TaskCompletion>;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /** What the coordinator reports as it works; WatchEvents and metrics feed on it. */
@@ -117,7 +129,7 @@ interface RoundRuntime {
 
 const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.DEAD_LETTERED, TaskState.CANCELLED]);
 // Outcomes that count against a task's maxAttempts; losing an agent or a NAK does not.
-const COUNTED = new Set(["directive_failed", "lease_expired", "rejected"]);
+const COUNTED = new Set(["directive_failed", "lease_expired", "rejected", "coalition_not_formed"]);
 // The embedded participants, as logs name them.
 const PM = "performance-monitor";
 const RM = "resource-manager";
@@ -126,6 +138,10 @@ const SETTLED_MEMORY = 100_000;
 
 function timestampMsOf(d: CoordinationDirective): number {
   return d.timestamp ? Number(d.timestamp.seconds) * 1000 + d.timestamp.nanos / 1e6 : 0;
+}
+
+function isCoalition(spec: TaskSpec): boolean {
+  return !!spec.coalition && Math.max(spec.coalition.size, spec.coalition.roles.length) >= 2;
 }
 
 /** Whether a task state is final. */
@@ -168,7 +184,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   /** Live (unsettled) directives. */
   private readonly directives = new Map<string, JournalDirective>();
   /** Every directive of a task still open, superseded ones included: a late success still counts. */
-  private readonly directiveTask = new Map<string, { taskId: string; agentId: string }>();
+  private readonly directiveTask = new Map<string, { taskId: string; agentId: string; coalition?: boolean }>();
   private readonly settled = new Set<string>();
   private readonly logger: Logger;
   private readonly config: BatonConfig;
@@ -207,13 +223,18 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const d = jd.directive!;
       const rt = this.tasks.get(jd.taskId);
       if (!rt || isTerminal(rt.task.state)) continue;
-      this.directiveTask.set(d.directiveId, { taskId: jd.taskId, agentId: jd.agentId });
+      this.directiveTask.set(d.directiveId, { taskId: jd.taskId, agentId: jd.agentId, coalition: d.parameters?.kind.case === "formCoalition" });
       if (jd.state === DeliveryState.SETTLED) continue;
       const agent = this.agentRuntime(jd.agentId, sessionOf.get(jd.agentId)?.sessionId ?? jd.sessionId);
       agent.outbox.restore(d, jd.state === DeliveryState.ACCEPTED ? "accepted" : "sent", now);
       this.reserveFor(rt.task, d, jd.agentId);
       this.directives.set(d.directiveId, jd);
-      rt.directiveId = d.directiveId;
+      rt.directives.add(d.directiveId);
+      if (d.parameters?.kind.case === "formCoalition") {
+        const params = d.parameters.kind.value;
+        rt.coalition ??= { coalitionId: params.coalitionId, leader: params.leader, accepted: new Set(), completed: new Map(), timer: undefined };
+        if (jd.state === DeliveryState.ACCEPTED) rt.coalition.accepted.add(d.directiveId);
+      }
       this.track(agent, d.directiveId);
     }
     for (const s of sessions) {
@@ -471,7 +492,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   /** The task a directive belongs to, refusing another agent's directive. */
-  private ownDirective(directiveId: string, session: AgentSession, what: string): { taskId: string; agentId: string } | undefined {
+  private ownDirective(directiveId: string, session: AgentSession, what: string): { taskId: string; agentId: string; coalition?: boolean } | undefined {
     const owner = this.directiveTask.get(directiveId);
     if (owner && owner.agentId !== session.agentId) {
       throw permissionDenied(`agent ${session.agentId} may not send ${what} for directive ${directiveId} of agent ${owner.agentId}`);
@@ -632,7 +653,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const rt = this.tasks.get(jd.taskId);
     jd.state = DeliveryState.ACCEPTED;
     const change: Parameters<TaskJournal["commit"]>[0] = { directives: [jd] };
-    if (rt && rt.directiveId === jd.directive!.directiveId && rt.task.state === TaskState.ASSIGNED) {
+    const id = jd.directive!.directiveId;
+    rt?.coalition?.accepted.add(id);
+    // A coalition runs once every member has accepted (gang scheduling); a lone directive at once.
+    const formed = !rt?.coalition || rt.coalition.accepted.size === rt.directives.size;
+    if (rt && formed && rt.coalition) clearTimeout(rt.coalition.timer);
+    if (rt && rt.directives.has(id) && formed && rt.task.state === TaskState.ASSIGNED) {
       rt.task.state = TaskState.RUNNING;
       rt.task.updatedAt = timestampNow();
       change.tasks = [rt.task];
@@ -651,11 +677,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     // Roll back what the directive changed: its reservations go back to the pool.
     this.inventory.release(id);
     const rt = this.tasks.get(jd.taskId);
-    if (!rt || rt.directiveId !== id || isTerminal(rt.task.state)) {
+    if (!rt || !rt.directives.has(id) || isTerminal(rt.task.state)) {
       void this.journal.commit({ deleteDirectives: [id] }).catch(() => {});
       return;
     }
-    rt.directiveId = undefined;
+    rt.directives.delete(id);
+    // All or nothing: one member's end ends the coalition; the others are cancelled and released.
+    this.dissolve(rt, `coalition member ${jd.agentId}: ${outcome}`);
     this.closeAttempt(rt.task, outcome, reason);
     this.roundTaskEnded(jd.taskId, false, "assign_task", this.now() - timestampMsOf(jd.directive!));
     this.performance?.recordDirective(jd.agentId, false);
@@ -708,7 +736,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return n;
   }
 
-  private async onCompletion(completion: TaskCompletion, owner: { taskId: string; agentId: string } | undefined, agent: AgentRuntime): Promise<void> {
+  private async onCompletion(completion: TaskCompletion, owner: { taskId: string; agentId: string; coalition?: boolean } | undefined, agent: AgentRuntime): Promise<void> {
     const id = completion.directiveId;
     if (this.settled.has(completion.eventId)) return;
     const jd = this.directives.get(id);
@@ -723,12 +751,24 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.remember(completion.eventId);
       return;
     }
-    const current = rt.directiveId === id;
-    if (completion.status === CompletionStatus.SUCCEEDED) {
+    const current = rt.directives.has(id);
+    if (completion.status === CompletionStatus.SUCCEEDED && current && rt.coalition) {
+      // A coalition succeeds when every member has; the leader's result is the task's.
+      rt.coalition.completed.set(id, completion);
+      if (jd) this.directives.delete(id);
+      await this.journal.commit({ deleteDirectives: [id] });
+      if (rt.coalition.completed.size < rt.directives.size) return;
+      const leaderResult = [...rt.coalition.completed.values()].find((c) => c.sourceAgent === rt.coalition!.leader)?.result;
+      if (leaderResult) completion.result = leaderResult;
+    }
+    // A superseded lone directive that succeeds settles the task; a superseded coalition member alone cannot.
+    if (completion.status === CompletionStatus.SUCCEEDED && (current || !owner?.coalition)) {
       if (jd) this.directives.delete(id);
       // A superseded attempt that succeeds still settles the task: first success wins.
-      if (!current && rt.directiveId) this.cancelDirective(rt.directiveId, "the task succeeded on another attempt");
-      rt.directiveId = undefined;
+      if (!current) for (const other of rt.directives) this.cancelDirective(other, "the task succeeded on another attempt");
+      rt.directives.clear();
+      if (rt.coalition) clearTimeout(rt.coalition.timer);
+      rt.coalition = undefined;
       this.closeAttempt(rt.task, "succeeded", `completed by ${agent.agentId}`);
       this.roundTaskEnded(rt.task.spec!.taskId, true, "assign_task", jd?.directive ? this.now() - timestampMsOf(jd.directive) : 0);
       this.performance?.recordDirective(agent.agentId, true);
@@ -756,7 +796,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.endAttempt(jd, "directive_failed", error.message, {});
       if (!isTerminal(rt.task.state)) this.deadLetter(rt, `directive_failed (not retryable): ${error.message}`);
     } else {
-      this.endAttempt(jd, completion.status === CompletionStatus.CANCELLED ? "directive_failed" : "directive_failed", error?.message || "the agent reported failure", {});
+      this.endAttempt(jd, "directive_failed", error?.message || (completion.status === CompletionStatus.CANCELLED ? "the agent cancelled it" : "the agent reported failure"), {});
     }
   }
 
@@ -865,14 +905,18 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
       // Step 5: distribute the directives.
       for (const planned of plan.planned) {
+        const rt = this.tasks.get(planned.taskId)!;
         const member = planned.members[0]!;
-        if (this.assign(this.tasks.get(planned.taskId)!, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId)) {
-          rr.open.add(planned.taskId);
-          rr.round.taskIds.push(planned.taskId);
-          if (!rr.round.agentIds.includes(member.agentId)) rr.round.agentIds.push(member.agentId);
-          this.taskRound.set(planned.taskId, rr.round.roundId);
-          rr.directives++;
-        }
+        const sent =
+          planned.action === "form_coalition"
+            ? this.assignCoalition(rt, planned.members, planned.leader, rr.round.roundId)
+            : this.assign(rt, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
+        if (!sent) continue;
+        rr.open.add(planned.taskId);
+        rr.round.taskIds.push(planned.taskId);
+        for (const m of planned.members) if (!rr.round.agentIds.includes(m.agentId)) rr.round.agentIds.push(m.agentId);
+        this.taskRound.set(planned.taskId, rr.round.roundId);
+        rr.directives += planned.members.length;
       }
       // Step 6: monitoring, until every task of the round has ended.
       this.moveRound(rr, "execution_started", `${rr.directives} directives sent`);
@@ -946,6 +990,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
         target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },
         excluded: rt.excluded,
+        ...(isCoalition(spec) ? { coalition: { roles: spec.coalition!.roles, size: Math.max(spec.coalition!.size, spec.coalition!.roles.length) } } : {}),
       });
     }
     return out;
@@ -1056,7 +1101,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     rt.task.state = TaskState.ASSIGNED;
     rt.task.assignedAgents = [agent.agentId];
     rt.task.updatedAt = timestampNow();
-    rt.directiveId = id;
+    rt.directives = new Set([id]);
+    rt.coalition = undefined;
     const jd = create(JournalDirectiveSchema, { directive, agentId: agent.agentId, sessionId: agent.sessionId, state: DeliveryState.QUEUED, taskId: rt.task.spec!.taskId, taskAttempt: attemptNo });
     this.directives.set(id, jd);
     this.directiveTask.set(id, { taskId: rt.task.spec!.taskId, agentId: agent.agentId });
@@ -1081,7 +1127,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           this.directiveTask.delete(id);
           this.inventory.release(id);
           rt.task.attempts.pop();
-          rt.directiveId = undefined;
+          rt.directives.clear();
           rt.task.state = TaskState.PENDING;
           rt.task.assignedAgents = [];
           this.logger.debug({ task_id: rt.task.spec!.taskId, agent_id: agent.agentId, err: (err as Error).message }, "breaker refused a delivery");
@@ -1092,6 +1138,94 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return true;
   }
 
+  /** Cancels and releases every directive of the task's current attempt. */
+  private dissolve(rt: TaskRuntime, reason: string): void {
+    for (const other of rt.directives) this.cancelDirective(other, reason);
+    rt.directives.clear();
+    if (rt.coalition) clearTimeout(rt.coalition.timer);
+    rt.coalition = undefined;
+  }
+
+  /**
+   * Sends form_coalition to every member: reserved all or nothing, formed only if every
+   * member accepts within the formation timeout, else dissolved and retried.
+   */
+  private assignCoalition(rt: TaskRuntime, members: Array<{ agentId: string; role: string; resources: Array<{ resourceId: string; amount: number }> }>, leader: string, correlationId: string): boolean {
+    const spec = rt.task.spec!;
+    const coalitionId = randomUUID();
+    const timeoutMs = spec.coalition?.formationTimeoutMs || this.config.tasks.coalitionFormationMs;
+    const directives = members.map((m) =>
+      create(CoordinationDirectiveSchema, {
+        directiveId: randomUUID(),
+        timestamp: timestampNow(),
+        targetAgent: m.agentId,
+        action: Action.FORM_COALITION,
+        correlationId,
+        parameters: {
+          kind: {
+            case: "formCoalition",
+            value: { coalitionId, taskId: spec.taskId, members: members.map((x) => x.agentId), leader, role: m.role, formationTimeout: durationFromMs(timeoutMs), resources: m.resources.map((r) => r.resourceId), priority: spec.priority, ...(spec.input ? { input: spec.input } : {}) },
+          },
+        },
+      }),
+    );
+    const reserved: string[] = [];
+    try {
+      directives.forEach((d, i) => {
+        this.inventory.reserve({ reservationId: d.directiveId, holder: spec.taskId, agentId: members[i]!.agentId, requests: members[i]!.resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: r.resourceId, kind: "", amount: r.amount })) });
+        reserved.push(d.directiveId);
+      });
+    } catch (err) {
+      for (const id of reserved) this.inventory.release(id);
+      rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
+      this.logger.info({ task_id: spec.taskId, outcome: "resource_conflict", reason: (err as Error).message }, "coalition reservation refused; replanning");
+      this.requestSchedule("resource_conflict");
+      return false;
+    }
+    const attemptNo = rt.task.attempts.length + 1;
+    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: members.map((m) => m.agentId), directiveIds: directives.map((d) => d.directiveId), startedAt: timestampNow() }));
+    rt.task.state = TaskState.ASSIGNED;
+    rt.task.assignedAgents = members.map((m) => m.agentId);
+    rt.task.updatedAt = timestampNow();
+    rt.directives = new Set(directives.map((d) => d.directiveId));
+    const coalition: CoalitionRuntime = { coalitionId, leader, accepted: new Set(), completed: new Map(), timer: undefined };
+    rt.coalition = coalition;
+    coalition.timer = setTimeout(() => {
+      if (rt.coalition !== coalition || coalition.accepted.size === rt.directives.size) return;
+      const missing = [...rt.directives].find((id) => !coalition.accepted.has(id));
+      const jd = missing ? this.directives.get(missing) : undefined;
+      if (jd) this.endAttempt(jd, "coalition_not_formed", `not every member accepted within ${timeoutMs} ms`, {});
+    }, timeoutMs);
+    coalition.timer.unref();
+    const records = directives.map((d, i) => create(JournalDirectiveSchema, { directive: d, agentId: members[i]!.agentId, sessionId: this.agentsById.get(members[i]!.agentId)!.sessionId, state: DeliveryState.QUEUED, taskId: spec.taskId, taskAttempt: attemptNo }));
+    for (const jd of records) {
+      this.directives.set(jd.directive!.directiveId, jd);
+      this.directiveTask.set(jd.directive!.directiveId, { taskId: spec.taskId, agentId: jd.agentId, coalition: true });
+    }
+    this.emit("task.updated", rt.task, "assigned");
+    void this.journal.commit({ tasks: [rt.task], directives: records }).then(
+      () => {
+        for (const jd of records) {
+          const agent = this.agentsById.get(jd.agentId)!;
+          const d = jd.directive!;
+          agent.breaker
+            .fire(() => {
+              agent.outbox.add(d, this.now());
+              const outcome = this.track(agent, d.directiveId);
+              this.pump(agent);
+              return outcome;
+            })
+            .catch(() => {
+              // A member's breaker refused: the coalition cannot form; dissolve and plan again.
+              if (rt.coalition === coalition && this.directives.has(d.directiveId)) this.endAttempt(jd, "agent_unavailable", `member ${jd.agentId} refused by its breaker`, {});
+            });
+        }
+      },
+      (err: unknown) => this.logger.error({ err }, "journal write failed"),
+    );
+    return true;
+  }
+
   // ---------------------------------------------------------------- tasks (Control)
 
   private taskRuntime(task: Task): TaskRuntime {
@@ -1099,7 +1233,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     for (const a of task.attempts) if (a.outcome === "rejected") for (const agent of a.agents) excluded.add(agent);
     // A task assigned when the coordinator stopped is pending again unless its directive is restored.
     if (task.state === TaskState.ASSIGNED || task.state === TaskState.RUNNING) task.state = TaskState.PENDING;
-    return { task, excluded, notBefore: 0, directiveId: undefined };
+    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined };
   }
 
   /** Accepts a task; resolves once it is durable. The same task_id submits once. */
@@ -1107,7 +1241,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (this.stopping) throw unavailable("the coordinator is shutting down");
     assertProtocolValid(TaskSpecSchema, spec);
     if (!isValidAgentId(spec.taskId)) throw invalidArgument(`TaskSpec: task_id ${JSON.stringify(spec.taskId.slice(0, 64))} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
-    if (spec.coalition && (spec.coalition.size > 1 || spec.coalition.roles.length > 1)) throw unimplemented("coalition tasks (form_coalition) are not supported by this coordinator yet");
+    if (spec.coalition) {
+      const size = Math.max(spec.coalition.size, spec.coalition.roles.length);
+      if (size > 64) throw invalidArgument(`TaskSpec: coalition.size ${size} is over the limit of 64 members`);
+      spec.coalition.roles.forEach((role, i) => {
+        if (!role.trim()) throw invalidArgument(`TaskSpec: coalition.roles[${i}] is empty`);
+      });
+    }
     if (spec.target?.agentId && !isValidAgentId(spec.target.agentId)) throw invalidArgument("TaskSpec: target.agent_id is not a valid agent id");
     const existing = this.tasks.get(spec.taskId);
     if (existing) {
@@ -1115,7 +1255,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       return { task: existing.task, created: false };
     }
     const task = create(TaskSchema, { spec, state: TaskState.PENDING, submitter, createdAt: timestampNow(), updatedAt: timestampNow() });
-    const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directiveId: undefined };
+    const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined };
     // In memory first, so a concurrent duplicate sees it; acknowledged only once durable.
     this.tasks.set(spec.taskId, rt);
     try {
@@ -1166,8 +1306,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     if (rt.task.state === TaskState.CANCELLED) return rt.task;
     if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
-    if (rt.directiveId) this.cancelDirective(rt.directiveId, reason || "cancelled");
-    rt.directiveId = undefined;
+    this.dissolve(rt, reason || "cancelled");
     this.roundTaskEnded(taskId, false, "assign_task", 0);
     this.closeAttempt(rt.task, "cancelled", reason);
     rt.task.state = TaskState.CANCELLED;

@@ -1,0 +1,117 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js";
+import type { CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
+import { createAgent, type BatonAgent, type ReceivedDirective } from "../../src/agent/index.js";
+import { Code } from "../../src/errors.js";
+import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
+import { makePki, type TestPki } from "../helpers/pki.js";
+import { startServer, type TestServer } from "../helpers/server.js";
+
+let pki: TestPki;
+let srv: TestServer;
+let control: ServiceClient<typeof Control>;
+const closers: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  pki = await makePki();
+});
+afterAll(() => pki.cleanup());
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  await srv?.stop();
+});
+
+async function start(): Promise<void> {
+  srv = await startServer(pki, { tasks: { retryDelayMs: 10, coalitionFormationMs: 400 } });
+  const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
+  closers.push(() => ch.close());
+  control = createClient(Control, ch);
+}
+
+async function agent(id: string, caps: string[]): Promise<BatonAgent> {
+  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: caps, maxInFlight: 2 });
+  closers.push(() => a.close({ flushMs: 100 }));
+  await a.connect();
+  return a;
+}
+
+async function until(id: string, state: TaskState): Promise<Task> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const t = (await control.getTask({ taskId: id })).task!;
+    if (t.state === state) return t;
+    if (Date.now() > deadline) throw new Error(`${id} is ${TaskState[t.state]}: ${t.reason}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const coalitionOf = (d: CoordinationDirective) => (d.parameters?.kind.case === "formCoalition" ? d.parameters.kind.value : undefined);
+
+describe("coalitions (form_coalition)", () => {
+  it("forms a team with a leader, one member per role, and succeeds when every member has", async () => {
+    await start();
+    const seen: Array<{ agent: string; role: string; leader: string; members: string[] }> = [];
+    for (const [id, caps] of [["planner-1", ["planner"]], ["executor-1", ["executor"]]] as const) {
+      const a = await agent(id, [...caps]);
+      void a.run(async (d) => {
+        const c = coalitionOf(d)!;
+        seen.push({ agent: id, role: c.role, leader: c.leader, members: c.members });
+        return { from: id };
+      });
+    }
+    await control.submitTask({ task: { taskId: "team", coalition: { roles: ["planner", "executor"] } } });
+    const t = await until("team", TaskState.SUCCEEDED);
+    expect(t.attempts).toHaveLength(1);
+    expect([...t.attempts[0]!.agents].sort()).toEqual(["executor-1", "planner-1"]);
+    expect(seen.map((x) => [x.agent, x.role]).sort()).toEqual([["executor-1", "executor"], ["planner-1", "planner"]]);
+    expect(new Set(seen.map((x) => x.leader))).toEqual(new Set(["planner-1"]));
+    // The leader's result is the task's.
+    expect(t.result).toEqual({ from: "planner-1" });
+  });
+
+  it("is all or nothing: a member that never accepts dissolves the team within the formation timeout", async () => {
+    await start();
+    let refuse = true;
+    const held: ReceivedDirective[] = [];
+    const planner = await agent("planner-1", ["planner"]);
+    void planner.run(async () => ({ ok: true }));
+    const executor = await agent("executor-1", ["executor"]);
+    void (async () => {
+      for await (const r of executor.directives()) {
+        if (refuse) {
+          held.push(r); // never answered: the coalition cannot form
+        } else {
+          r.accept();
+          r.complete({ ok: true });
+        }
+      }
+    })();
+    await control.submitTask({ task: { taskId: "team", coalition: { roles: ["planner", "executor"] } } });
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const t = (await control.getTask({ taskId: "team" })).task!;
+      if (t.attempts.some((a) => a.outcome === "coalition_not_formed")) break;
+      if (Date.now() > deadline) throw new Error("the coalition was never dissolved");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // The planner's half was cancelled (its handler's signal aborted) and its reservation released.
+    refuse = false;
+    const t = await until("team", TaskState.SUCCEEDED);
+    expect(t.attempts[0]!.outcome).toBe("coalition_not_formed");
+    expect(srv.server.inventory.reservations()).toEqual([]);
+    expect(held.length).toBeGreaterThan(0);
+  });
+
+  it("waits while a role cannot be filled, and refuses an empty role", async () => {
+    await start();
+    const p = await agent("planner-1", ["planner"]);
+    void p.run(async () => ({}));
+    await control.submitTask({ task: { taskId: "team", coalition: { roles: ["planner", "executor"] } } });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await control.getTask({ taskId: "team" })).task!.state).toBe(TaskState.PENDING);
+    const e = await agent("executor-1", ["executor"]);
+    void e.run(async () => ({}));
+    await until("team", TaskState.SUCCEEDED);
+    await expect(control.submitTask({ task: { taskId: "bad", coalition: { roles: ["planner", " "] } } })).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
+  });
+});
