@@ -100,6 +100,15 @@ export interface BatonConfig {
   shutdownGraceMs: number;
   /** The admin HTTP endpoint (Prometheus /metrics, /healthz), "host:port"; "" turns it off. Default "127.0.0.1:9464". */
   adminListen: string;
+  /** Which participants this process runs, and where the others are. */
+  services: {
+    /** "all" (default: coordinator, Resource Manager and Performance Monitor in one process), "coordinator", "resource-manager" or "performance-monitor". */
+    only: "all" | "coordinator" | "resource-manager" | "performance-monitor";
+    /** A Resource Manager in another process ("localhost:50052"), reached over mTLS through a breaker; "" embeds it. */
+    resourceManager: string;
+    /** A Performance Monitor in another process; "" embeds it. */
+    performanceMonitor: string;
+  };
 }
 
 /** A partial configuration, as a file, the environment or flags give it. */
@@ -140,6 +149,7 @@ export function defaultConfig(): BatonConfig {
     log: { level: "info", protocolLevel: "info" },
     shutdownGraceMs: 5000,
     adminListen: "127.0.0.1:9464",
+    services: { only: "all", resourceManager: "", performanceMonitor: "" },
   };
 }
 
@@ -174,6 +184,9 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_MAX_ATTEMPTS", "tasks.maxAttempts", "int"],
   ["BATON_SHUTDOWN_GRACE_MS", "shutdownGraceMs", "int"],
   ["BATON_ADMIN_LISTEN", "adminListen", "string"],
+  ["BATON_ONLY", "services.only", "string"],
+  ["BATON_RESOURCE_MANAGER", "services.resourceManager", "string"],
+  ["BATON_PERFORMANCE_MONITOR", "services.performanceMonitor", "string"],
 ];
 
 function parseValue(raw: string, kind: Kind, source: string): string | number | boolean {
@@ -261,6 +274,10 @@ export function parseListen(listen: string): { host: string; port: number } {
 function validateConfig(c: BatonConfig): void {
   parseListen(c.listen);
   if (c.adminListen) parseListen(c.adminListen);
+  if (!["all", "coordinator", "resource-manager", "performance-monitor"].includes(c.services.only)) throw new ConfigError(`services.only must be all, coordinator, resource-manager or performance-monitor, got ${JSON.stringify(c.services.only)}`);
+  if (c.services.resourceManager) parseListen(c.services.resourceManager);
+  if (c.services.performanceMonitor) parseListen(c.services.performanceMonitor);
+  if (c.services.only === "all" && (c.services.resourceManager || c.services.performanceMonitor)) throw new ConfigError(`services.only "all" runs the Resource Manager and Performance Monitor here; name their addresses only with --only coordinator`);
   const positive: Array<[string, number]> = [
     ["session.heartbeatIntervalMs", c.session.heartbeatIntervalMs],
     ["session.heartbeatMisses", c.session.heartbeatMisses],

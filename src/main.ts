@@ -8,6 +8,8 @@ usage:
   baton serve [--listen host:port] [--config file.json] [--certs-dir dir]
               [--trust-domain name] [--dev-certs] [--log-level level]
               [--coordinator-id id]
+              [--only all|coordinator|resource-manager|performance-monitor]
+              [--resource-manager host:port] [--performance-monitor host:port]
   baton certs init  [--dir certs] [--trust-domain baton.local] [--force]
   baton certs issue --role <role> --name <name> [--dir certs] [--days n] [--dns a,b]
 
@@ -33,6 +35,9 @@ async function main(argv: string[]): Promise<number> {
         "dev-certs": { type: "boolean" },
         "log-level": { type: "string" },
         "coordinator-id": { type: "string" },
+        only: { type: "string" },
+        "resource-manager": { type: "string" },
+        "performance-monitor": { type: "string" },
       },
       strict: true,
     });

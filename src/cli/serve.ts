@@ -12,6 +12,9 @@ export interface ServeFlags {
   "dev-certs"?: boolean;
   "log-level"?: string;
   "coordinator-id"?: string;
+  only?: string;
+  "resource-manager"?: string;
+  "performance-monitor"?: string;
 }
 
 /** The configuration `baton serve` runs with: defaults, file, environment, flags. */
@@ -25,6 +28,11 @@ export function serveConfig(flags: ServeFlags, env: Record<string, string | unde
   if (flags["dev-certs"]) tls.devCerts = true;
   if (Object.keys(tls).length) fromFlags.tls = tls;
   if (flags["log-level"]) fromFlags.log = { level: flags["log-level"] };
+  const services: NonNullable<ConfigOverrides["services"]> = {};
+  if (flags.only) services.only = flags.only as BatonConfig["services"]["only"];
+  if (flags["resource-manager"]) services.resourceManager = flags["resource-manager"];
+  if (flags["performance-monitor"]) services.performanceMonitor = flags["performance-monitor"];
+  if (Object.keys(services).length) fromFlags.services = services;
   const file = flags.config ?? env.BATON_CONFIG;
   return buildConfig(file ? configFromFile(file) : {}, configFromEnv(env), fromFlags);
 }

@@ -29,9 +29,9 @@ import type { HandlerContext } from "../rpc/index.js";
 import type { SpiffeIdentity } from "../security/index.js";
 import type { Store } from "../store/index.js";
 import { generatePlan, type PlanAgent, type PlanTask } from "../planner/index.js";
-import { ResourceInventory } from "../resources/index.js";
+import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import { delay } from "../streams/index.js";
-import { createAgentBreaker, type AgentBreaker, type BreakerState } from "./agent-breaker.js";
+import { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";
 import { AgentSession, welcomeFrame } from "./agent-session.js";
 import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
 import { nextState, type RoundTrigger } from "./round-state.js";
@@ -103,18 +103,10 @@ export interface CoordinatorOptions {
   store: Store;
   /** Milliseconds since the epoch; injected so tests can steer time. */
   now?: () => number;
-  /** The Resource Manager's inventory; a fresh one by default. */
-  inventory?: ResourceInventory;
+  /** The Resource Manager (embedded or remote). */
+  resources: ResourceManagerPort;
   /** Where MetricsUpdates and PerformanceReports go (the Performance Monitor). */
   performance?: PerformanceSink;
-}
-
-/** The Performance Monitor as the coordinator reports to it. */
-export interface PerformanceSink {
-  metrics(request: MetricsRequest): SystemMetrics;
-  recordUpdate(update: MetricsUpdate): void;
-  recordDirective(agentId: string, ok: boolean): void;
-  recordReport(report: PerformanceReport): void;
 }
 
 interface RoundRuntime {
@@ -193,8 +185,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private scheduleQueued = false;
   private wakeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  /** Resources the agents offer and what is reserved on them (the Resource Manager). */
-  readonly inventory: ResourceInventory;
+  /** The Resource Manager: what agents offer and what is reserved on it. */
+  private readonly inventory: ResourceManagerPort;
   private readonly performance: PerformanceSink | undefined;
   private readonly rounds = new Map<string, RoundRuntime>();
   private readonly taskRound = new Map<string, string>();
@@ -205,7 +197,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   constructor(options: CoordinatorOptions) {
     super();
-    this.inventory = options.inventory ?? new ResourceInventory();
+    this.inventory = options.resources;
     this.performance = options.performance;
     this.config = options.config;
     this.logger = options.logger.child({ component: "coordinator" });
@@ -227,7 +219,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (jd.state === DeliveryState.SETTLED) continue;
       const agent = this.agentRuntime(jd.agentId, sessionOf.get(jd.agentId)?.sessionId ?? jd.sessionId);
       agent.outbox.restore(d, jd.state === DeliveryState.ACCEPTED ? "accepted" : "sent", now);
-      this.reserveFor(rt.task, d, jd.agentId);
+      await this.reserveFor(rt.task, d, jd.agentId);
       this.directives.set(d.directiveId, jd);
       rt.directives.add(d.directiveId);
       if (d.parameters?.kind.case === "formCoalition") {
@@ -341,7 +333,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const identity = ctx.identity as SpiffeIdentity | undefined;
     this.authorizeHello(hello, identity);
     // The agent's inventory goes to the Resource Manager; a resource another agent offers refuses the session.
-    this.inventory.register(hello.agentId, hello.resources);
+    await this.inventory.register(hello.agentId, hello.resources);
     const cfg = this.config.session;
     const maxInFlight = Math.min(hello.maxInFlight || cfg.defaultMaxInFlight, cfg.maxInFlightLimit);
     const agent = this.agentRuntime(hello.agentId);
@@ -675,7 +667,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const id = jd.directive!.directiveId;
     this.directives.delete(id);
     // Roll back what the directive changed: its reservations go back to the pool.
-    this.inventory.release(id);
+    this.release(id);
     const rt = this.tasks.get(jd.taskId);
     if (!rt || !rt.directives.has(id) || isTerminal(rt.task.state)) {
       void this.journal.commit({ deleteDirectives: [id] }).catch(() => {});
@@ -742,7 +734,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const jd = this.directives.get(id);
     agent.outbox.settle(id);
     this.settleOutcome(agent, id);
-    if (completion.status === CompletionStatus.SUCCEEDED) this.inventory.release(id);
+    if (completion.status === CompletionStatus.SUCCEEDED) this.release(id);
     const rt = owner ? this.tasks.get(owner.taskId) : undefined;
     this.emit("directive.completed", completion, jd?.directive);
     if (!rt || isTerminal(rt.task.state)) {
@@ -817,7 +809,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const jd = this.directives.get(directiveId);
     if (!jd) return;
     this.directives.delete(directiveId);
-    this.inventory.release(directiveId);
+    this.release(directiveId);
     const agent = this.agentsById.get(jd.agentId);
     if (!agent) return;
     agent.outbox.settle(directiveId);
@@ -877,12 +869,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // The figures the plan weighs: utilization per agent from the Performance Monitor.
       const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, PM, "metrics_request");
-      const metrics = this.performance?.metrics(metricsRequest);
+      const metrics = await this.performance?.metrics(metricsRequest).catch((err: unknown) => {
+        this.logger.warn({ err: (err as Error).message }, "no figures from the Performance Monitor; planning without them");
+        return undefined;
+      });
       if (metrics) this.logParticipant(roundId, PM, this.config.coordinatorId, "system_metrics");
       // Step 3: verify resources with the Resource Manager.
       const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, RM, "resource_query");
-      const status = this.inventory.query({ agentIds: query.agentIds });
+      const status = await this.inventory.query({ agentIds: query.agentIds });
       this.logParticipant(roundId, RM, this.config.coordinatorId, "resource_status");
       if (this.stopping) return;
       const agents = this.planAgents(answered, status);
@@ -907,10 +902,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       for (const planned of plan.planned) {
         const rt = this.tasks.get(planned.taskId)!;
         const member = planned.members[0]!;
+        if (rt.task.state !== TaskState.PENDING) continue;
         const sent =
           planned.action === "form_coalition"
-            ? this.assignCoalition(rt, planned.members, planned.leader, rr.round.roundId)
-            : this.assign(rt, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
+            ? await this.assignCoalition(rt, planned.members, planned.leader, rr.round.roundId)
+            : await this.assign(rt, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
         if (!sent) continue;
         rr.open.add(planned.taskId);
         rr.round.taskIds.push(planned.taskId);
@@ -956,7 +952,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return answered;
   }
 
-  private planAgents(answered: AgentRuntime[], status: ReturnType<ResourceInventory["query"]>): PlanAgent[] {
+  private planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<ResourceManagerPort["query"]>>): PlanAgent[] {
     const byAgent = new Map<string, PlanAgent["resources"]>();
     for (const r of status) {
       const list = byAgent.get(r.agentId) ?? [];
@@ -1069,11 +1065,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   /** Reserves a directive's resources again (after a restart), by the ids it names and the amounts its task asked. */
-  private reserveFor(task: Task, directive: CoordinationDirective, agentId: string): void {
+  private async reserveFor(task: Task, directive: CoordinationDirective, agentId: string): Promise<void> {
     const params = directive.parameters?.kind.case === "assignTask" ? directive.parameters.kind.value : undefined;
     if (!params?.resources.length) return;
     try {
-      this.inventory.reserve({
+      await this.inventory.reserve({
         reservationId: directive.directiveId,
         holder: task.spec!.taskId,
         agentId,
@@ -1084,11 +1080,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private assign(rt: TaskRuntime, agent: AgentRuntime, resources: Array<{ resourceId: string; amount: number }>, correlationId: string): boolean {
+  private async assign(rt: TaskRuntime, agent: AgentRuntime, resources: Array<{ resourceId: string; amount: number }>, correlationId: string): Promise<boolean> {
     const directive = directiveFor(rt.task, agent.agentId, correlationId, resources.map((r) => r.resourceId));
     const id = directive.directiveId;
     try {
-      this.inventory.reserve({ reservationId: id, holder: rt.task.spec!.taskId, agentId: agent.agentId, requests: resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest", resourceId: r.resourceId, kind: "", amount: r.amount })) });
+      if (resources.length) await this.inventory.reserve({ reservationId: id, holder: rt.task.spec!.taskId, agentId: agent.agentId, requests: resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest", resourceId: r.resourceId, kind: "", amount: r.amount })) });
     } catch (err) {
       // resource_conflict: the plan saw a state that changed; replan shortly.
       rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
@@ -1125,7 +1121,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           // The breaker refused it (open, or its one probe is out): plan it elsewhere at no cost.
           this.directives.delete(id);
           this.directiveTask.delete(id);
-          this.inventory.release(id);
+          this.release(id);
           rt.task.attempts.pop();
           rt.directives.clear();
           rt.task.state = TaskState.PENDING;
@@ -1136,6 +1132,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         }
       });
     return true;
+  }
+
+  /** Releases a directive's reservations; a failure is logged (the RM's breaker decides retries). */
+  private release(reservationId: string): void {
+    this.inventory.release(reservationId).catch((err: unknown) => this.logger.warn({ reservation_id: reservationId, err: (err as Error).message }, "release failed"));
   }
 
   /** Cancels and releases every directive of the task's current attempt. */
@@ -1150,7 +1151,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
    * Sends form_coalition to every member: reserved all or nothing, formed only if every
    * member accepts within the formation timeout, else dissolved and retried.
    */
-  private assignCoalition(rt: TaskRuntime, members: Array<{ agentId: string; role: string; resources: Array<{ resourceId: string; amount: number }> }>, leader: string, correlationId: string): boolean {
+  private async assignCoalition(rt: TaskRuntime, members: Array<{ agentId: string; role: string; resources: Array<{ resourceId: string; amount: number }> }>, leader: string, correlationId: string): Promise<boolean> {
     const spec = rt.task.spec!;
     const coalitionId = randomUUID();
     const timeoutMs = spec.coalition?.formationTimeoutMs || this.config.tasks.coalitionFormationMs;
@@ -1171,12 +1172,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     );
     const reserved: string[] = [];
     try {
-      directives.forEach((d, i) => {
-        this.inventory.reserve({ reservationId: d.directiveId, holder: spec.taskId, agentId: members[i]!.agentId, requests: members[i]!.resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: r.resourceId, kind: "", amount: r.amount })) });
+      for (const [i, d] of directives.entries()) {
+        if (!members[i]!.resources.length) continue;
+        await this.inventory.reserve({ reservationId: d.directiveId, holder: spec.taskId, agentId: members[i]!.agentId, requests: members[i]!.resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: r.resourceId, kind: "", amount: r.amount })) });
         reserved.push(d.directiveId);
-      });
+      }
     } catch (err) {
-      for (const id of reserved) this.inventory.release(id);
+      for (const id of reserved) this.release(id);
       rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
       this.logger.info({ task_id: spec.taskId, outcome: "resource_conflict", reason: (err as Error).message }, "coalition reservation refused; replanning");
       this.requestSchedule("resource_conflict");

@@ -86,7 +86,12 @@ export class PerformanceStore {
   }
 
   /** SystemMetrics for a request (agents filtered, window in the request or 60 s). */
-  metrics(request: Pick<MetricsRequest, "requestId" | "agentIds" | "window">): SystemMetrics {
+  async metrics(request: Pick<MetricsRequest, "requestId" | "agentIds" | "window">): Promise<SystemMetrics> {
+    return this.metricsNow(request);
+  }
+
+  /** The same, synchronously. */
+  metricsNow(request: Pick<MetricsRequest, "requestId" | "agentIds" | "window">): SystemMetrics {
     const now = this.now();
     const windowMs = request.window ? durationMs(request.window) || WINDOW_MS : WINDOW_MS;
     const since = now - windowMs;
@@ -129,7 +134,7 @@ export function createPerformanceMonitorService(store: PerformanceStore): Servic
     async *watchMetrics(req, ctx) {
       const interval = req.interval ? Math.max(100, durationMs(req.interval)) : 1000;
       while (!ctx.signal.aborted) {
-        yield store.metrics({ requestId: "", agentIds: req.agentIds, window: undefined });
+        yield store.metricsNow({ requestId: "", agentIds: req.agentIds, window: undefined });
         await delay(interval, ctx.signal).catch(() => undefined);
       }
     },

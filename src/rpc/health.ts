@@ -18,6 +18,8 @@ export interface HealthState {
   shutdown(): void;
   /** The handlers. */
   readonly impl: ServiceImpl<typeof Health>;
+  /** The services it reports on (not "", the whole server). */
+  readonly services: string[];
 }
 
 /** grpc.health.v1.Health over the generic adapter. */
@@ -30,6 +32,7 @@ export function createHealth(services: string[]): HealthState {
   };
   const response = (status: ServingStatus): HealthCheckResponse => create(HealthCheckResponseSchema, { status });
   return {
+    services,
     set(service, status) {
       statuses.set(service, status);
       notify();

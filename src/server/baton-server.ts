@@ -3,7 +3,7 @@ import { file_baton_v1_control, Control } from "../../gen/baton/v1/control_pb.js
 import { file_baton_v1_session, Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_baton_v1_resource_manager, ResourceManager } from "../../gen/baton/v1/resource_manager_pb.js";
-import { createResourceManagerService, ResourceInventory } from "../resources/index.js";
+import { createResourceManagerService, embeddedResourceManager, remoteResourceManager, ResourceInventory } from "../resources/index.js";
 import { parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
 import { EventLog, publishCoordinatorEvents } from "../events/index.js";
@@ -11,9 +11,11 @@ import { Coordinator } from "../coordinator/index.js";
 import { unauthenticated, unavailable } from "../errors.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
-import { createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
+import { createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { adaptService, addReflection, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdapterOptions, type HealthState, type PeerInfo } from "../rpc/index.js";
+import { adaptService, addReflection, clientChannelOptions, clientCredentials, createChannel, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type PeerInfo, type TlsMaterial } from "../rpc/index.js";
+import type { DescFile } from "@bufbuild/protobuf";
+import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { identityFromPeerCertificate, type SpiffeIdentity } from "../security/index.js";
 
 /** Where a server is in its life. */
@@ -25,6 +27,8 @@ export interface BatonServerOptions {
   logger: Logger;
   /** The journal's store; by default the one the configuration names (SQLite in dataDir). */
   store?: Store;
+  /** This server's certificate and key for calling other participants; by default the configured files. */
+  clientTls?: TlsMaterial;
 }
 
 /** The server's mTLS credentials from the configured files. */
@@ -32,7 +36,7 @@ export function loadServerCredentials(config: BatonConfig): ServerCredentials {
   return serverCredentials(readTlsFiles(config.tls));
 }
 
-/** The `baton serve` process: coordinator, Control, health and reflection on one mTLS port. */
+/** The `baton serve` process: coordinator, Control, Resource Manager, Performance Monitor (or some of them), health and reflection on one mTLS port. */
 export class BatonServer {
   private coordinatorInstance: Coordinator | undefined;
   /** The Resource Manager's inventory, shared by the coordinator and the ResourceManager service. */
@@ -65,18 +69,38 @@ export class BatonServer {
         return result.identity;
       },
     };
-    const services = [CoordinatorService.typeName, Control.typeName, ResourceManager.typeName, PerformanceMonitor.typeName, Health.typeName];
-    this.health = createHealth(services);
-    for (const adapted of [
-      adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter),
-      adaptService(Control, createControlService(() => this.coordinator, this.events), adapter),
-      adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter),
-      adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter),
-      adaptService(Health, this.health.impl, adapter),
-    ]) {
-      this.server.addService(adapted.definition, adapted.implementation);
+    // Each participant runs here unless the configuration puts it in another process.
+    const { only, resourceManager, performanceMonitor } = config.services;
+    this.runsCoordinator = only === "all" || only === "coordinator";
+    this.runsResourceManager = only === "resource-manager" || (this.runsCoordinator && !resourceManager);
+    this.runsPerformanceMonitor = only === "performance-monitor" || (this.runsCoordinator && !performanceMonitor);
+    const served: Array<[string, DescFile, AdaptedService]> = [];
+    if (this.runsCoordinator) {
+      served.push([CoordinatorService.typeName, file_baton_v1_session, adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter)]);
+      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, createControlService(() => this.coordinator, this.events), adapter)]);
     }
-    addReflection(this.server, [file_baton_v1_session, file_baton_v1_control, file_baton_v1_resource_manager, file_baton_v1_performance_monitor, file_grpc_health_v1_health], services);
+    if (this.runsResourceManager) served.push([ResourceManager.typeName, file_baton_v1_resource_manager, adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter)]);
+    if (this.runsPerformanceMonitor) served.push([PerformanceMonitor.typeName, file_baton_v1_performance_monitor, adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter)]);
+    const names = [...served.map(([name]) => name), Health.typeName];
+    this.health = createHealth(names);
+    for (const [, , adapted] of served) this.server.addService(adapted.definition, adapted.implementation);
+    const health = adaptService(Health, this.health.impl, adapter);
+    this.server.addService(health.definition, health.implementation);
+    addReflection(this.server, [...served.map(([, file]) => file), file_grpc_health_v1_health], names);
+  }
+
+  private readonly runsCoordinator: boolean;
+  private readonly runsResourceManager: boolean;
+  private readonly runsPerformanceMonitor: boolean;
+  private readonly peers: Array<{ close(): void }> = [];
+
+  /** A channel to another participant over mTLS, as this server's identity, through a named breaker. */
+  private peer(address: string, name: string): { channel: Channel; breaker: CallBreaker } {
+    const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
+    const channel = createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport));
+    const breaker = createCallBreaker(name, this.logger);
+    this.peers.push({ close: () => channel.close() }, { close: () => breaker.shutdown() });
+    return { channel, breaker };
   }
 
   /** The coordinator; there once start() has loaded the journal. */
@@ -105,12 +129,18 @@ export class BatonServer {
     if (this.currentState !== "new") throw new Error(`cannot start a server that is ${this.currentState}`);
     this.currentState = "starting";
     const { config, logger } = this.options;
-    const store = this.options.store ?? (await openConfiguredStore(config));
-    this.coordinatorInstance = new Coordinator({ config, logger, store, inventory: this.inventory, performance: this.performance });
-    this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
-    await this.coordinatorInstance.start();
-    this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);
-    if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.metricsInstance.registry, this.logger);
+    if (this.runsCoordinator) {
+      const store = this.options.store ?? (await openConfiguredStore(config));
+      const rm = config.services.resourceManager;
+      const pm = config.services.performanceMonitor;
+      const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker); })();
+      const performance = this.runsPerformanceMonitor ? this.performance : (() => { const p = this.peer(pm, "performance-monitor"); return remotePerformanceMonitor(p.channel, p.breaker, this.logger); })();
+      this.coordinatorInstance = new Coordinator({ config, logger, store, resources, performance });
+      this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
+      await this.coordinatorInstance.start();
+      this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);
+      if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.metricsInstance.registry, this.logger);
+    }
     const { host, port } = parseListen(this.options.config.listen);
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
@@ -119,7 +149,7 @@ export class BatonServer {
       throw err;
     });
     this.currentState = "serving";
-    this.logger.info({ listen: `${host}:${this.boundPort}` }, "baton serving");
+    this.logger.info({ listen: `${host}:${this.boundPort}`, serves: [...this.health.services] }, "baton serving");
     return this.boundPort;
   }
 
@@ -144,6 +174,7 @@ export class BatonServer {
       });
     });
     await stopping;
+    for (const p of this.peers) p.close();
     this.metricsInstance?.detach();
     this.unpublish?.();
     this.events.close();
