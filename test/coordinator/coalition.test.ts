@@ -71,15 +71,14 @@ describe("coalitions (form_coalition)", () => {
 
   it("is all or nothing: a member that never accepts dissolves the team within the formation timeout", async () => {
     await start();
-    let refuse = true;
     const held: ReceivedDirective[] = [];
     const planner = await agent("planner-1", ["planner"]);
     void planner.run(async () => ({ ok: true }));
     const executor = await agent("executor-1", ["executor"]);
     void (async () => {
       for await (const r of executor.directives()) {
-        if (refuse) {
-          held.push(r); // never answered: the coalition cannot form
+        if (held.length === 0) {
+          held.push(r); // the first is never answered: that coalition cannot form
         } else {
           r.accept();
           r.complete({ ok: true });
@@ -94,8 +93,7 @@ describe("coalitions (form_coalition)", () => {
       if (Date.now() > deadline) throw new Error("the coalition was never dissolved");
       await new Promise((r) => setTimeout(r, 20));
     }
-    // The planner's half was cancelled (its handler's signal aborted) and its reservation released.
-    refuse = false;
+    // The planner's half was cancelled and released; the next attempt forms.
     const t = await until("team", TaskState.SUCCEEDED);
     expect(t.attempts[0]!.outcome).toBe("coalition_not_formed");
     expect(srv.server.inventory.reservations()).toEqual([]);
