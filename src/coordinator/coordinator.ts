@@ -28,7 +28,7 @@ import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protoc
 import type { HandlerContext } from "../rpc/index.js";
 import type { SpiffeIdentity } from "../security/index.js";
 import type { Store } from "../store/index.js";
-import { generatePlan, type PlanAgent, type PlanTask } from "../planner/index.js";
+import { generatePlan, type PlanAgent, type PlanTask, type ResourceMove } from "../planner/index.js";
 import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import { delay } from "../streams/index.js";
 import { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";
@@ -191,7 +191,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly rounds = new Map<string, RoundRuntime>();
   private readonly taskRound = new Map<string, string>();
   private readonly recentRounds: CoordinationRound[] = [];
-  private planning = false;
+  /** Agents and tasks claimed by rounds that are planning now: concurrent rounds never share them. */
+  private readonly claimedAgents = new Set<string>();
+  private readonly claimedTasks = new Set<string>();
+  /** Utilization each agent reported in its latest status response. */
+  private readonly reportedUtilization = new Map<string, number>();
   private replanRequested = false;
   private readonly triggers = new Set<string>();
 
@@ -538,7 +542,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         // Step 6: progress goes on to the Performance Monitor as a MetricsUpdate.
         if (this.performance) this.logParticipant(jd?.directive?.correlationId || update.eventId, this.config.coordinatorId, PM, "metrics_update");
         this.performance?.recordUpdate(
-          create(MetricsUpdateSchema, { eventId: update.eventId, timestamp: update.timestamp, sourceAgent: update.sourceAgent, directiveId: update.directiveId, resourceUtilization: update.metrics?.resourceUtilization ?? 0, completionPercentage: update.metrics?.completionPercentage ?? 0, custom: update.metrics?.custom ?? {} }),
+          create(MetricsUpdateSchema, { eventId: update.eventId, timestamp: update.timestamp, sourceAgent: update.sourceAgent, directiveId: update.directiveId, resourceUtilization: update.metrics?.resourceUtilization ?? 0, completionPercentage: update.metrics?.completionPercentage ?? 0, custom: { ...(update.metrics?.custom ?? {}), in_flight: agent.outbox.inFlight } }),
         );
         this.emit("directive.progress", update);
         return;
@@ -835,18 +839,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
    * (idle -> coordinating); it collects status from the agents concerned, verifies their
    * resources with the Resource Manager, generates a plan (-> executing), distributes the
    * directives (-> monitoring), and when its tasks end (-> idle) reports to the Performance
-   * Monitor. Only one round plans at a time; rounds monitor concurrently.
+   * Monitor. Rounds run concurrently: each claims the agents and tasks it plans, and
+   * another round plans at the same time with what is left (agents own their resources,
+   * so disjoint agents mean disjoint resources).
    */
   private async schedule(): Promise<void> {
-    if (this.planning) {
-      this.replanRequested = true;
-      return;
-    }
     const now = this.now();
     let wake = Number.POSITIVE_INFINITY;
     let pending = 0;
     for (const rt of this.tasks.values()) {
-      if (rt.task.state !== TaskState.PENDING) continue;
+      if (rt.task.state !== TaskState.PENDING || this.claimedTasks.has(rt.task.spec!.taskId)) continue;
       if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
       else pending++;
     }
@@ -856,11 +858,19 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.wakeTimer.unref();
     }
     if (pending === 0) return;
-    const candidates = this.candidateAgents();
-    if (candidates.length === 0) return;
+    const candidates = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId));
+    if (candidates.length === 0) {
+      // Every free agent is in a round that is planning: plan again when it is done.
+      if (this.claimedAgents.size > 0) this.replanRequested = true;
+      return;
+    }
     const trigger = [...this.triggers].join(",");
     this.triggers.clear();
-    this.planning = true;
+    const claimedAgents = candidates.map((a) => a.agentId);
+    const roundTasks = this.planTasks();
+    const claimedTasks = roundTasks.map((t) => t.taskId);
+    for (const id of claimedAgents) this.claimedAgents.add(id);
+    for (const id of claimedTasks) this.claimedTasks.add(id);
     const rr = this.startRound(trigger);
     try {
       // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
@@ -881,9 +891,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.logParticipant(roundId, RM, this.config.coordinatorId, "resource_status");
       if (this.stopping) return;
       const agents = this.planAgents(answered, status);
+      // Utilization: fresh from the status responses, else the monitor's figures.
       const utilization = new Map((metrics?.agents ?? []).map((m) => [m.agentId, m.utilization]));
-      for (const a of agents) if (utilization.has(a.agentId)) a.utilization = utilization.get(a.agentId)!;
-      const tasks = this.planTasks();
+      for (const a of agents) {
+        const u = this.reportedUtilization.get(a.agentId) ?? utilization.get(a.agentId);
+        if (u !== undefined) a.utilization = u;
+      }
+      // The round's own tasks, less any cancelled while it collected status.
+      const tasks = roundTasks.filter((t) => this.tasks.get(t.taskId)?.task.state === TaskState.PENDING);
       if (agents.length === 0 || tasks.length === 0) {
         this.moveRound(rr, "coordination_failure", agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan");
         this.moveRound(rr, "recovery_complete", "nothing to execute");
@@ -891,7 +906,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }
       // Step 4: the plan.
       const plan = generatePlan({ tasks, agents });
-      for (const move of plan.adjustments) this.logger.info({ ...move, round_id: rr.round.roundId }, "plan proposes adjust_resources");
+      for (const move of plan.adjustments) await this.adjustResources(move, rr.round.roundId);
       if (plan.planned.length === 0) {
         this.moveRound(rr, "coordination_failure", plan.unplaced[0]?.reason ?? "nothing could be placed");
         this.moveRound(rr, "recovery_complete", "tasks wait for capacity");
@@ -928,7 +943,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.finishRound(rr, false);
       }
     } finally {
-      this.planning = false;
+      for (const id of claimedAgents) this.claimedAgents.delete(id);
+      for (const id of claimedTasks) this.claimedTasks.delete(id);
       if (this.replanRequested) {
         this.replanRequested = false;
         this.requestSchedule("replan");
@@ -940,13 +956,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return [...this.agentsById.values()].filter((a) => a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.list().length > 0);
   }
 
-  private async collectStatus(agents: AgentRuntime[], roundId: string): Promise<AgentRuntime[]> {
+  private async collectStatus(agents: AgentRuntime[], roundId: string): Promise<Array<AgentRuntime & { utilization?: number }>> {
     const timeoutMs = Math.min(this.config.session.statusTimeoutMs, this.config.session.ackTimeoutMs);
     const results = await Promise.allSettled(agents.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
-    const answered: AgentRuntime[] = [];
+    const answered: Array<AgentRuntime & { utilization?: number }> = [];
     results.forEach((r, i) => {
       const agent = agents[i]!;
-      if (r.status === "fulfilled") answered.push(agent);
+      if (r.status === "fulfilled") {
+        this.reportedUtilization.set(agent.agentId, r.value.response.resourceUtilization);
+        answered.push(agent);
+      }
       else if ((r.reason as BatonError).code === Code.DEADLINE_EXCEEDED && agent.state !== AgentState.OFFLINE) this.markOffline(agent, `agent_unavailable: no answer to a status request within ${timeoutMs} ms`);
     });
     return answered;
@@ -974,7 +993,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const now = this.now();
     const out: PlanTask[] = [];
     for (const rt of this.tasks.values()) {
-      if (rt.task.state !== TaskState.PENDING || rt.notBefore > now) continue;
+      if (rt.task.state !== TaskState.PENDING || rt.notBefore > now || this.claimedTasks.has(rt.task.spec!.taskId)) continue;
       const spec = rt.task.spec!;
       const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
       out.push({
@@ -1062,6 +1081,30 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   /** Rounds under way and the most recent finished ones. */
   coordination(): { rounds: CoordinationRound[]; recent: CoordinationRound[] } {
     return { rounds: [...this.rounds.values()].map((r) => r.round), recent: [...this.recentRounds] };
+  }
+
+  /**
+   * adjust_resources: moves a free resource from an idle agent to an overloaded one. The
+   * Resource Manager's inventory changes hands, and each agent gets a directive saying so.
+   */
+  private async adjustResources(move: ResourceMove, roundId: string): Promise<void> {
+    const from = this.agentsById.get(move.from);
+    const to = this.agentsById.get(move.to);
+    const resource = from?.hello.resources.find((r) => r.resourceId === move.resourceId);
+    if (!from?.session || !to?.session || !resource) return;
+    try {
+      from.hello.resources = from.hello.resources.filter((r) => r.resourceId !== move.resourceId);
+      await this.inventory.register(from.agentId, from.hello.resources);
+      to.hello.resources = [...to.hello.resources, resource];
+      await this.inventory.register(to.agentId, to.hello.resources);
+      const reason = `for task ${move.forTask}: ${move.from} is idle, ${move.to} is overloaded`;
+      this.sendDirective(from.agentId, { action: Action.ADJUST_RESOURCES, correlationId: roundId, parameters: { kind: { case: "adjustResources", value: { revoke: [move.resourceId], reason } } } });
+      this.sendDirective(to.agentId, { action: Action.ADJUST_RESOURCES, correlationId: roundId, parameters: { kind: { case: "adjustResources", value: { grant: [{ resourceId: move.resourceId, kind: move.kind, amount: move.amount }], reason } } } });
+      this.logger.info({ ...move, round_id: roundId }, "adjust_resources");
+      this.requestSchedule("resources_changed");
+    } catch (err) {
+      this.logger.warn({ ...move, err: (err as Error).message }, "adjust_resources failed");
+    }
   }
 
   /** Reserves a directive's resources again (after a restart), by the ids it names and the amounts its task asked. */

@@ -16,6 +16,7 @@ import { delay } from "../streams/index.js";
 
 interface AgentFigures {
   utilization: number;
+  inFlight: number;
   completion: number;
   lastReport: number;
   completed: number[];
@@ -49,7 +50,7 @@ export class PerformanceStore {
 
   private agent(id: string): AgentFigures {
     let a = this.agents.get(id);
-    if (!a) this.agents.set(id, (a = { utilization: 0, completion: 0, lastReport: 0, completed: [], failed: [] }));
+    if (!a) this.agents.set(id, (a = { utilization: 0, inFlight: 0, completion: 0, lastReport: 0, completed: [], failed: [] }));
     return a;
   }
 
@@ -64,6 +65,8 @@ export class PerformanceStore {
     const a = this.agent(update.sourceAgent);
     a.utilization = update.resourceUtilization;
     a.completion = update.completionPercentage;
+    // The coordinator adds the agent's load (directives in flight) to the figures it forwards.
+    if (update.custom.in_flight !== undefined) a.inFlight = update.custom.in_flight;
     a.lastReport = now;
     this.push(this.messages, now);
     if (update.timestamp) this.push(this.latencyMs, Math.max(0, now - timestampMs(update.timestamp)));
@@ -101,7 +104,7 @@ export class PerformanceStore {
       .filter(([id]) => !wanted || wanted.has(id))
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([agentId, a]) =>
-        create(AgentMetricsSchema, { agentId, utilization: a.utilization, completed: BigInt(inWindow(a.completed)), failed: BigInt(inWindow(a.failed)), ...(a.lastReport ? { lastReport: timestampFromMs(a.lastReport) } : {}) }),
+        create(AgentMetricsSchema, { agentId, utilization: a.utilization, inFlight: a.inFlight, completed: BigInt(inWindow(a.completed)), failed: BigInt(inWindow(a.failed)), ...(a.lastReport ? { lastReport: timestampFromMs(a.lastReport) } : {}) }),
       );
     const total = this.completedRounds + this.failedRounds;
     return create(SystemMetricsSchema, {
