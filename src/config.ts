@@ -100,6 +100,8 @@ export interface BatonConfig {
   shutdownGraceMs: number;
   /** The admin HTTP endpoint (Prometheus /metrics, /healthz), "host:port"; "" turns it off. Default "127.0.0.1:9464". */
   adminListen: string;
+  /** Resources offered from configuration rather than an agent's Hello (a shared GPU, a license pool). Default none. */
+  resources: Array<{ agentId: string; resourceId: string; kind: string; capacity: number }>;
   /** Which participants this process runs, and where the others are. */
   services: {
     /** "all" (default: coordinator, Resource Manager and Performance Monitor in one process), "coordinator", "resource-manager" or "performance-monitor". */
@@ -150,6 +152,7 @@ export function defaultConfig(): BatonConfig {
     shutdownGraceMs: 5000,
     adminListen: "127.0.0.1:9464",
     services: { only: "all", resourceManager: "", performanceMonitor: "" },
+    resources: [],
   };
 }
 
@@ -242,7 +245,10 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>, pat
     const where = path ? `${path}.${key}` : key;
     if (!(key in base)) throw new ConfigError(`unknown setting ${where}`);
     const current = base[key];
-    if (current !== null && typeof current === "object") {
+    if (Array.isArray(current)) {
+      if (!Array.isArray(value)) throw new ConfigError(`${where} must be a list`);
+      base[key] = value;
+    } else if (current !== null && typeof current === "object") {
       if (typeof value !== "object" || value === null) throw new ConfigError(`${where} must be an object`);
       merge(current as Record<string, unknown>, value as Record<string, unknown>, where);
     } else {
@@ -274,6 +280,11 @@ export function parseListen(listen: string): { host: string; port: number } {
 function validateConfig(c: BatonConfig): void {
   parseListen(c.listen);
   if (c.adminListen) parseListen(c.adminListen);
+  c.resources.forEach((r, i) => {
+    if (typeof r !== "object" || !r || typeof r.agentId !== "string" || !r.agentId || typeof r.resourceId !== "string" || !r.resourceId || typeof r.kind !== "string" || typeof r.capacity !== "number" || r.capacity < 0) {
+      throw new ConfigError(`resources[${i}] must be { agentId, resourceId, kind, capacity >= 0 }`);
+    }
+  });
   if (!["all", "coordinator", "resource-manager", "performance-monitor"].includes(c.services.only)) throw new ConfigError(`services.only must be all, coordinator, resource-manager or performance-monitor, got ${JSON.stringify(c.services.only)}`);
   if (c.services.resourceManager) parseListen(c.services.resourceManager);
   if (c.services.performanceMonitor) parseListen(c.services.performanceMonitor);

@@ -35,6 +35,12 @@ describe("configuration", () => {
     expect(() => buildConfig(layer)).toThrow(message);
   });
 
+  it("takes resources from the configuration and names a malformed one", () => {
+    expect(buildConfig({ resources: [{ agentId: "pool", resourceId: "license-1", kind: "license", capacity: 5 }] }).resources).toHaveLength(1);
+    expect(() => buildConfig({ resources: [{ agentId: "pool", resourceId: "", kind: "x", capacity: 1 }] })).toThrow(/resources\[0\] must be/);
+    expect(() => buildConfig({ resources: "nope" } as never)).toThrow(/resources must be a list/);
+  });
+
   it("names a bad environment variable", () => {
     expect(() => configFromEnv({ BATON_HEARTBEAT_INTERVAL_MS: "soon" })).toThrow(/BATON_HEARTBEAT_INTERVAL_MS: expected a whole number/);
     expect(() => configFromEnv({ BATON_DEV_CERTS: "maybe" })).toThrow(/BATON_DEV_CERTS/);

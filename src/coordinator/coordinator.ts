@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
+import { Action, AgentState, ResourceSchema } from "../../gen/baton/v1/common_pb.js";
 import { CoordinationRoundSchema, CoordinationState, TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type CoordinationRound, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { MetricsRequestSchema, MetricsUpdateSchema, PerformanceReportSchema, type MetricsRequest, type MetricsUpdate, type PerformanceReport, type SystemMetrics } from "../../gen/baton/v1/performance_monitor_pb.js";
 import { ResourceQuerySchema } from "../../gen/baton/v1/resource_manager_pb.js";
@@ -239,6 +239,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     // Agents with work out have the grace period to come back and resume.
     for (const agent of this.agentsById.values()) this.startGrace(agent, "the coordinator restarted");
+    // Resources from configuration go to the Resource Manager like an agent's own.
+    const configured = new Map<string, Array<(typeof this.config.resources)[number]>>();
+    for (const r of this.config.resources) configured.set(r.agentId, [...(configured.get(r.agentId) ?? []), r]);
+    for (const [agentId, list] of configured) {
+      await this.inventory.register(agentId, list.map((r) => create(ResourceSchema, { resourceId: r.resourceId, kind: r.kind, capacity: r.capacity })));
+    }
     const open = [...this.tasks.values()].filter((t) => !isTerminal(t.task.state)).length;
     this.logger.info({ tasks: tasks.length, open, directives: this.directives.size }, "journal loaded");
     this.requestSchedule();
@@ -300,6 +306,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     agent.graceTimer = undefined;
     this.logger.warn({ agent_id: agent.agentId, reason }, "agent offline: its work is replanned");
     this.emit("agent.offline", agent, reason);
+    this.requestSchedule("agent_lost");
     agent.breaker.open();
     this.handBack(agent, agent.outbox.drainAll().map((e) => ({ directive: e.directive, accepted: e.state === "accepted" })), "agent_unavailable");
   }
@@ -390,7 +397,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     void this.readReports(iterator, agent, session, logger);
     queueMicrotask(() => {
       this.pump(agent);
-      this.requestSchedule();
+      this.requestSchedule("agent_joined");
     });
     try {
       yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, coordinatorId: this.config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed }));
@@ -705,7 +712,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     rt.task.updatedAt = timestampNow();
     this.emit("task.updated", rt.task, outcome);
     void this.journal.commit({ tasks: [rt.task], deleteDirectives: [id] }).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
-    this.requestSchedule();
+    this.requestSchedule(outcome === "lease_expired" ? "progress_stalled" : outcome === "agent_unavailable" ? "agent_lost" : outcome);
   }
 
   private closeAttempt(task: Task, outcome: string, reason: string): void {
@@ -1311,7 +1318,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       throw unavailable("the task could not be made durable; submit it again");
     }
     this.emit("task.updated", task, "submitted");
-    this.requestSchedule();
+    this.requestSchedule("task_submitted");
     return { task, created: true };
   }
 

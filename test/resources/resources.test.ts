@@ -106,6 +106,13 @@ describe("resources end to end", () => {
     expect(srv.server.inventory.reservations()).toEqual([]);
   });
 
+  it("offers resources from configuration through the Resource Manager", async () => {
+    srv = await startServer(pki, { resources: [{ agentId: "license-pool", resourceId: "license-1", kind: "license", capacity: 5 }] });
+    const { rm } = await clients();
+    const status = await rm.query({ requestId: "550e8400-e29b-41d4-a716-446655440011", timestamp: timestampNow(), kinds: ["license"] });
+    expect(status.resources.map((r) => [r.agentId, r.resource!.resourceId, r.available])).toEqual([["license-pool", "license-1", 5]]);
+  });
+
   it("ResourceManager refuses a conflicting reservation with ABORTED and a missing field with INVALID_ARGUMENT", async () => {
     srv = await startServer(pki);
     const { rm } = await clients();
