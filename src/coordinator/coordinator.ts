@@ -113,6 +113,10 @@ interface RoundRuntime {
   round: CoordinationRound;
   startedAt: number;
   open: Set<string>;
+  /** Tasks of this round to plan again (adjustment_needed). */
+  replan: Set<string>;
+  /** Whether the round is planning right now. */
+  planningNow: boolean;
   succeeded: number;
   failed: number;
   directives: number;
@@ -127,6 +131,10 @@ const PM = "performance-monitor";
 const RM = "resource-manager";
 // Remember settled completions so a resent TaskCompletion is acknowledged, not applied twice.
 const SETTLED_MEMORY = 100_000;
+
+function actionOf(d: CoordinationDirective): string {
+  return d.parameters?.kind.case === "formCoalition" ? "form_coalition" : d.parameters?.kind.case === "adjustResources" ? "adjust_resources" : "assign_task";
+}
 
 function timestampMsOf(d: CoordinationDirective): number {
   return d.timestamp ? Number(d.timestamp.seconds) * 1000 + d.timestamp.nanos / 1e6 : 0;
@@ -688,7 +696,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     // All or nothing: one member's end ends the coalition; the others are cancelled and released.
     this.dissolve(rt, `coalition member ${jd.agentId}: ${outcome}`);
     this.closeAttempt(rt.task, outcome, reason);
-    this.roundTaskEnded(jd.taskId, false, "assign_task", this.now() - timestampMsOf(jd.directive!));
     this.performance?.recordDirective(jd.agentId, false);
     // Every failure is visible: this line, the task's status and history, an event and a metric.
     this.logger.info({ task_id: jd.taskId, directive_id: id, agent_id: jd.agentId, correlation_id: jd.directive!.correlationId, outcome, reason }, "task attempt ended");
@@ -710,6 +717,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       rt.notBefore = this.now() + Math.max(backoff, options.delayMs ?? 0);
     }
     rt.task.updatedAt = timestampNow();
+    this.roundTaskEnded(jd.taskId, false, actionOf(jd.directive!), this.now() - timestampMsOf(jd.directive!));
     this.emit("task.updated", rt.task, outcome);
     void this.journal.commit({ tasks: [rt.task], deleteDirectives: [id] }).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
     this.requestSchedule(outcome === "lease_expired" ? "progress_stalled" : outcome === "agent_unavailable" ? "agent_lost" : outcome);
@@ -773,7 +781,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (rt.coalition) clearTimeout(rt.coalition.timer);
       rt.coalition = undefined;
       this.closeAttempt(rt.task, "succeeded", `completed by ${agent.agentId}`);
-      this.roundTaskEnded(rt.task.spec!.taskId, true, "assign_task", jd?.directive ? this.now() - timestampMsOf(jd.directive) : 0);
+      this.roundTaskEnded(rt.task.spec!.taskId, true, jd?.directive ? actionOf(jd.directive) : "assign_task", jd?.directive ? this.now() - timestampMsOf(jd.directive) : 0);
       this.performance?.recordDirective(agent.agentId, true);
       rt.task.state = TaskState.SUCCEEDED;
       if (completion.result) rt.task.result = completion.result;
@@ -805,6 +813,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private deadLetter(rt: TaskRuntime, reason: string): void {
     rt.task.state = TaskState.DEAD_LETTERED;
+    this.roundTaskEnded(rt.task.spec!.taskId, false, "assign_task", 0);
     rt.task.reason = reason;
     rt.task.updatedAt = timestampNow();
     this.emit("task.updated", rt.task, "dead_lettered");
@@ -853,32 +862,56 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private async schedule(): Promise<void> {
     const now = this.now();
     let wake = Number.POSITIVE_INFINITY;
-    let pending = 0;
+    const fresh: TaskRuntime[] = [];
     for (const rt of this.tasks.values()) {
       if (rt.task.state !== TaskState.PENDING || this.claimedTasks.has(rt.task.spec!.taskId)) continue;
       if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
-      else pending++;
+      else if (!this.taskRound.has(rt.task.spec!.taskId)) fresh.push(rt);
     }
     clearTimeout(this.wakeTimer);
     if (Number.isFinite(wake)) {
       this.wakeTimer = setTimeout(() => this.requestSchedule("retry_due"), Math.max(1, wake - now));
       this.wakeTimer.unref();
     }
-    if (pending === 0) return;
-    const candidates = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId));
-    if (candidates.length === 0) {
-      // Every free agent is in a round that is planning: plan again when it is done.
-      if (this.claimedAgents.size > 0) this.replanRequested = true;
-      return;
+    const plans: Array<Promise<void>> = [];
+    // Rounds that need adjusting re-plan their own tasks first.
+    for (const rr of this.rounds.values()) {
+      if (rr.round.state !== CoordinationState.COORDINATING || rr.planningNow || rr.replan.size === 0) continue;
+      const due = [...rr.replan].map((id) => this.tasks.get(id)!).filter((rt) => rt && rt.task.state === TaskState.PENDING && rt.notBefore <= now && !this.claimedTasks.has(rt.task.spec!.taskId));
+      const candidates = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId));
+      if (due.length === 0) continue;
+      if (candidates.length === 0) {
+        if (this.claimedAgents.size > 0) this.replanRequested = true;
+        break;
+      }
+      plans.push(this.planRound(rr, due, candidates, true));
     }
+    const candidates = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId));
+    if (fresh.length > 0 && candidates.length === 0 && this.claimedAgents.size > 0) this.replanRequested = true;
+    // What started this pass; a pass that starts no round forgets it.
     const trigger = [...this.triggers].join(",");
     this.triggers.clear();
+    if (fresh.length > 0 && candidates.length > 0) plans.push(this.planRound(this.startRound(trigger), fresh, candidates, false));
+    await Promise.all(plans);
+  }
+
+  /** Steps 2 to 6 of a round over the tasks and agents it claims; a resumed round re-plans its own tasks. */
+  private async planRound(rr: RoundRuntime, roundTasks: TaskRuntime[], candidates: AgentRuntime[], resumed: boolean): Promise<void> {
     const claimedAgents = candidates.map((a) => a.agentId);
-    const roundTasks = this.planTasks();
-    const claimedTasks = roundTasks.map((t) => t.taskId);
+    const claimedTasks = roundTasks.map((rt) => rt.task.spec!.taskId);
     for (const id of claimedAgents) this.claimedAgents.add(id);
     for (const id of claimedTasks) this.claimedTasks.add(id);
-    const rr = this.startRound(trigger);
+    rr.planningNow = true;
+    const giveUp = (reason: string, wait: string) => {
+      this.moveRound(rr, "coordination_failure", reason);
+      if (resumed) {
+        // The round keeps its tasks and tries again at the next state change.
+        this.moveRound(rr, "retry_coordination", wait);
+      } else {
+        this.moveRound(rr, "recovery_complete", wait);
+        this.finishRound(rr, false);
+      }
+    };
     try {
       // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
       const answered = await this.collectStatus(candidates, rr.round.roundId);
@@ -905,51 +938,44 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         if (u !== undefined) a.utilization = u;
       }
       // The round's own tasks, less any cancelled while it collected status.
-      const tasks = roundTasks.filter((t) => this.tasks.get(t.taskId)?.task.state === TaskState.PENDING);
-      if (agents.length === 0 || tasks.length === 0) {
-        this.moveRound(rr, "coordination_failure", agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan");
-        this.moveRound(rr, "recovery_complete", "nothing to execute");
-        return this.finishRound(rr, false);
-      }
+      const tasks = roundTasks.filter((rt) => rt.task.state === TaskState.PENDING).map((rt) => this.planTask(rt));
+      if (agents.length === 0 || tasks.length === 0) return giveUp(agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
       // Step 4: the plan.
       const plan = generatePlan({ tasks, agents });
       for (const move of plan.adjustments) await this.adjustResources(move, rr.round.roundId);
-      if (plan.planned.length === 0) {
-        this.moveRound(rr, "coordination_failure", plan.unplaced[0]?.reason ?? "nothing could be placed");
-        this.moveRound(rr, "recovery_complete", "tasks wait for capacity");
-        return this.finishRound(rr, false);
-      }
+      if (plan.planned.length === 0) return giveUp(plan.unplaced[0]?.reason ?? "nothing could be placed", "tasks wait for capacity");
       this.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
       // Step 5: distribute the directives.
       for (const planned of plan.planned) {
         const rt = this.tasks.get(planned.taskId)!;
-        const member = planned.members[0]!;
         if (rt.task.state !== TaskState.PENDING) continue;
+        const member = planned.members[0]!;
         const sent =
           planned.action === "form_coalition"
             ? await this.assignCoalition(rt, planned.members, planned.leader, rr.round.roundId)
             : await this.assign(rt, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
         if (!sent) continue;
-        rr.open.add(planned.taskId);
-        rr.round.taskIds.push(planned.taskId);
+        rr.replan.delete(planned.taskId);
+        if (!rr.open.has(planned.taskId)) {
+          rr.open.add(planned.taskId);
+          rr.round.taskIds.push(planned.taskId);
+        }
         for (const m of planned.members) if (!rr.round.agentIds.includes(m.agentId)) rr.round.agentIds.push(m.agentId);
         this.taskRound.set(planned.taskId, rr.round.roundId);
         rr.directives += planned.members.length;
       }
       // Step 6: monitoring, until every task of the round has ended.
       this.moveRound(rr, "execution_started", `${rr.directives} directives sent`);
-      if (rr.open.size === 0) {
+      if (rr.replan.size > 0) this.moveRound(rr, "adjustment_needed", `${rr.replan.size} of its tasks still to place`);
+      else if (rr.open.size === 0) {
         this.moveRound(rr, "completion", "nothing to monitor");
         this.finishRound(rr, true);
       }
     } catch (err) {
       this.logger.error({ err, round_id: rr.round.roundId }, "coordination round failed");
-      if (rr.round.state === CoordinationState.COORDINATING) {
-        this.moveRound(rr, "coordination_failure", (err as Error).message);
-        this.moveRound(rr, "recovery_complete", "the next state change starts a new round");
-        this.finishRound(rr, false);
-      }
+      if (rr.round.state === CoordinationState.COORDINATING) giveUp((err as Error).message, "the next state change tries again");
     } finally {
+      rr.planningNow = false;
       for (const id of claimedAgents) this.claimedAgents.delete(id);
       for (const id of claimedTasks) this.claimedTasks.delete(id);
       if (this.replanRequested) {
@@ -996,31 +1022,25 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return out;
   }
 
-  private planTasks(): PlanTask[] {
-    const now = this.now();
-    const out: PlanTask[] = [];
-    for (const rt of this.tasks.values()) {
-      if (rt.task.state !== TaskState.PENDING || rt.notBefore > now || this.claimedTasks.has(rt.task.spec!.taskId)) continue;
-      const spec = rt.task.spec!;
-      const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
-      out.push({
-        taskId: spec.taskId,
-        priority: spec.priority,
-        submitter: rt.task.submitter,
-        order: created,
-        requiredCapabilities: spec.requiredCapabilities,
-        resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
-        target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },
-        excluded: rt.excluded,
-        ...(isCoalition(spec) ? { coalition: { roles: spec.coalition!.roles, size: Math.max(spec.coalition!.size, spec.coalition!.roles.length) } } : {}),
-      });
-    }
-    return out;
+  private planTask(rt: TaskRuntime): PlanTask {
+    const spec = rt.task.spec!;
+    const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
+    return {
+      taskId: spec.taskId,
+      priority: spec.priority,
+      submitter: rt.task.submitter,
+      order: created,
+      requiredCapabilities: spec.requiredCapabilities,
+      resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
+      target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },
+      excluded: rt.excluded,
+      ...(isCoalition(spec) ? { coalition: { roles: spec.coalition!.roles, size: Math.max(spec.coalition!.size, spec.coalition!.roles.length) } } : {}),
+    };
   }
 
   private startRound(trigger: string): RoundRuntime {
     const round = create(CoordinationRoundSchema, { roundId: randomUUID(), state: CoordinationState.IDLE, trigger, startedAt: timestampNow(), updatedAt: timestampNow() });
-    const rr: RoundRuntime = { round, startedAt: this.now(), open: new Set(), succeeded: 0, failed: 0, directives: 0, completionMs: new Map() };
+    const rr: RoundRuntime = { round, startedAt: this.now(), open: new Set(), replan: new Set(), planningNow: false, succeeded: 0, failed: 0, directives: 0, completionMs: new Map() };
     this.rounds.set(round.roundId, rr);
     this.moveRound(rr, "system_state_change", trigger);
     return rr;
@@ -1033,21 +1053,42 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.emit("round.updated", rr.round, reason);
   }
 
-  /** A round task ended (succeeded, or failed this attempt): the round completes when none is open. */
+  /**
+   * A round task's attempt ended. A failure that will be retried keeps the task in its
+   * round (adjustment_needed: the round plans it again); otherwise the task leaves the
+   * round, which completes when none is left.
+   */
   private roundTaskEnded(taskId: string, ok: boolean, action: string, ms: number): void {
     const roundId = this.taskRound.get(taskId);
     if (!roundId) return;
-    this.taskRound.delete(taskId);
     const rr = this.rounds.get(roundId);
-    if (!rr || !rr.open.delete(taskId)) return;
-    if (ok) rr.succeeded++;
-    else rr.failed++;
+    if (!rr) {
+      this.taskRound.delete(taskId);
+      return;
+    }
     const list = rr.completionMs.get(action) ?? [];
     list.push(ms);
     rr.completionMs.set(action, list);
-    if (rr.open.size === 0 && rr.round.state === CoordinationState.MONITORING) {
+    if (!ok && this.tasks.get(taskId)?.task.state === TaskState.PENDING && rr.open.has(taskId)) {
+      rr.replan.add(taskId);
+      if (rr.round.state === CoordinationState.MONITORING) this.moveRound(rr, "adjustment_needed", `task ${taskId} is to be planned again`);
+      this.requestSchedule("adjustment_needed");
+      return;
+    }
+    this.taskRound.delete(taskId);
+    rr.replan.delete(taskId);
+    if (!rr.open.delete(taskId)) return;
+    if (ok) rr.succeeded++;
+    else rr.failed++;
+    if (rr.open.size > 0 || rr.planningNow) return;
+    if (rr.round.state === CoordinationState.MONITORING) {
       this.moveRound(rr, "completion", `${rr.succeeded} succeeded, ${rr.failed} failed`);
       this.finishRound(rr, rr.failed === 0);
+    } else if (rr.round.state === CoordinationState.COORDINATING) {
+      // Its last task ended while it waited to re-plan: nothing is left to coordinate.
+      this.moveRound(rr, "coordination_failure", `${rr.failed} of its tasks failed`);
+      this.moveRound(rr, "recovery_complete", "no task left");
+      this.finishRound(rr, false);
     }
   }
 
@@ -1359,12 +1400,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (rt.task.state === TaskState.CANCELLED) return rt.task;
     if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
     this.dissolve(rt, reason || "cancelled");
-    this.roundTaskEnded(taskId, false, "assign_task", 0);
     this.closeAttempt(rt.task, "cancelled", reason);
     rt.task.state = TaskState.CANCELLED;
     rt.task.reason = reason || "cancelled";
     rt.task.assignedAgents = [];
     rt.task.updatedAt = timestampNow();
+    this.roundTaskEnded(taskId, false, "cancelled", 0);
     await this.journal.commit({ tasks: [rt.task] });
     this.emit("task.updated", rt.task, "cancelled");
     return rt.task;
