@@ -28,7 +28,7 @@ import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protoc
 import type { HandlerContext } from "../rpc/index.js";
 import type { SpiffeIdentity } from "../security/index.js";
 import type { Store } from "../store/index.js";
-import { generatePlan, type PlanAgent, type PlanTask, type ResourceMove } from "../planner/index.js";
+import { generatePlan, labelMatches, type PlanAgent, type PlanTask, type ResourceMove } from "../planner/index.js";
 import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import { delay } from "../streams/index.js";
 import { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";
@@ -878,20 +878,25 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     for (const rr of this.rounds.values()) {
       if (rr.round.state !== CoordinationState.COORDINATING || rr.planningNow || rr.replan.size === 0) continue;
       const due = [...rr.replan].map((id) => this.tasks.get(id)!).filter((rt) => rt && rt.task.state === TaskState.PENDING && rt.notBefore <= now && !this.claimedTasks.has(rt.task.spec!.taskId));
-      const candidates = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId));
       if (due.length === 0) continue;
+      const usable = this.eligibleAgents(due);
+      const candidates = usable.filter((a) => !this.claimedAgents.has(a.agentId));
+      // Nothing here could run its tasks: it waits for a state change rather than spin.
+      if (usable.length === 0) continue;
       if (candidates.length === 0) {
-        if (this.claimedAgents.size > 0) this.replanRequested = true;
-        break;
+        this.replanRequested = true;
+        continue;
       }
       plans.push(this.planRound(rr, due, candidates, true));
     }
-    const candidates = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId));
-    if (fresh.length > 0 && candidates.length === 0 && this.claimedAgents.size > 0) this.replanRequested = true;
+    // A round claims only agents that could run one of its tasks: concurrent rounds over other agents proceed.
+    const usable = fresh.length > 0 ? this.eligibleAgents(fresh) : [];
+    const candidates = usable.filter((a) => !this.claimedAgents.has(a.agentId));
+    if (usable.length > 0 && candidates.length === 0) this.replanRequested = true;
     // What started this pass; a pass that starts no round forgets it.
     const trigger = [...this.triggers].join(",");
     this.triggers.clear();
-    if (fresh.length > 0 && candidates.length > 0) plans.push(this.planRound(this.startRound(trigger), fresh, candidates, false));
+    if (fresh.length > 0 && (candidates.length > 0 || usable.length === 0)) plans.push(this.planRound(this.startRound(trigger), fresh, candidates, false));
     await Promise.all(plans);
   }
 
@@ -913,8 +918,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }
     };
     try {
+      // Agents that cannot run these tasks may still give them resources (adjust_resources):
+      // they are asked for status and offered to the plan with no slots, but not claimed.
+      const donors = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId) && a.hello.resources.length > 0);
       // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
-      const answered = await this.collectStatus(candidates, rr.round.roundId);
+      const everyone = await this.collectStatus([...candidates, ...donors], rr.round.roundId);
+      const answered = everyone.filter((a) => claimedAgents.includes(a.agentId));
       const roundId = rr.round.roundId;
       // The figures the plan weighs: utilization per agent from the Performance Monitor.
       const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
@@ -925,12 +934,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       });
       if (metrics) this.logParticipant(roundId, PM, this.config.coordinatorId, "system_metrics");
       // Step 3: verify resources with the Resource Manager.
-      const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
+      const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: everyone.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, RM, "resource_query");
       const status = await this.inventory.query({ agentIds: query.agentIds });
       this.logParticipant(roundId, RM, this.config.coordinatorId, "resource_status");
       if (this.stopping) return;
       const agents = this.planAgents(answered, status);
+      for (const d of everyone) {
+        if (claimedAgents.includes(d.agentId)) continue;
+        agents.push({ agentId: d.agentId, capabilities: new Set(d.hello.capabilities), labels: d.hello.labels, freeSlots: 0, load: d.outbox.list().length, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) });
+      }
       // Utilization: fresh from the status responses, else the monitor's figures.
       const utilization = new Map((metrics?.agents ?? []).map((m) => [m.agentId, m.utilization]));
       for (const a of agents) {
@@ -939,9 +952,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }
       // The round's own tasks, less any cancelled while it collected status.
       const tasks = roundTasks.filter((rt) => rt.task.state === TaskState.PENDING).map((rt) => this.planTask(rt));
-      if (agents.length === 0 || tasks.length === 0) return giveUp(agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
+      if (agents.length === 0 || tasks.length === 0) return giveUp(candidates.length === 0 ? "no agent can run these tasks" : agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
       // Step 4: the plan.
       const plan = generatePlan({ tasks, agents });
+      this.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");
       for (const move of plan.adjustments) await this.adjustResources(move, rr.round.roundId);
       if (plan.planned.length === 0) return giveUp(plan.unplaced[0]?.reason ?? "nothing could be placed", "tasks wait for capacity");
       this.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
@@ -983,6 +997,19 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.requestSchedule("replan");
       }
     }
+  }
+
+  /** Candidate agents that could run at least one of the tasks (capabilities, target, labels, exclusions). */
+  private eligibleAgents(tasks: TaskRuntime[]): AgentRuntime[] {
+    return this.candidateAgents().filter((a) =>
+      tasks.some((rt) => {
+        const spec = rt.task.spec!;
+        if (rt.excluded.has(a.agentId) || (spec.target?.agentId && spec.target.agentId !== a.agentId)) return false;
+        for (const [k, p] of Object.entries(spec.target?.labels ?? {})) if (!labelMatches(p, a.hello.labels[k])) return false;
+        const caps = new Set(a.hello.capabilities);
+        return spec.requiredCapabilities.every((c) => caps.has(c)) && (!isCoalition(spec) || spec.coalition!.roles.length === 0 || spec.coalition!.roles.some((r) => caps.has(r)));
+      }),
+    );
   }
 
   private candidateAgents(): AgentRuntime[] {
@@ -1227,7 +1254,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** Releases a directive's reservations; a failure is logged (the RM's breaker decides retries). */
   private release(reservationId: string): void {
-    this.inventory.release(reservationId).catch((err: unknown) => this.logger.warn({ reservation_id: reservationId, err: (err as Error).message }, "release failed"));
+    this.inventory.release(reservationId).then(
+      // Freed capacity is a state change: a task that found no room may fit now (with a remote RM this lands after the round that needed it).
+      (released) => released && this.requestSchedule("resources_released"),
+      (err: unknown) => this.logger.warn({ reservation_id: reservationId, err: (err as Error).message }, "release failed"),
+    );
   }
 
   /** Cancels and releases every directive of the task's current attempt. */

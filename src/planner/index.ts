@@ -1,1 +1,1 @@
-export { generatePlan, planningOrder, type Plan, type PlanAgent, type PlanInput, type PlanResource, type PlanResourceRequest, type PlanTask, type PlannedTask, type Placement, type ResourceMove, type Strategy } from "./plan-generator.js";
+export { generatePlan, labelMatches, planningOrder, type Plan, type PlanAgent, type PlanInput, type PlanResource, type PlanResourceRequest, type PlanTask, type PlannedTask, type Placement, type ResourceMove, type Strategy } from "./plan-generator.js";

@@ -110,7 +110,8 @@ const cap = (r: PlanResource) => (r.capacity > 0 ? r.capacity : 1);
 
 const patterns = new Map<string, string[]>();
 
-function labelMatches(pattern: string, value: string | undefined): boolean {
+/** Whether a label value matches a pattern with * wildcards ("gpu-*"). */
+export function labelMatches(pattern: string, value: string | undefined): boolean {
   if (value === undefined) return false;
   if (!pattern.includes("*")) return pattern === value;
   let parts = patterns.get(pattern);

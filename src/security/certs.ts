@@ -1,11 +1,12 @@
-import { generateKeyPair, randomBytes, X509Certificate } from "node:crypto";
+import { constants, createPrivateKey, generateKeyPair, privateEncrypt, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import forge from "node-forge";
-import { spiffeId, type RoleName } from "./spiffe.js";
+import { isValidSegment, spiffeId, type RoleName } from "./spiffe.js";
+import { parseSubjectAltName } from "./subject-alt-name.js";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
-/** A certificate and its private key, PEM-encoded, with its serial (hex). */
+/** A certificate and its private key, PEM-encoded, with its serial (lower-case hex). */
 export interface IssuedPem {
   certPem: string;
   keyPem: string;
@@ -16,146 +17,212 @@ export interface IssuedPem {
 export interface CaOptions {
   /** The SPIFFE trust domain the CA speaks for. */
   trustDomain: string;
-  /** Subject CN. Default "baton development CA (<trust domain>)". */
+  /** Subject CN. Default "baton CA (<trust domain>)". */
   commonName?: string;
-  /** Default 3650. */
+  /** Validity in days. Default 3650. */
   validDays?: number;
-  /** RSA modulus size. Default 2048. */
+  /** RSA modulus size in bits. Default 2048. */
   keyBits?: number;
 }
 
 /** Options of issueCertificate. */
 export interface IssueOptions {
+  /** The issuing CA; its URI SAN must name `trustDomain`. */
   ca: { certPem: string; keyPem: string };
   trustDomain: string;
   role: RoleName;
+  /** The SPIFFE name segment, also the subject CN. */
   name: string;
-  /** Default 365. */
+  /** Validity in days from now. Default 365. */
   validDays?: number;
-  /** RSA modulus size. Default 2048. */
+  /** RSA modulus size in bits. Default 2048. */
   keyBits?: number;
-  /** DNS SANs. Servers (coordinator, resource_manager, performance_monitor) default to localhost. */
+  /** DNS SANs. Server roles (coordinator, resource_manager, performance_monitor) default to ["localhost"], others to none. */
   dnsNames?: string[];
-  /** IP SANs. Servers default to 127.0.0.1. */
+  /** IP SANs. Server roles default to ["127.0.0.1"], others to none. */
   ipAddresses?: string[];
-  /** Overrides the validity start (tests make expired certificates with these). */
+  /** Start of validity. Default one minute ago (tolerates small clock skew). */
   notBefore?: Date;
-  /** Overrides the validity end. */
+  /** End of validity, overriding validDays (tests make expired certificates with it). */
   notAfter?: Date;
-  /** Replaces the single SPIFFE URI SAN; tests use it to make malformed identities. */
+  /** Replaces the single SPIFFE URI SAN, for tests only: [] for none, two for an ambiguous identity. */
   uriSans?: string[];
 }
 
-const SERVER_ROLES: ReadonlySet<RoleName> = new Set(["coordinator", "resource_manager", "performance_monitor"]);
-
-// RSA keys come from node:crypto (OpenSSL): forge's pure-JS key generation takes seconds.
-async function newKeyPair(bits: number): Promise<{ privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; keyPem: string }> {
-  const { privateKey: keyPem } = await generateKeyPairAsync("rsa", {
-    modulusLength: bits,
-    publicKeyEncoding: { type: "spki", format: "pem" },
-    privateKeyEncoding: { type: "pkcs1", format: "pem" },
-  });
-  const privateKey = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-  const publicKey = forge.pki.setRsaPublicKey(privateKey.n, privateKey.e);
-  return { privateKey, publicKey, keyPem };
+/** What a certificate says, for the CLI and tests. */
+export interface CertificateInfo {
+  /** Lower-case hex, as IssuedPem.serial. */
+  serial: string;
+  subjectCN: string | undefined;
+  issuerCN: string | undefined;
+  uris: string[];
+  dnsNames: string[];
+  ipAddresses: string[];
+  notBefore: Date;
+  notAfter: Date;
 }
 
+// Clients dial localhost, so a server's certificate must name it.
+const SERVER_ROLES: ReadonlySet<RoleName> = new Set(["coordinator", "resource_manager", "performance_monitor"]);
+const DAY_MS = 86_400_000;
+// A certificate made this instant is valid a minute back, so a peer whose clock lags slightly accepts it.
+const BACKDATE_MS = 60_000;
+
+// Keys come from node:crypto (OpenSSL): forge's pure-JS RSA key generation takes seconds.
+async function newKeyPair(bits: number): Promise<{ privateKey: KeyObject; publicKey: forge.pki.rsa.PublicKey; keyPem: string }> {
+  if (!Number.isInteger(bits) || bits < 2048) throw new Error(`keyBits must be a whole number of at least 2048, not ${bits}`);
+  const { publicKey, privateKey: keyPem } = await generateKeyPairAsync("rsa", {
+    modulusLength: bits,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+  return { privateKey: createPrivateKey(keyPem), publicKey: forge.pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem };
+}
+
+// DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017 §9.2, note 1).
+const SHA256_DIGEST_INFO = Buffer.from("3031300d060960864801650304020105000420", "hex");
+
+// forge's cert.sign(key, md) only calls key.sign(md) with the digested TBSCertificate, so
+// OpenSSL can do the RSA operation: forge's pure-JS one takes ~70 ms, blocks the event
+// loop, and would need the private key in a JS object.
+function opensslSigner(key: KeyObject): forge.pki.rsa.PrivateKey {
+  if (key.asymmetricKeyType !== "rsa") throw new Error(`the signing key must be RSA, not ${key.asymmetricKeyType}`);
+  const signer = {
+    sign(md: forge.md.MessageDigest): string {
+      if (md.algorithm !== "sha256") throw new Error(`only SHA-256 signatures are made, not ${md.algorithm}`);
+      const digestInfo = Buffer.concat([SHA256_DIGEST_INFO, Buffer.from(md.digest().getBytes(), "binary")]);
+      return privateEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, digestInfo).toString("binary");
+    },
+  };
+  return signer as unknown as forge.pki.rsa.PrivateKey;
+}
+
+// 16 random bytes; the top bit clear keeps the DER integer positive, and the next bit set
+// keeps it 16 bytes long (a leading zero byte would not be minimal DER).
 function newSerial(): string {
   const bytes = randomBytes(16);
-  // DER integers are signed: a clear top bit keeps the serial positive.
-  bytes[0] = bytes[0]! & 0x7f | 0x01;
+  bytes[0] = (bytes[0]! & 0x7f) | 0x40;
   return bytes.toString("hex");
 }
 
-function addDays(date: Date, days: number): Date {
-  return new Date(date.getTime() + days * 86_400_000);
+function validDaysOf(days: number | undefined, fallback: number): number {
+  const value = days ?? fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`validDays must be a positive number, not ${value}`);
+  return value;
 }
 
-/** Makes a self-signed CA whose URI SAN names its trust domain (as SPIFFE bundles do). */
+/** Makes a self-signed CA whose one URI SAN, spiffe://<trust-domain>, names the domain it speaks for (as SPIFFE bundles do). */
 export async function createCertificateAuthority(options: CaOptions): Promise<IssuedPem> {
+  if (!isValidSegment(options.trustDomain)) throw new Error(`trust domain ${JSON.stringify(options.trustDomain)} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
+  const validDays = validDaysOf(options.validDays, 3650);
   const { privateKey, publicKey, keyPem } = await newKeyPair(options.keyBits ?? 2048);
   const cert = forge.pki.createCertificate();
+  // publicKey before setExtensions: forge derives the subjectKeyIdentifier from it there.
   cert.publicKey = publicKey;
   cert.serialNumber = newSerial();
-  const now = new Date();
-  cert.validity.notBefore = new Date(now.getTime() - 60_000);
-  cert.validity.notAfter = addDays(now, options.validDays ?? 3650);
+  const now = Date.now();
+  cert.validity.notBefore = new Date(now - BACKDATE_MS);
+  cert.validity.notAfter = new Date(now + validDays * DAY_MS);
   const attrs = [
-    { name: "commonName", value: options.commonName ?? `baton development CA (${options.trustDomain})` },
+    { name: "commonName", value: options.commonName ?? `baton CA (${options.trustDomain})` },
     { name: "organizationName", value: "baton" },
   ];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
   cert.setExtensions([
-    { name: "basicConstraints", cA: true, critical: true },
-    { name: "keyUsage", keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    // pathLen 0: this CA signs leaves only, never another CA.
+    { name: "basicConstraints", cA: true, pathLenConstraint: 0, critical: true },
+    { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
     { name: "subjectKeyIdentifier" },
     { name: "subjectAltName", altNames: [{ type: 6, value: `spiffe://${options.trustDomain}` }] },
   ]);
-  cert.sign(privateKey, forge.md.sha256.create());
+  cert.sign(opensslSigner(privateKey), forge.md.sha256.create());
   return { certPem: forge.pki.certificateToPem(cert), keyPem, serial: cert.serialNumber };
 }
 
-/** Issues a leaf certificate whose one URI SAN is spiffe://<trust-domain>/<role>/<name>. */
+/** The trust domain a CA certificate speaks for (its spiffe://<trust-domain> URI SAN), if it names one. */
+export function caTrustDomain(certPem: string): string | undefined {
+  for (const uri of readCertificateInfo(certPem).uris) {
+    const m = /^spiffe:\/\/([^/]+)$/.exec(uri);
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+// Parses the CA and checks it can issue for `trustDomain`, so a mismatch fails here and
+// not later as a refused handshake.
+function loadIssuer(ca: IssueOptions["ca"], trustDomain: string): { cert: forge.pki.Certificate; key: KeyObject; keyId: string } {
+  const x509 = new X509Certificate(ca.certPem);
+  const key = createPrivateKey(ca.keyPem);
+  if (!x509.ca) throw new Error("the issuing certificate is not a CA");
+  if (!x509.checkPrivateKey(key)) throw new Error("the CA key does not belong to the CA certificate");
+  const cert = forge.pki.certificateFromPem(ca.certPem);
+  const domain = caTrustDomain(ca.certPem);
+  if (domain !== undefined && domain !== trustDomain) throw new Error(`the CA speaks for trust domain ${domain}, not ${trustDomain}`);
+  // The authorityKeyIdentifier must repeat the CA's own subjectKeyIdentifier, whatever method made it.
+  const ski = cert.getExtension("subjectKeyIdentifier") as { subjectKeyIdentifier?: string } | undefined;
+  const keyId = ski?.subjectKeyIdentifier ? forge.util.hexToBytes(ski.subjectKeyIdentifier) : cert.generateSubjectKeyIdentifier().getBytes();
+  return { cert, key, keyId };
+}
+
+/** Issues a leaf certificate (server and client auth) whose one URI SAN is spiffe://<trust-domain>/<role>/<name>. */
 export async function issueCertificate(options: IssueOptions): Promise<IssuedPem> {
   const uri = spiffeId(options.trustDomain, options.role, options.name);
-  const caCert = forge.pki.certificateFromPem(options.ca.certPem);
-  const caKey = forge.pki.privateKeyFromPem(options.ca.keyPem);
+  const issuer = loadIssuer(options.ca, options.trustDomain);
+  const now = Date.now();
+  const notBefore = options.notBefore ?? new Date(now - BACKDATE_MS);
+  const notAfter = options.notAfter ?? new Date(now + validDaysOf(options.validDays, 365) * DAY_MS);
+  if (notAfter.getTime() <= notBefore.getTime()) throw new Error(`notAfter (${notAfter.toISOString()}) must be after notBefore (${notBefore.toISOString()})`);
   const { publicKey, keyPem } = await newKeyPair(options.keyBits ?? 2048);
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = newSerial();
-  const now = new Date();
-  cert.validity.notBefore = options.notBefore ?? new Date(now.getTime() - 60_000);
-  cert.validity.notAfter = options.notAfter ?? addDays(now, options.validDays ?? 365);
+  cert.validity.notBefore = notBefore;
+  cert.validity.notAfter = notAfter;
   cert.setSubject([
     { name: "commonName", value: options.name },
     { name: "organizationName", value: "baton" },
     { name: "organizationalUnitName", value: options.role },
   ]);
-  cert.setIssuer(caCert.subject.attributes);
+  cert.setIssuer(issuer.cert.subject.attributes);
   const server = SERVER_ROLES.has(options.role);
-  const dns = options.dnsNames ?? (server ? ["localhost"] : []);
-  const ips = options.ipAddresses ?? (server ? ["127.0.0.1"] : []);
-  const altNames: Array<Record<string, unknown>> = [
+  const altNames = [
     ...(options.uriSans ?? [uri]).map((value) => ({ type: 6, value })),
-    ...dns.map((value) => ({ type: 2, value })),
-    ...ips.map((ip) => ({ type: 7, ip })),
+    ...(options.dnsNames ?? (server ? ["localhost"] : [])).map((value) => ({ type: 2, value })),
+    ...(options.ipAddresses ?? (server ? ["127.0.0.1"] : [])).map((ip) => ({ type: 7, ip })),
   ];
-  const extensions: Array<Record<string, unknown>> = [
+  const extensions: object[] = [
     { name: "basicConstraints", cA: false, critical: true },
     { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
     { name: "extKeyUsage", serverAuth: true, clientAuth: true },
     { name: "subjectKeyIdentifier" },
-    { name: "authorityKeyIdentifier", keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
+    { name: "authorityKeyIdentifier", keyIdentifier: issuer.keyId },
   ];
+  // An empty SAN extension is invalid DER (RFC 5280 §4.2.1.6), so "no SANs" means no extension.
   if (altNames.length > 0) extensions.push({ name: "subjectAltName", altNames });
   cert.setExtensions(extensions);
-  cert.sign(caKey as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  cert.sign(opensslSigner(issuer.key), forge.md.sha256.create());
   return { certPem: forge.pki.certificateToPem(cert), keyPem, serial: cert.serialNumber };
 }
 
-/** What a certificate says, for the CLI and tests (read with node:crypto). */
-export interface CertificateInfo {
-  serial: string;
-  subject: string;
-  issuer: string;
-  uris: string[];
-  dnsNames: string[];
-  notBefore: Date;
-  notAfter: Date;
+function firstOf(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
-/** Reads a PEM certificate's serial, names and validity. */
+/** Reads a PEM certificate's serial, names and validity (with node:crypto, so any key type works). */
 export function readCertificateInfo(certPem: string): CertificateInfo {
   const x = new X509Certificate(certPem);
-  const sans = (x.subjectAltName ?? "").split(", ");
+  // The legacy object gives subject fields already unescaped, unlike x.subject's text.
+  const legacy = x.toLegacyObject();
+  const sans = parseSubjectAltName(x.subjectAltName ?? "") ?? [];
+  const of = (type: string) => sans.filter((e) => e.type === type).map((e) => e.value);
   return {
     serial: x.serialNumber.toLowerCase(),
-    subject: x.subject,
-    issuer: x.issuer,
-    uris: sans.filter((s) => s.startsWith("URI:")).map((s) => s.slice(4)),
-    dnsNames: sans.filter((s) => s.startsWith("DNS:")).map((s) => s.slice(4)),
+    subjectCN: firstOf(legacy.subject?.CN),
+    issuerCN: firstOf(legacy.issuer?.CN),
+    uris: of("URI"),
+    dnsNames: of("DNS"),
+    ipAddresses: of("IP Address"),
     notBefore: new Date(x.validFrom),
     notAfter: new Date(x.validTo),
   };

@@ -63,7 +63,8 @@ describe("durability", () => {
     await agent.connect();
     void agent.run(async (d, ctx) => {
       effects.set(d.directiveId, (effects.get(d.directiveId) ?? 0) + 1);
-      await new Promise((r) => setTimeout(r, 100));
+      // Slow enough that work is still out when the coordinator is killed.
+      await new Promise((r) => setTimeout(r, 250));
       ctx.progress(50);
       return { ok: true };
     });
@@ -75,6 +76,7 @@ describe("durability", () => {
     let control = operator();
     for (let i = 0; i < 30; i++) await control.submitTask({ task: { taskId: `t${i}`, requiredCapabilities: ["work"] } });
     // Kill the coordinator while tasks are pending and running.
+    expect((await control.listTasks({ pageSize: 100, states: [TaskState.SUCCEEDED] })).tasks.length).toBeLessThan(30);
     await c.proc.stop("SIGKILL");
     c = await coordinator();
     proxy.retarget({ host: "127.0.0.1", port: c.port });
@@ -89,6 +91,9 @@ describe("durability", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(welcomes[0]).toBe(false);
+    // The agent's session survived the restart: it reconnected and resumed it.
+    const until = Date.now() + 10_000;
+    while (welcomes.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(welcomes.slice(1)).toContain(true);
     expect([...effects.values()].every((n) => n === 1)).toBe(true);
   });
