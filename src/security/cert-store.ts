@@ -162,19 +162,3 @@ export async function ensureDevelopmentCertificates(options: DevelopmentCertific
   return { caPath: caPaths.certPath, coordinator: paths[0]!, operator: paths[1]!, created };
 }
 
-function readNamed(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
-/** Reads a CA bundle, certificate and key for TLS; an unreadable file is named in the error. */
-export function loadTlsFiles(paths: { caPath: string; certPath: string; keyPath: string }): TlsFileContents {
-  return {
-    ca: readNamed(paths.caPath, "CA certificate"),
-    cert: readNamed(paths.certPath, "certificate"),
-    key: readNamed(paths.keyPath, "private key"),
-  };
-}

@@ -8,7 +8,6 @@ export {
   ensureDevelopmentCertificates,
   initCertificateAuthority,
   issueToDirectory,
-  loadTlsFiles,
   type CertPaths,
   type DevelopmentCertificates,
   type DevelopmentCertificatesOptions,

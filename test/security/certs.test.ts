@@ -14,7 +14,6 @@ import {
   initCertificateAuthority,
   issueCertificate,
   issueToDirectory,
-  loadTlsFiles,
   parseSpiffeId,
   parseSubjectAltName,
   readCertificateInfo,
@@ -369,16 +368,4 @@ describe("certificate directory", () => {
     expect(readdirSync(dir).sort()).toEqual(["ca.key", "ca.pem"]);
   });
 
-  it("loadTlsFiles reads the three files, and names one it cannot read", async () => {
-    fresh();
-    // The CA's own pair stands in for a leaf: loading does not care whose files they are.
-    const made = await initCertificateAuthority({ dir, trustDomain: TD });
-    const files = loadTlsFiles({ caPath: made.certPath, ...made });
-    expect(files.ca.equals(readFileSync(made.certPath))).toBe(true);
-    expect(files.cert.equals(readFileSync(made.certPath))).toBe(true);
-    expect(files.key.equals(readFileSync(made.keyPath))).toBe(true);
-    const missing = join(dir, "nope.key");
-    expect(existsSync(missing)).toBe(false);
-    expect(() => loadTlsFiles({ caPath: made.certPath, certPath: made.certPath, keyPath: missing })).toThrow(missing);
-  });
 });
