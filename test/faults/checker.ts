@@ -84,14 +84,16 @@ async function kill(child: ChildProcess): Promise<void> {
 }
 
 const agents: Array<{ id: string; proxy: TcpProxy; child: ChildProcess | undefined; effects: string }> = [];
+// Ends the fault loop; agents keep being restarted until the run is `finished`.
 let stopping = false;
+let finished = false;
 
 function spawnAgent(a: (typeof agents)[number]): void {
   const child = spawn(process.execPath, ["--import", TSX, `${ROOT}test/faults/agent-child.ts`, `localhost:${a.proxy.port}`, a.id, certs, a.effects], { stdio: ["ignore", "ignore", "inherit"] });
   a.child = child;
   // An agent whose session ended for good (refused while the coordinator restarted) is started again.
   child.once("exit", () => {
-    if (!stopping && a.child === child) setTimeout(() => !stopping && spawnAgent(a), 200);
+    if (!finished && a.child === child) setTimeout(() => !finished && spawnAgent(a), 200);
   });
 }
 
@@ -186,7 +188,6 @@ async function main(): Promise<number> {
   stopping = true;
   await faulting;
   await restarting;
-  stopping = false;
   for (const a of agents) a.proxy.heal();
   log(`faults: ${JSON.stringify(counts)}; healed, waiting for every task to end`);
 
@@ -212,7 +213,7 @@ async function main(): Promise<number> {
     await new Promise((r) => setTimeout(r, 1000));
   }
 
-  stopping = true;
+  finished = true;
   for (const a of agents) if (a.child) await kill(a.child);
   await kill(coordinator.child);
   channel.close();
@@ -237,6 +238,11 @@ async function main(): Promise<number> {
   const unbacked = [...tasks.values()].filter((t) => t.state === TaskState.SUCCEEDED && !effects.some((e) => e.task === t.spec!.taskId && e.pid === (t.result as { pid?: number } | undefined)?.pid)).length;
   log(`succeeded=${accepted.size - lostIds.length - dead} dead_lettered=${dead} effects=${effects.length} succeeded_without_effect=${unbacked}`);
   if (lostIds.length) log(`lost: ${lostIds.slice(0, 10).join(", ")}${lostIds.length > 10 ? " …" : ""}`);
+  // What a lost task looked like last, to debug from the log alone.
+  for (const id of lostIds.slice(0, 5)) {
+    const t = tasks.get(id);
+    log(`  ${id}: ${t ? `${TaskState[t.state]} "${t.reason}" attempts=${JSON.stringify(t.attempts.map((a) => [a.agents.join("+"), a.outcome || "open", a.directiveIds[0]?.slice(0, 8)]))}` : "unknown to the coordinator"}`);
+  }
   if (!values.keep) rmSync(work, { recursive: true, force: true });
   else log(`kept ${work}`);
   process.stdout.write(`faults: tasks=${accepted.size} lost=${lostIds.length} duplicate_effects=${duplicateEffects} reexecutions=${reexecutions} unexpected=${unexpected}\n`);
@@ -248,6 +254,7 @@ main().then(
   (err: unknown) => {
     process.stderr.write(`faults: ${(err as Error).stack ?? String(err)}\n`);
     stopping = true;
+    finished = true;
     for (const a of agents) a.child?.kill("SIGKILL");
     process.exit(2);
   },

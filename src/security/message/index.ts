@@ -1,0 +1,16 @@
+export {
+  DEFAULT_GRACE_MS,
+  DEFAULT_ROTATION_MS,
+  KEY_BYTES,
+  MAX_USES_PER_KEY,
+  createKeyring,
+  keyringFromRotation,
+  type Keyring,
+  type KeyringOptions,
+  type KeyringSummary,
+  type MessageKey,
+  type RotationListener,
+} from "./keyring.js";
+export { SIGNATURE_BYTES, signEnvelope, verifyEnvelope } from "./signing.js";
+export { NONCE_BYTES, TAG_BYTES, open, seal, type SealContext } from "./sealing.js";
+export { DEFAULT_REPLAY_MAX_ENTRIES, DEFAULT_REPLAY_WINDOW_MS, createReplayGuard, type ReplayGuard, type ReplayGuardOptions } from "./replay-guard.js";
