@@ -176,88 +176,65 @@ async function writeAll(call: ServerWritableStream<Buffer, unknown> | ServerDupl
   }
 }
 
+type Call = ServerUnaryCall<Buffer, unknown> | ServerReadableStream<Buffer, unknown>;
+type StreamCall = ServerWritableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>;
+
+/** Runs a handler whose answer is one message (unary, client streaming). */
+function answerOnce(method: DescMethod, path: string, call: Call, callback: sendUnaryData<unknown>, options: AdapterOptions, run: (ctx: HandlerContext) => Promise<unknown>): void {
+  let ctx: HandlerContext | undefined;
+  let done = () => {};
+  void (async () => {
+    ({ ctx, done } = makeContext(method, path, call, options));
+    return run(ctx);
+  })().then(
+    (res) => {
+      done();
+      callback(null, res);
+    },
+    (err: unknown) => {
+      done();
+      callback(toServiceError(failure(err, ctx?.logger ?? options.logger)));
+    },
+  );
+}
+
+/** Runs a handler whose answer is a stream (server streaming, bidi), with backpressure. */
+function answerStream(method: DescMethod, path: string, call: StreamCall, options: AdapterOptions, run: (ctx: HandlerContext) => AsyncIterable<unknown>): void {
+  let ctx: HandlerContext | undefined;
+  let done = () => {};
+  void (async () => {
+    ({ ctx, done } = makeContext(method, path, call, options));
+    await writeAll(call, run(ctx), ctx.signal);
+  })().then(
+    () => {
+      done();
+      call.end();
+    },
+    (err: unknown) => {
+      done();
+      if (!call.cancelled) call.emit("error", toServiceError(failure(err, ctx?.logger ?? options.logger)));
+    },
+  );
+}
+
 function wrap(method: DescMethod, path: string, handler: unknown, options: AdapterOptions): handleUnaryCall<Buffer, unknown> | handleServerStreamingCall<Buffer, unknown> | handleClientStreamingCall<Buffer, unknown> | handleBidiStreamingCall<Buffer, unknown> {
   const input = method.input;
   switch (method.methodKind) {
     case "unary": {
       const fn = handler as (req: unknown, ctx: HandlerContext) => Promise<unknown>;
-      return (call: ServerUnaryCall<Buffer, unknown>, callback: sendUnaryData<unknown>) => {
-        let ctx: HandlerContext | undefined;
-        let done = () => {};
-        void (async () => {
-          ({ ctx, done } = makeContext(method, path, call, options));
-          return fn(decodeRequest(input, call.request), ctx);
-        })().then(
-          (res) => {
-            done();
-            callback(null, res);
-          },
-          (err: unknown) => {
-            done();
-            callback(toServiceError(failure(err, ctx?.logger ?? options.logger)));
-          },
-        );
-      };
-    }
-    case "server_streaming": {
-      const fn = handler as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
-      return (call: ServerWritableStream<Buffer, unknown>) => {
-        let ctx: HandlerContext | undefined;
-        let done = () => {};
-        void (async () => {
-          ({ ctx, done } = makeContext(method, path, call, options));
-          await writeAll(call, fn(decodeRequest(input, call.request), ctx), ctx.signal);
-        })().then(
-          () => {
-            done();
-            call.end();
-          },
-          (err: unknown) => {
-            done();
-            if (!call.cancelled) call.emit("error", toServiceError(failure(err, ctx?.logger ?? options.logger)));
-          },
-        );
-      };
+      return (call: ServerUnaryCall<Buffer, unknown>, callback: sendUnaryData<unknown>) => answerOnce(method, path, call, callback, options, (ctx) => fn(decodeRequest(input, call.request), ctx));
     }
     case "client_streaming": {
       const fn = handler as (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => Promise<unknown>;
-      return (call: ServerReadableStream<Buffer, unknown>, callback: sendUnaryData<unknown>) => {
-        let ctx: HandlerContext | undefined;
-        let done = () => {};
-        void (async () => {
-          ({ ctx, done } = makeContext(method, path, call, options));
-          return fn(decodeStream(input, call), ctx);
-        })().then(
-          (res) => {
-            done();
-            callback(null, res);
-          },
-          (err: unknown) => {
-            done();
-            callback(toServiceError(failure(err, ctx?.logger ?? options.logger)));
-          },
-        );
-      };
+      return (call: ServerReadableStream<Buffer, unknown>, callback: sendUnaryData<unknown>) => answerOnce(method, path, call, callback, options, (ctx) => fn(decodeStream(input, call), ctx));
+    }
+    case "server_streaming": {
+      const fn = handler as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
+      return (call: ServerWritableStream<Buffer, unknown>) => answerStream(method, path, call, options, (ctx) => fn(decodeRequest(input, call.request), ctx));
     }
     case "bidi_streaming": {
       const fn = handler as (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => AsyncIterable<unknown>;
-      return (call: ServerDuplexStream<Buffer, unknown>) => {
-        let ctx: HandlerContext | undefined;
-        let done = () => {};
-        void (async () => {
-          ({ ctx, done } = makeContext(method, path, call, options));
-          await writeAll(call, fn(decodeStream(input, call), ctx), ctx.signal);
-        })().then(
-          () => {
-            done();
-            call.end();
-          },
-          (err: unknown) => {
-            done();
-            if (!call.cancelled) call.emit("error", toServiceError(failure(err, ctx?.logger ?? options.logger)));
-          },
-        );
-      };
+      return (call: ServerDuplexStream<Buffer, unknown>) => answerStream(method, path, call, options, (ctx) => fn(decodeStream(input, call), ctx));
     }
   }
 }
