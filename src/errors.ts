@@ -79,11 +79,6 @@ export function cancelled(message: string): BatonError {
   return new BatonError(Code.CANCELLED, message);
 }
 
-/** Whether a grpc-js status object or error carries this code. */
-export function hasCode(err: unknown, code: Code): boolean {
-  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === code;
-}
-
 /**
  * The one place that maps whatever was thrown to a status. Causes and stacks never
  * reach clients: an unknown error becomes INTERNAL with a generic message, and the

@@ -26,7 +26,6 @@ export interface AgentSessionOptions {
   protocolVersion: string;
   heartbeatIntervalMs: number;
   heartbeatMisses: number;
-  ackTimeoutMs: number;
   maxInFlight: number;
   outboxCapacity: number;
   maxBatch: number;

@@ -370,7 +370,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       protocolVersion: PROTOCOL_VERSION,
       heartbeatIntervalMs: cfg.heartbeatIntervalMs,
       heartbeatMisses: cfg.heartbeatMisses,
-      ackTimeoutMs: cfg.ackTimeoutMs,
       maxInFlight,
       outboxCapacity: cfg.outboxCapacity,
       maxBatch: cfg.maxBatch,
@@ -1523,10 +1522,5 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     await this.journal.close();
   }
-}
-
-/** Agent state names for operators ("online"). */
-export function agentStateName(state: AgentState): string {
-  return AgentState[state]?.toLowerCase() ?? "unknown";
 }
 

@@ -1,4 +1,4 @@
-export { Coordinator, agentStateName, isTerminal, type AgentRuntime, type CoordinatorEvents, type CoordinatorOptions } from "./coordinator.js";
+export { Coordinator, isTerminal, type AgentRuntime, type CoordinatorEvents, type CoordinatorOptions } from "./coordinator.js";
 export { AgentSession } from "./agent-session.js";
 export { DirectiveOutbox, backoffMs, type DeliveryPolicy, type GiveUp, type AckResult, type OutboxState } from "./directive-outbox.js";
 export { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";

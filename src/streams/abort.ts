@@ -15,7 +15,3 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** An AbortSignal that aborts when any of `signals` does (AbortSignal.any, kept in one place). */
-export function anySignal(signals: Array<AbortSignal | undefined>): AbortSignal {
-  return AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
-}

@@ -1,2 +1,2 @@
 export { createAsyncQueue, type AsyncQueue, type AsyncQueueOptions, type Overflow } from "./async-queue.js";
-export { delay, anySignal } from "./abort.js";
+export { delay } from "./abort.js";
