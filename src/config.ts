@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./rpc/index.js";
+import { addressList } from "./security/authenticator.js";
 
 /** The whole configuration of a baton process: one typed object. */
 export interface BatonConfig {
@@ -21,6 +22,30 @@ export interface BatonConfig {
     keyFile: string;
     /** Make the CA, server and operator certificates when missing (development). Default false. */
     devCerts: boolean;
+    /** Deny list of revoked certificate serials (`baton certs revoke`). Default "<certsDir>/revoked.json". */
+    revokedFile: string;
+    /** How often the certificate files and the deny list are checked for changes, ms. Default 5000. */
+    reloadIntervalMs: number;
+  };
+  /** Authorization and message security. */
+  security: {
+    /** JSON policy overriding the default roles -> capabilities, role by role; "" keeps the default. */
+    policyFile: string;
+    /** "required" (the spec: batches signed with HMAC-SHA256 both ways, sensitive input sealed) or "off". Default "required". */
+    messageSecurity: "required" | "off";
+    /** How long a session's message key signs new messages before it is rotated, ms. Default 24 h. */
+    keyRotationMs: number;
+    /** How long the previous key is still accepted after a rotation, ms. Default 1 h. */
+    keyGraceMs: number;
+    /** How far a signed batch's timestamp may be from now, either way, ms. Default 5 min. */
+    replayWindowMs: number;
+  };
+  /** Behind a service mesh: the sidecar terminates mTLS and names the caller in x-forwarded-client-cert. */
+  mesh: {
+    /** Listen in plaintext and take identities from trusted sidecars. Default false. */
+    enabled: boolean;
+    /** Addresses or CIDR ranges of the sidecars whose header is believed ("127.0.0.1", "10.0.0.0/8"). */
+    trustedPeers: string[];
   };
   /** The agent session. */
   session: {
@@ -130,7 +155,11 @@ export function defaultConfig(): BatonConfig {
       certFile: "",
       keyFile: "",
       devCerts: false,
+      revokedFile: "",
+      reloadIntervalMs: 5000,
     },
+    security: { policyFile: "", messageSecurity: "required", keyRotationMs: 24 * 60 * 60 * 1000, keyGraceMs: 60 * 60 * 1000, replayWindowMs: 5 * 60 * 1000 },
+    mesh: { enabled: false, trustedPeers: [] },
     session: {
       heartbeatIntervalMs: 5000,
       heartbeatMisses: 3,
@@ -161,7 +190,7 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-type Kind = "string" | "int" | "bool";
+type Kind = "string" | "int" | "bool" | "list";
 
 // Environment variables: one table, so names and types stay in one place.
 const ENV: Array<[string, string, Kind]> = [
@@ -173,6 +202,14 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_TLS_CERT", "tls.certFile", "string"],
   ["BATON_TLS_KEY", "tls.keyFile", "string"],
   ["BATON_DEV_CERTS", "tls.devCerts", "bool"],
+  ["BATON_REVOKED_FILE", "tls.revokedFile", "string"],
+  ["BATON_TLS_RELOAD_MS", "tls.reloadIntervalMs", "int"],
+  ["BATON_POLICY_FILE", "security.policyFile", "string"],
+  ["BATON_MESSAGE_SECURITY", "security.messageSecurity", "string"],
+  ["BATON_KEY_ROTATION_MS", "security.keyRotationMs", "int"],
+  ["BATON_REPLAY_WINDOW_MS", "security.replayWindowMs", "int"],
+  ["BATON_MESH", "mesh.enabled", "bool"],
+  ["BATON_MESH_TRUSTED_PEERS", "mesh.trustedPeers", "list"],
   ["BATON_HEARTBEAT_INTERVAL_MS", "session.heartbeatIntervalMs", "int"],
   ["BATON_HEARTBEAT_MISSES", "session.heartbeatMisses", "int"],
   ["BATON_STATUS_TIMEOUT_MS", "session.statusTimeoutMs", "int"],
@@ -192,8 +229,9 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_PERFORMANCE_MONITOR", "services.performanceMonitor", "string"],
 ];
 
-function parseValue(raw: string, kind: Kind, source: string): string | number | boolean {
+function parseValue(raw: string, kind: Kind, source: string): string | number | boolean | string[] {
   if (kind === "string") return raw;
+  if (kind === "list") return raw.split(",").map((v) => v.trim()).filter(Boolean);
   if (kind === "bool") {
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
     if (/^(0|false|no|off)$/i.test(raw)) return false;
@@ -266,6 +304,7 @@ export function buildConfig(...layers: ConfigOverrides[]): BatonConfig {
   config.tls.caFile ||= `${dir}/ca.pem`;
   config.tls.certFile ||= `${dir}/coordinator.pem`;
   config.tls.keyFile ||= `${dir}/coordinator.key`;
+  config.tls.revokedFile ||= `${dir}/revoked.json`;
   validateConfig(config);
   return config;
 }
@@ -312,6 +351,9 @@ function validateConfig(c: BatonConfig): void {
     ["transport.maxReceiveMessageBytes", c.transport.maxReceiveMessageBytes],
     ["transport.maxSendMessageBytes", c.transport.maxSendMessageBytes],
     ["transport.maxConcurrentStreams", c.transport.maxConcurrentStreams],
+    ["tls.reloadIntervalMs", c.tls.reloadIntervalMs],
+    ["security.keyRotationMs", c.security.keyRotationMs],
+    ["security.replayWindowMs", c.security.replayWindowMs],
   ];
   for (const [name, value] of positive) {
     if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive whole number, got ${value}`);
@@ -321,6 +363,14 @@ function validateConfig(c: BatonConfig): void {
   }
   if (c.session.outboxCapacity < c.session.maxInFlightLimit) {
     throw new ConfigError(`session.outboxCapacity (${c.session.outboxCapacity}) must hold at least session.maxInFlightLimit (${c.session.maxInFlightLimit}) directives`);
+  }
+  const MAX_TIMER_MS = 2_147_483_647;
+  // Node's timers overflow past 2^31 - 1 ms to 1 ms: a huge age would close every connection at once.
+  for (const [name, v] of [["transport.keepaliveTimeoutMs", c.transport.keepaliveTimeoutMs], ["transport.maxConnectionIdleMs", c.transport.maxConnectionIdleMs]] as const) {
+    if (!Number.isInteger(v) || v <= 0 || v > MAX_TIMER_MS) throw new ConfigError(`${name} must be a whole number from 1 to ${MAX_TIMER_MS}, got ${v}`);
+  }
+  for (const [name, v] of [["transport.maxConnectionAgeMs", c.transport.maxConnectionAgeMs], ["transport.maxConnectionAgeGraceMs", c.transport.maxConnectionAgeGraceMs]] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS) throw new ConfigError(`${name} must be a whole number from 0 to ${MAX_TIMER_MS} (0 turns the age limit off), got ${v}`);
   }
   if (c.transport.keepaliveTimeMs < 10_000) {
     // grpc-js servers refuse clients that ping more often than min_ping_interval (10 s here).
@@ -333,5 +383,13 @@ function validateConfig(c: BatonConfig): void {
   if (!["sqlite", "memory"].includes(c.store.kind)) throw new ConfigError(`store.kind must be "sqlite" or "memory", got ${JSON.stringify(c.store.kind)}`);
   if (!["FULL", "NORMAL"].includes(c.store.synchronous)) throw new ConfigError(`store.synchronous must be "FULL" or "NORMAL"`);
   if (!["info", "debug"].includes(c.log.protocolLevel)) throw new ConfigError(`log.protocolLevel must be "info" or "debug"`);
+  if (!["required", "off"].includes(c.security.messageSecurity)) throw new ConfigError(`security.messageSecurity must be "required" or "off", got ${JSON.stringify(c.security.messageSecurity)}`);
+  if (!Number.isInteger(c.security.keyGraceMs) || c.security.keyGraceMs < 0) throw new ConfigError(`security.keyGraceMs must be 0 or more, got ${c.security.keyGraceMs}`);
+  if (c.mesh.enabled && c.mesh.trustedPeers.length === 0) throw new ConfigError("mesh.enabled needs mesh.trustedPeers: the sidecar addresses whose x-forwarded-client-cert header is believed");
+  try {
+    addressList(c.mesh.trustedPeers);
+  } catch (err) {
+    throw new ConfigError(`mesh.trustedPeers: ${(err as Error).message}`);
+  }
   if (!/^[A-Za-z0-9._-]+$/.test(c.tls.trustDomain)) throw new ConfigError(`tls.trustDomain ${JSON.stringify(c.tls.trustDomain)} is not a valid SPIFFE trust domain`);
 }

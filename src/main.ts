@@ -12,6 +12,8 @@ usage:
               [--resource-manager host:port] [--performance-monitor host:port]
   baton certs init  [--dir certs] [--trust-domain baton.local] [--force]
   baton certs issue --role <role> --name <name> [--dir certs] [--days n] [--dns a,b]
+  baton certs renew  --name <name> [--dir certs] [--days n] [--revoke-old]
+  baton certs revoke (--name <name> | --serial <hex>) [--dir certs] [--reason text]
 
 roles: coordinator, managed_agent, resource_manager, performance_monitor, operator
 environment: BATON_CONFIG, BATON_LISTEN, BATON_CERTS_DIR, BATON_TRUST_DOMAIN,
@@ -71,6 +73,9 @@ async function main(argv: string[]): Promise<number> {
         name: { type: "string" },
         days: { type: "string" },
         dns: { type: "string" },
+        "revoke-old": { type: "boolean" },
+        serial: { type: "string" },
+        reason: { type: "string" },
       },
       strict: true,
     });

@@ -1,15 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { create, fromBinary, toBinary, toJson, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs, StructSchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { AgentState, ProgressStatus, type ResourceSchema } from "../../gen/baton/v1/common_pb.js";
 import { AckOutcome, CompletionStatus, type AgentStatusRequest, type CoordinationDirective, type ProgressMetrics, type TaskCompletion } from "../../gen/baton/v1/coordination_pb.js";
-import { Coordinator, ConnectRequestSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Drain, type Welcome } from "../../gen/baton/v1/session_pb.js";
+import { AgentReportsSchema, Coordinator, ConnectRequestSchema, CoordinatorMessagesSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type CoordinatorMessage, type Drain, type Welcome } from "../../gen/baton/v1/session_pb.js";
 import { BatonError, Code, toBatonError, unavailable } from "../errors.js";
 import { createLogger, type Logger } from "../logging.js";
 import { PROTOCOL_VERSION } from "../protocol/index.js";
-import { clientChannelOptions, createChannel, createClient, type Channel } from "../rpc/index.js";
+import { clientChannelOptions, createChannel, createClient, decodeRequest, type Channel } from "../rpc/index.js";
+import { createReplayGuard, keyringFromRotation, open, openSignedBatch, signEnvelope, type Keyring, type ReplayGuard } from "../security/index.js";
 import { createAsyncQueue, delay, type AsyncQueue } from "../streams/index.js";
 
 /** How an agent connects and what it offers. */
@@ -41,6 +42,10 @@ export interface AgentOptions {
   dedupMemory?: number;
   /** Closes the session when aborted. */
   signal?: AbortSignal;
+  /** Refuse a coordinator that does not sign its messages (default false: follow the coordinator's Welcome). */
+  requireMessageSecurity?: boolean;
+  /** How far a signed batch's timestamp may be from this agent's clock, ms (default 5 min). */
+  replayWindowMs?: number;
   /** Defaults to a pino logger at "warn". */
   logger?: Logger;
 }
@@ -51,6 +56,8 @@ export interface DirectiveContext {
   signal: AbortSignal;
   /** Reports progress (0..100), which also extends the directive's lease. */
   progress(completionPercentage: number, metrics?: Partial<Omit<ProgressMetrics, "$typeName">>): void;
+  /** The task's sensitive input, opened from the directive's sealed parameters; undefined when it has none. */
+  readonly sensitiveInput: JsonObject | undefined;
 }
 
 /** Runs one directive; the returned object is the task's result. Its id is an idempotency key. */
@@ -124,6 +131,10 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   private readonly endPromise: Promise<SessionEnd>;
   private resolveEnd!: (end: SessionEnd) => void;
   private firstWelcome: { resolve: (w: Welcome) => void; reject: (e: unknown) => void } | undefined;
+  /** The session's message keys (from Welcome, then KeyRotation) and replay guard; undefined when unsigned. */
+  private keyring: Keyring | undefined;
+  private replay: ReplayGuard | undefined;
+  private welcomeGate: (() => void) | undefined;
 
   constructor(private readonly options: AgentOptions) {
     super();
@@ -186,9 +197,10 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     const streamAbort = new AbortController();
     this.streamAbort = streamAbort;
     const o = this.options;
-    outbox.push({
-      kind: "frame",
-      frame: create(ConnectRequestSchema, {
+    this.keyring = undefined;
+    this.replay = undefined;
+    const gate = new Promise<void>((resolve) => (this.welcomeGate = resolve));
+    const hello = create(ConnectRequestSchema, {
         kind: {
           case: "hello",
           value: {
@@ -203,10 +215,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
             lastSequence: this.lastSequence,
           },
         },
-      }),
     });
     const client = createClient(Coordinator, this.channel);
-    const responses = client.connect(this.frames(outbox), { signal: AbortSignal.any([streamAbort.signal, this.closing.signal]) });
+    const responses = client.connect(this.frames(hello, gate, outbox), { signal: AbortSignal.any([streamAbort.signal, this.closing.signal]) });
     try {
       for await (const frame of responses) {
         this.lastHeard = Date.now();
@@ -218,12 +229,16 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       return { code: error.code, message: error.message };
     } finally {
       clearInterval(this.heartbeat);
+      this.welcomeGate?.();
       outbox.close();
       if (this.outbox === outbox) this.outbox = undefined;
     }
   }
 
-  private async *frames(outbox: AsyncQueue<Outgoing>): AsyncGenerator<ConnectRequest> {
+  private async *frames(hello: ConnectRequest, welcomed: Promise<void>, outbox: AsyncQueue<Outgoing>): AsyncGenerator<ConnectRequest> {
+    yield hello;
+    // Reports wait for Welcome: it says whether (and with which key) they must be signed.
+    await welcomed;
     for (;;) {
       if (outbox.size === 0) {
         if (outbox.closed) return;
@@ -236,7 +251,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         if (reports.length === 0) return undefined;
         const batch = reports;
         reports = [];
-        return create(ConnectRequestSchema, { kind: { case: "reports", value: { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.agentId, reports: batch } } });
+        const value = create(AgentReportsSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.agentId, reports: batch });
+        if (!this.keyring) return create(ConnectRequestSchema, { kind: { case: "reports", value } });
+        return create(ConnectRequestSchema, { kind: { case: "signedReports", value: signEnvelope(this.keyring, toBinary(AgentReportsSchema, value)) } });
       };
       for (const item of outbox.drain()) {
         if (item.kind === "frame") {
@@ -265,23 +282,42 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         this.emit("drain", kind.value);
         return;
       case "messages":
-        for (const message of kind.value.messages) {
-          const m = message.kind;
-          if (m.case === "statusRequest") this.answerStatus(m.value);
-          else if (m.case === "directive") this.receive(m.value);
-          else if (m.case === "cancel") this.seen.get(m.value.directiveId)?.controller.abort(new BatonError(Code.CANCELLED, m.value.reason || "directive cancelled"));
-          else if (m.case === "completionAck") this.unacked.delete(m.value.directiveId);
-        }
+        if (this.keyring) throw new BatonError(Code.UNAUTHENTICATED, "the coordinator sent unsigned messages on a signed session");
+        this.dispatch(kind.value.messages);
         return;
-      case "signedMessages":
-        this.logger.warn("signed messages are not supported by this SDK build; ignored");
+      case "signedMessages": {
+        if (!this.keyring || !this.replay || !this.welcome) throw new BatonError(Code.FAILED_PRECONDITION, "signed messages arrived but Welcome carried no keys");
+        const batch = openSignedBatch(this.keyring, this.replay, kind.value, (bytes) => decodeRequest(CoordinatorMessagesSchema, bytes), this.welcome.coordinatorId);
+        this.dispatch(batch.messages);
         return;
+      }
       default:
         return;
     }
   }
 
+  private dispatch(messages: CoordinatorMessage[]): void {
+    for (const message of messages) {
+      const m = message.kind;
+      if (m.case === "statusRequest") this.answerStatus(m.value);
+      else if (m.case === "directive") this.receive(m.value);
+      else if (m.case === "cancel") this.seen.get(m.value.directiveId)?.controller.abort(new BatonError(Code.CANCELLED, m.value.reason || "directive cancelled"));
+      else if (m.case === "completionAck") this.unacked.delete(m.value.directiveId);
+      else if (m.case === "keyRotation") {
+        if (!this.keyring) throw new BatonError(Code.FAILED_PRECONDITION, "a key rotation arrived on an unsigned session");
+        this.keyring.apply(m.value);
+        this.logger.info({ keys: this.keyring.toJSON() }, "message keys rotated");
+      }
+    }
+  }
+
   private onWelcome(welcome: Welcome): void {
+    if (welcome.keys) {
+      this.keyring = keyringFromRotation(welcome.keys);
+      this.replay = createReplayGuard(this.options.replayWindowMs ? { windowMs: this.options.replayWindowMs } : {});
+    } else if (this.options.requireMessageSecurity) {
+      throw new BatonError(Code.FAILED_PRECONDITION, "the coordinator does not sign its messages, and this agent requires message security");
+    }
     if (!welcome.resumed && this.sessionId) {
       // The coordinator did not keep our old session: it has replanned what we were running.
       for (const tracked of this.seen.values()) {
@@ -295,6 +331,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     for (const completion of this.unacked.values()) this.report({ case: "taskCompletion", value: completion });
     this.startHeartbeats(welcome.heartbeatInterval ? durationMs(welcome.heartbeatInterval) : 5000);
     this.emit("welcome", welcome);
+    this.welcomeGate?.();
     this.firstWelcome?.resolve(welcome);
     this.firstWelcome = undefined;
   }
@@ -378,6 +415,18 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       this.logger.debug({ directive_id: directive.directiveId, attempt: directive.attempt }, "duplicate directive dropped");
       return;
     }
+    let sensitiveInput: JsonObject | undefined;
+    let unsealError: string | undefined;
+    const sealed = directive.parameters?.sealed;
+    if (sealed) {
+      try {
+        if (!this.keyring || !this.welcome) throw new Error("no session keys to open it with");
+        const plaintext = open(this.keyring, sealed, { messageId: directive.directiveId, sender: this.welcome.coordinatorId, messageType: "baton.v1.CoordinationDirective" });
+        sensitiveInput = toJson(StructSchema, fromBinary(StructSchema, plaintext)) as JsonObject;
+      } catch (err) {
+        unsealError = `its sealed parameters do not open: ${(err as Error).message}`;
+      }
+    }
     const tracked: Tracked = { directive, controller: new AbortController(), startedAt: performance.now(), answer: undefined, done: false };
     this.remember(directive.directiveId, tracked);
     const signal = AbortSignal.any([tracked.controller.signal, this.closing.signal]);
@@ -414,6 +463,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     const received: ReceivedDirective = {
       directive,
       signal,
+      sensitiveInput,
       accept: () => answer(AckOutcome.ACCEPTED),
       reject: (reason) => answer(AckOutcome.REJECTED, reason),
       defer: (reason, retryAfterMs) => answer(AckOutcome.NOT_NOW, reason, retryAfterMs),
@@ -434,6 +484,12 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       complete: (result) => finish(signal.aborted && tracked.controller.signal.aborted ? CompletionStatus.CANCELLED : CompletionStatus.SUCCEEDED, result),
       fail: (error) => finish(tracked.controller.signal.aborted ? CompletionStatus.CANCELLED : CompletionStatus.FAILED, undefined, error),
     };
+    // A directive whose secrets cannot be read is refused here, not handed to the application.
+    if (unsealError) {
+      this.logger.warn({ directive_id: directive.directiveId, reason: unsealError }, "directive refused");
+      received.reject(unsealError);
+      return;
+    }
     this.inbox.push(received);
   }
 

@@ -1,4 +1,4 @@
-import { ROLES, initCertificateAuthority, issueToDirectory, type RoleName } from "../security/index.js";
+import { ROLES, initCertificateAuthority, issueToDirectory, normalizeSerial, renewInDirectory, revokeInDirectory, type RoleName } from "../security/index.js";
 
 /** Flags of `baton certs`. */
 export interface CertsFlags {
@@ -9,6 +9,9 @@ export interface CertsFlags {
   name?: string;
   days?: string;
   dns?: string;
+  "revoke-old"?: boolean;
+  serial?: string;
+  reason?: string;
 }
 
 /** A usage mistake: printed with the usage text, exit code 2. */
@@ -16,7 +19,14 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-/** `baton certs init` and `baton certs issue`; returns the lines to print. */
+function parseDays(days: string | undefined): number | undefined {
+  if (days === undefined) return undefined;
+  const value = Number(days);
+  if (!(Number.isInteger(value) && value > 0)) throw new UsageError("--days must be a positive whole number");
+  return value;
+}
+
+/** `baton certs init`, `issue`, `renew` and `revoke`; returns the lines to print. */
 export async function certs(sub: string | undefined, flags: CertsFlags, env: Record<string, string | undefined>): Promise<string[]> {
   const dir = flags.dir ?? env.BATON_CERTS_DIR ?? "certs";
   const trustDomain = flags["trust-domain"] ?? env.BATON_TRUST_DOMAIN ?? "baton.local";
@@ -28,8 +38,7 @@ export async function certs(sub: string | undefined, flags: CertsFlags, env: Rec
     const role = flags.role;
     if (!role || !(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
     if (!flags.name) throw new UsageError("--name is required");
-    const days = flags.days === undefined ? undefined : Number(flags.days);
-    if (days !== undefined && !(Number.isInteger(days) && days > 0)) throw new UsageError("--days must be a positive whole number");
+    const days = parseDays(flags.days);
     const issued = await issueToDirectory({
       dir,
       trustDomain,
@@ -40,5 +49,37 @@ export async function certs(sub: string | undefined, flags: CertsFlags, env: Rec
     });
     return [`wrote ${issued.certPath} and ${issued.keyPath} for spiffe://${trustDomain}/${role}/${flags.name}`];
   }
-  throw new UsageError(`unknown certs command ${JSON.stringify(sub ?? "")}: use init or issue`);
+  if (sub === "renew") {
+    if (!flags.name) throw new UsageError("--name is required");
+    const days = parseDays(flags.days);
+    // Only an explicit trust domain is checked: by default the certificate keeps its own.
+    const explicitDomain = flags["trust-domain"] ?? env.BATON_TRUST_DOMAIN;
+    const renewed = await renewInDirectory({
+      dir,
+      name: flags.name,
+      revokeOld: flags["revoke-old"] ?? false,
+      ...(explicitDomain !== undefined ? { trustDomain: explicitDomain } : {}),
+      ...(days !== undefined ? { validDays: days } : {}),
+    });
+    const revoked = flags["revoke-old"] ? `; revoked ${renewed.oldSerial}` : "";
+    return [`renewed ${renewed.certPath} for ${renewed.spiffeId}: serial ${renewed.oldSerial} -> ${renewed.newSerial}${revoked}`];
+  }
+  if (sub === "revoke") {
+    if ((flags.name === undefined) === (flags.serial === undefined)) throw new UsageError("give exactly one of --name or --serial");
+    const reason = flags.reason !== undefined ? { reason: flags.reason } : {};
+    let target: { name: string } | { serial: string };
+    if (flags.name !== undefined) {
+      target = { name: flags.name };
+    } else {
+      try {
+        target = { serial: normalizeSerial(flags.serial!) };
+      } catch (err) {
+        throw new UsageError(`--serial: ${(err as Error).message}`);
+      }
+    }
+    const result = revokeInDirectory({ dir, ...reason, ...target });
+    const who = result.spiffeId !== undefined ? ` (${result.spiffeId})` : "";
+    return [result.added ? `revoked serial ${result.serial}${who}` : `serial ${result.serial}${who} was already revoked`];
+  }
+  throw new UsageError(`unknown certs command ${JSON.stringify(sub ?? "")}: use init, issue, renew or revoke`);
 }

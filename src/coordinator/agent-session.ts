@@ -1,14 +1,20 @@
 import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { AgentStatusRequestSchema, type AgentStatusResponse } from "../../gen/baton/v1/coordination_pb.js";
+import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
+import { durationFromMs, StructSchema, timestampNow } from "@bufbuild/protobuf/wkt";
+import { AgentStatusRequestSchema, type AgentStatusResponse, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
+import type { KeyRotation, SignedEnvelope } from "../../gen/baton/v1/security_pb.js";
 import {
+  AgentReportsSchema,
   ConnectResponseSchema,
   CoordinatorMessagesSchema,
+  type AgentReports,
   type ConnectResponse,
   type CoordinatorMessage,
+  type CoordinatorMessages,
   type Hello,
 } from "../../gen/baton/v1/session_pb.js";
+import { decodeRequest } from "../rpc/index.js";
+import { openSignedBatch, seal, signWith, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
@@ -33,9 +39,22 @@ export interface AgentSessionOptions {
   protocolLevel: "info" | "debug";
   /** Called once when the session ends, with the error that ended it (undefined: a clean end). */
   onClose: (session: AgentSession, error: BatonError | undefined) => void;
+  /** Message security: batches are signed both ways and sensitive input sealed. Off when absent. */
+  security?: SessionSecurity | undefined;
 }
 
-type Outgoing = { kind: "message"; message: CoordinatorMessage } | { kind: "frame"; frame: ConnectResponse };
+/** A session's message keys (its own leader keyring) and replay guard. */
+export interface SessionSecurity {
+  keyring: Keyring;
+  replay: ReplayGuard;
+  /** The sensitive input of the task a directive runs, to be sealed for the agent. */
+  sensitiveInputOf: (directive: CoordinationDirective) => JsonObject | undefined;
+}
+
+/** The message type bound into a sealed directive's additional data. */
+export const SEALED_DIRECTIVE_TYPE = "baton.v1.CoordinationDirective";
+
+type Outgoing = { kind: "message"; message: CoordinatorMessage } | { kind: "frame"; frame: ConnectResponse } | { kind: "rotation"; rotation: KeyRotation };
 
 interface PendingStatus {
   correlationId: string;
@@ -82,6 +101,9 @@ export class AgentSession {
   private readonly closed = new AbortController();
   private readonly heartbeat: NodeJS.Timeout;
   private closeError: BatonError | undefined;
+  /** The key the agent is known to hold: batches are signed with it until a rotation reaches the agent. */
+  private signingKey: MessageKey | undefined;
+  private readonly unsubscribeRotation: (() => void) | undefined;
 
   constructor(private readonly options: AgentSessionOptions) {
     this.agentId = options.agentId;
@@ -97,6 +119,31 @@ export class AgentSession {
     });
     this.heartbeat = setInterval(() => this.tick(), options.heartbeatIntervalMs);
     this.heartbeat.unref();
+    const security = options.security;
+    if (security) {
+      this.signingKey = security.keyring.current();
+      // A rotation travels in order with the messages, signed by the key the agent has.
+      this.unsubscribeRotation = security.keyring.onRotate((rotation) => {
+        if (!this.isClosed) this.outbox.push({ kind: "rotation", rotation });
+      });
+    }
+  }
+
+  /** Whether batches are signed both ways on this session. */
+  get signed(): boolean {
+    return this.options.security !== undefined;
+  }
+
+  /** The keys handed to the agent in Welcome (secrets: never log it). */
+  keyRotation(): KeyRotation | undefined {
+    return this.options.security?.keyring.toRotation();
+  }
+
+  /** Verifies and decodes a signed batch of reports from this agent (see openSignedBatch). */
+  openReports(envelope: SignedEnvelope): AgentReports {
+    const security = this.options.security;
+    if (!security) throw new BatonError(Code.FAILED_PRECONDITION, "message signing is off on this coordinator; send reports unsigned");
+    return openSignedBatch(security.keyring, security.replay, envelope, (bytes) => decodeRequest(AgentReportsSchema, bytes), this.agentId);
   }
 
   /** Aborted when the session ends. */
@@ -126,20 +173,18 @@ export class AgentSession {
         if (batch.length === 0) return undefined;
         const messages = batch;
         batch = [];
-        return create(ConnectResponseSchema, {
-          kind: {
-            case: "messages",
-            value: create(CoordinatorMessagesSchema, {
-              messageId: randomUUID(),
-              sentAt: timestampNow(),
-              sender: this.options.coordinatorId,
-              messages,
-            }),
-          },
-        });
+        return this.batchFrame(messages);
       };
       for (const item of items) {
-        if (item.kind === "frame") {
+        if (item.kind === "rotation") {
+          const pending = flush();
+          if (pending) yield pending;
+          yield this.batchFrame([{ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "keyRotation", value: item.rotation } }]);
+          // From here the agent holds the new key.
+          const newest = item.rotation.keys[0]?.keyId;
+          this.signingKey = (newest && this.options.security?.keyring.find(newest)) || this.signingKey;
+          this.options.logger.info({ key_id: newest }, "message keys rotated");
+        } else if (item.kind === "frame") {
           const pending = flush();
           if (pending) yield pending;
           yield item.frame;
@@ -152,6 +197,26 @@ export class AgentSession {
       if (rest) yield rest;
     }
     if (this.closeError) throw this.closeError;
+  }
+
+  /** One stream message carrying a batch: signed (sensitive input sealed) when message security is on. */
+  private batchFrame(messages: CoordinatorMessage[]): ConnectResponse {
+    const batch: CoordinatorMessages = create(CoordinatorMessagesSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.coordinatorId, messages });
+    const security = this.options.security;
+    if (!security) return create(ConnectResponseSchema, { kind: { case: "messages", value: batch } });
+    const key = security.keyring.find(this.signingKey!.keyId) ?? security.keyring.current();
+    batch.messages = messages.map((m) => this.sealSensitive(m, security, key));
+    return create(ConnectResponseSchema, { kind: { case: "signedMessages", value: signWith(key, toBinary(CoordinatorMessagesSchema, batch)) } });
+  }
+
+  // Sealed at send time under the session's key, so a redelivery after a reconnect is sealed for the new keys.
+  private sealSensitive(message: CoordinatorMessage, security: SessionSecurity, key: MessageKey): CoordinatorMessage {
+    if (message.kind.case !== "directive") return message;
+    const directive = message.kind.value;
+    const sensitive = security.sensitiveInputOf(directive);
+    if (!sensitive || !directive.parameters) return message;
+    const sealed = seal(security.keyring, toBinary(StructSchema, fromJson(StructSchema, sensitive)), { messageId: directive.directiveId, sender: this.options.coordinatorId, messageType: SEALED_DIRECTIVE_TYPE }, key);
+    return { ...message, kind: { case: "directive", value: { ...directive, parameters: { ...directive.parameters, sealed } } } };
   }
 
   /** Queues one message for the agent; false when the session has ended. */
@@ -224,6 +289,7 @@ export class AgentSession {
     if (this.isClosed) return;
     this.closeError = error;
     clearInterval(this.heartbeat);
+    this.unsubscribeRotation?.();
     const reason = error ?? unavailable(`the session of agent ${this.agentId} ended`);
     for (const pending of [...this.pendingStatus.values()]) {
       pending.cleanup();
@@ -243,6 +309,8 @@ export class AgentSession {
       return;
     }
     this.sendFrame(create(ConnectResponseSchema, { kind: { case: "heartbeat", value: { sentAt: timestampNow() } } }));
+    // Rotates a key that has served its period, even on a quiet session.
+    this.options.security?.keyring.current();
   }
 
   private logSent(message: CoordinatorMessage, correlationId: string): void {
@@ -273,6 +341,7 @@ export function welcomeFrame(session: AgentSession, options: { heartbeatInterval
         resumed: options.resumed,
         coordinatorId: options.coordinatorId,
         protocolVersion: options.protocolVersion,
+        keys: session.keyRotation(),
       },
     },
   });

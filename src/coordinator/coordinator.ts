@@ -26,13 +26,13 @@ import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
-import type { SpiffeIdentity } from "../security/index.js";
+import { createKeyring, createReplayGuard, type SpiffeIdentity } from "../security/index.js";
 import type { Store } from "../store/index.js";
 import { generatePlan, labelMatches, type PlanAgent, type PlanTask, type ResourceMove } from "../planner/index.js";
 import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import { delay } from "../streams/index.js";
 import { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";
-import { AgentSession, welcomeFrame } from "./agent-session.js";
+import { AgentSession, welcomeFrame, type SessionSecurity } from "./agent-session.js";
 import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
 import { nextState, type RoundTrigger } from "./round-state.js";
 import { TaskJournal } from "./task-journal.js";
@@ -376,6 +376,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       logger,
       protocolLevel: this.config.log.protocolLevel,
       onClose: (s, error) => this.onSessionClosed(agent, s, error),
+      security: this.sessionSecurity(),
     });
     const replaced = agent.session;
     agent.session = session;
@@ -399,7 +400,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       .catch((err: unknown) => logger.error({ err }, "journal write failed"));
     if (agent.state === AgentState.ONLINE) this.emit("agent.online", agent);
 
-    const onCancel = () => session.close(new BatonError(Code.CANCELLED, "the agent cancelled its session"));
+    // The signal's reason says who ended it: the agent (CANCELLED), shutdown, or a revoked certificate.
+    const onCancel = () => session.close(ctx.signal.reason instanceof BatonError ? ctx.signal.reason : new BatonError(Code.CANCELLED, "the agent cancelled its session"));
     ctx.signal.addEventListener("abort", onCancel, { once: true });
     void this.readReports(iterator, agent, session, logger);
     queueMicrotask(() => {
@@ -478,6 +480,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         logger.trace("heartbeat");
         return;
       case "reports":
+        if (session.signed) throw unauthenticated("this coordinator requires signed reports: send signed_reports under the session key from Welcome");
         if (kind.value.sender && kind.value.sender !== session.agentId) {
           throw permissionDenied(`agent ${session.agentId} may not send reports as ${JSON.stringify(kind.value.sender)}`);
         }
@@ -486,11 +489,29 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         return;
       case "hello":
         throw invalidArgument("hello may be sent only once per session");
-      case "signedReports":
-        throw failedPrecondition("message signing is not enabled on this coordinator; send reports unsigned");
+      case "signedReports": {
+        const batch = session.openReports(kind.value);
+        for (const report of batch.reports) this.handleReport(report, agent, session, logger);
+        this.pump(agent);
+        return;
+      }
       default:
         throw invalidArgument("ConnectRequest: kind is required (hello, heartbeat or reports)");
     }
+  }
+
+  /** A new session's message keys and replay guard, when message security is on. */
+  private sessionSecurity(): SessionSecurity | undefined {
+    const sec = this.config.security;
+    if (sec.messageSecurity === "off") return undefined;
+    return {
+      keyring: createKeyring({ rotationMs: sec.keyRotationMs, graceMs: sec.keyGraceMs, onListenerError: (err) => this.logger.error({ err }, "key rotation listener failed") }),
+      replay: createReplayGuard({ windowMs: sec.replayWindowMs }),
+      sensitiveInputOf: (directive) => {
+        const owner = this.directiveTask.get(directive.directiveId);
+        return owner ? this.tasks.get(owner.taskId)?.task.spec?.sensitiveInput : undefined;
+      },
+    };
   }
 
   private checkSource(source: string, session: AgentSession, what: string): void {
@@ -1372,6 +1393,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       });
     }
     if (spec.target?.agentId && !isValidAgentId(spec.target.agentId)) throw invalidArgument("TaskSpec: target.agent_id is not a valid agent id");
+    if (spec.sensitiveInput && this.config.security.messageSecurity === "off") {
+      throw failedPrecondition("TaskSpec: sensitive_input needs message security (security.messageSecurity \"required\") to be sealed for the agent");
+    }
     const existing = this.tasks.get(spec.taskId);
     if (existing) {
       if (!equals(TaskSpecSchema, existing.task.spec!, spec)) throw new BatonError(Code.ALREADY_EXISTS, `task ${spec.taskId} was already submitted with a different spec`);

@@ -11,8 +11,7 @@ export interface CoordinatorMetrics {
 }
 
 /** Registers the metrics and feeds them from the coordinator's events. */
-export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId: string): CoordinatorMetrics {
-  const registry = new Registry();
+export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId: string, registry: Registry = new Registry()): CoordinatorMetrics {
   collectDefaultMetrics({ register: registry });
   const taskOutcomes = new Counter({
     name: "baton_task_attempt_outcomes_total",

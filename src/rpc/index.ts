@@ -6,3 +6,6 @@ export { clientChannelOptions, serverChannelOptions, DEFAULT_TRANSPORT_LIMITS, t
 export { addReflection } from "./reflection.js";
 export { createHealth, ServingStatus, type HealthState } from "./health.js";
 export { clientCredentials, serverCredentials, readTlsFiles, type TlsFiles, type TlsMaterial } from "./credentials.js";
+export { guardInterceptor, headersOf, type CallGuard, type GuardedCall } from "./guard-interceptor.js";
+export { reloadingServerCredentials, type ReloadingCredentials, type ReloadingOptions } from "./reloading-credentials.js";
+export { containsRedacted, redact } from "./redact.js";

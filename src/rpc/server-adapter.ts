@@ -19,6 +19,8 @@ import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescServi
 import { BatonError, Code, invalidArgument, toBatonError } from "../errors.js";
 import type { Logger } from "../logging.js";
 import { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
+import { headersOf } from "./guard-interceptor.js";
+import { redact } from "./redact.js";
 import { assertValid } from "./validate.js";
 
 type In<M extends DescMethod> = MessageShape<M["input"]>;
@@ -50,6 +52,11 @@ export interface AdapterOptions {
   authorize?: (method: DescMethod, ctx: HandlerContext) => void;
   /** Aborted when the server shuts down: every call's signal follows it. */
   shutdownSignal?: AbortSignal;
+  /**
+   * Told of every call once authorized, with a way to end it (a revoked certificate); returns
+   * what to run when the call ends. A stream ended this way closes with the reason's status.
+   */
+  onCall?: (ctx: HandlerContext, abort: (reason: BatonError) => void) => () => void;
 }
 
 /** A grpc-js service definition plus its implementation, ready for `server.addService`. */
@@ -92,7 +99,8 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: passThrough,
       requestDeserialize: passThrough,
-      responseSerialize: (msg: MessageShape<typeof output>) => Buffer.from(toBinary(output, msg)),
+      // Fields marked debug_redact (a task's sensitive_input) never leave the server in an answer.
+      responseSerialize: (msg: MessageShape<typeof output>) => Buffer.from(toBinary(output, redact(output, msg))),
       responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
     };
     const handler = (impl as Record<string, unknown>)[method.localName];
@@ -104,14 +112,6 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
 }
 
 type AnyCall = ServerUnaryCall<Buffer, unknown> | ServerReadableStream<Buffer, unknown> | ServerWritableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>;
-
-function headersOf(metadata: Metadata): Map<string, string> {
-  const headers = new Map<string, string>();
-  for (const [key, value] of Object.entries(metadata.getMap())) {
-    if (typeof value === "string") headers.set(key, value);
-  }
-  return headers;
-}
 
 function toServiceError(err: BatonError): Partial<ServiceError> {
   return { code: err.code, details: err.message, metadata: new Metadata() };
@@ -143,7 +143,9 @@ function makeContext(method: DescMethod, path: string, call: AnyCall, options: A
     logger,
   };
   options.authorize?.(method, ctx);
+  const untrack = options.onCall?.(ctx, (reason) => controller.abort(reason));
   const done = () => {
+    untrack?.();
     options.shutdownSignal?.removeEventListener("abort", onShutdown);
     events.removeListener("cancelled", onCancel);
     if (!controller.signal.aborted) controller.abort(new BatonError(Code.CANCELLED, "the call ended"));
@@ -205,6 +207,9 @@ function answerStream(method: DescMethod, path: string, call: StreamCall, option
   void (async () => {
     ({ ctx, done } = makeContext(method, path, call, options));
     await writeAll(call, run(ctx), ctx.signal);
+    // Ended from the server's side (shutdown, a revoked certificate): say why, not OK.
+    const reason: unknown = ctx.signal.reason;
+    if (reason instanceof BatonError && reason.code !== Code.CANCELLED) throw reason;
   })().then(
     () => {
       done();

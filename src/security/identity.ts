@@ -3,7 +3,7 @@ import { checkSpiffeId, type SpiffeIdentity } from "./spiffe.js";
 import { parseSubjectAltName } from "./subject-alt-name.js";
 
 /** A peer's identity, or why it has none. */
-export type IdentityResult = { ok: true; identity: SpiffeIdentity } | { ok: false; reason: string };
+export type IdentityResult = { ok: true; identity: SpiffeIdentity; /** The certificate serial (lower-case hex), over mutual TLS. */ serial?: string } | { ok: false; reason: string };
 
 /**
  * The SPIFFE identity in a peer certificate the TLS handshake has already verified:

@@ -1,4 +1,6 @@
-import { Server, type ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { setMaxListeners } from "node:events";
+import { Registry } from "prom-client";
 import { file_baton_v1_control, Control } from "../../gen/baton/v1/control_pb.js";
 import { file_baton_v1_session, Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -8,15 +10,15 @@ import { parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
 import { EventLog, publishCoordinatorEvents } from "../events/index.js";
 import { Coordinator } from "../coordinator/index.js";
-import { unauthenticated, unavailable } from "../errors.js";
+import { unavailable } from "../errors.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
 import { createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { adaptService, addReflection, clientChannelOptions, clientCredentials, createChannel, createHealth, serverChannelOptions, serverCredentials, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type PeerInfo, type TlsMaterial } from "../rpc/index.js";
+import { adaptService, addReflection, clientChannelOptions, clientCredentials, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
-import { identityFromPeerCertificate, type SpiffeIdentity } from "../security/index.js";
+import { AccessControl } from "./access-control.js";
 
 /** Where a server is in its life. */
 export type ServerState = "new" | "starting" | "serving" | "stopping" | "stopped";
@@ -31,10 +33,6 @@ export interface BatonServerOptions {
   clientTls?: TlsMaterial;
 }
 
-/** The server's mTLS credentials from the configured files. */
-export function loadServerCredentials(config: BatonConfig): ServerCredentials {
-  return serverCredentials(readTlsFiles(config.tls));
-}
 
 /** The `baton serve` process: coordinator, Control, Resource Manager, Performance Monitor (or some of them), health and reflection on one mTLS port. */
 export class BatonServer {
@@ -54,20 +52,25 @@ export class BatonServer {
   private readonly logger: Logger;
   private currentState: ServerState = "new";
   private boundPort = 0;
+  /** Prometheus metrics of this process, served on the admin port. */
+  readonly registry = new Registry();
+  /** Authentication, the capability policy and revocation, applied to every call. */
+  readonly access: AccessControl;
+  private reloading: ReloadingCredentials | undefined;
 
   constructor(private readonly options: BatonServerOptions) {
     const { config } = options;
     this.logger = options.logger.child({ component: "server" });
-    this.server = new Server(serverChannelOptions(config.transport));
-    const trustDomain = config.tls.trustDomain;
+    // Every live call listens for shutdown (and removes its listener when it ends).
+    setMaxListeners(0, this.shutdownController.signal);
+    this.access = new AccessControl(config, options.logger, this.registry);
+    // One interceptor guards every service, health and reflection included: no handler can forget.
+    this.server = new Server({ ...serverChannelOptions(config.transport), interceptors: [guardInterceptor(this.access.guard)] });
     const adapter: AdapterOptions = {
       logger: options.logger,
       shutdownSignal: this.shutdownController.signal,
-      authenticate: (peer: PeerInfo): SpiffeIdentity => {
-        const result = identityFromPeerCertificate(peer.certificate, trustDomain);
-        if (!result.ok) throw unauthenticated(result.reason);
-        return result.identity;
-      },
+      authenticate: (peer, headers) => this.access.authenticate(peer, headers),
+      onCall: this.access.onCall,
     };
     // Each participant runs here unless the configuration puts it in another process.
     const { only, resourceManager, performanceMonitor } = config.services;
@@ -124,9 +127,21 @@ export class BatonServer {
     return this.boundPort;
   }
 
+  /** The credentials `start` uses by default: plaintext in mesh mode, else mTLS that follows renewed files. */
+  private defaultCredentials(): ServerCredentials {
+    const { config } = this.options;
+    if (config.mesh.enabled) {
+      this.logger.warn({ listen: config.listen, trusted_peers: config.mesh.trustedPeers }, "mesh mode: plaintext listener; identities come from the sidecar's x-forwarded-client-cert");
+      return ServerCredentials.createInsecure();
+    }
+    this.reloading = reloadingServerCredentials(config.tls, { intervalMs: config.tls.reloadIntervalMs, logger: this.logger });
+    return this.reloading.credentials;
+  }
+
   /** Binds and serves; resolves with the bound port (useful with port 0). */
-  async start(credentials: ServerCredentials = loadServerCredentials(this.options.config)): Promise<number> {
+  async start(credentials?: ServerCredentials): Promise<number> {
     if (this.currentState !== "new") throw new Error(`cannot start a server that is ${this.currentState}`);
+    credentials ??= this.defaultCredentials();
     this.currentState = "starting";
     const { config, logger } = this.options;
     if (this.runsCoordinator) {
@@ -138,8 +153,8 @@ export class BatonServer {
       this.coordinatorInstance = new Coordinator({ config, logger, store, resources, performance });
       this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
       await this.coordinatorInstance.start();
-      this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId);
-      if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.metricsInstance.registry, this.logger);
+      this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
+      if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.registry, this.logger);
     }
     const { host, port } = parseListen(this.options.config.listen);
     this.boundPort = await new Promise<number>((resolve, reject) => {
@@ -175,6 +190,8 @@ export class BatonServer {
     });
     await stopping;
     for (const p of this.peers) p.close();
+    this.access.close();
+    this.reloading?.close();
     this.metricsInstance?.detach();
     this.unpublish?.();
     this.events.close();

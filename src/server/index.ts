@@ -1,1 +1,2 @@
-export { BatonServer, loadServerCredentials, type BatonServerOptions, type ServerState } from "./baton-server.js";
+export { BatonServer, type BatonServerOptions, type ServerState } from "./baton-server.js";
+export { AccessControl } from "./access-control.js";

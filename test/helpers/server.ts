@@ -27,13 +27,16 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts a real server; stop it in afterEach. */
-export async function startServer(pki: TestPki, overrides: ConfigOverrides = {}, store?: Store): Promise<TestServer> {
+/**
+ * Starts a real server; stop it in afterEach. Its credentials come from the test PKI in
+ * memory, or with `fromFiles` from the configured files (renewed files are picked up).
+ */
+export async function startServer(pki: TestPki, overrides: ConfigOverrides = {}, store?: Store, fromFiles = false): Promise<TestServer> {
   const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain }, store: { kind: "memory" }, adminListen: "127.0.0.1:0" }, overrides);
   const logs = new LogCapture();
   const logger = createLogger({ level: process.env.BATON_TEST_LOG ?? "debug", destination: logs });
   const server = new BatonServer({ config, logger, ...(store ? { store } : {}) });
-  const port = await server.start(serverCredentials({ ca: pki.ca.certPem, cert: pki.server.certPem, key: pki.server.keyPem }));
+  const port = await server.start(fromFiles ? undefined : serverCredentials({ ca: pki.ca.certPem, cert: pki.server.certPem, key: pki.server.keyPem }));
   return { server, config, port, address: `localhost:${port}`, logs, logger, stop: () => server.shutdown({ graceMs: 1000 }) };
 }
 

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { SealedPayloadSchema, type SealedPayload } from "../../../gen/baton/v1/security_pb.js";
 import { invalidArgument, unauthenticated } from "../../errors.js";
-import type { Keyring } from "./keyring.js";
+import type { Keyring, MessageKey } from "./keyring.js";
 
 /** The AES-GCM nonce length, in bytes (96 bits, chosen at random for every message). */
 export const NONCE_BYTES = 12;
@@ -19,10 +19,9 @@ export interface SealContext {
 // Versions the additional data, so a future layout can never be read as this one.
 const AAD_LABEL = "baton.v1.SealedPayload";
 
-/** Seals plaintext with AES-256-GCM under the keyring's current key, bound to its context. */
-export function seal(keyring: Keyring, plaintext: Uint8Array, aad: SealContext): SealedPayload {
+/** Seals plaintext with AES-256-GCM under the keyring's current key (or `key`, one the peer already has), bound to its context. */
+export function seal(keyring: Keyring, plaintext: Uint8Array, aad: SealContext, key: MessageKey = keyring.current()): SealedPayload {
   checkContext(aad);
-  const key = keyring.current();
   // Every encryption spends one of the key's 2^32 random nonces; countUse refuses past the limit.
   keyring.countUse(key.keyId);
   const nonce = randomBytes(NONCE_BYTES);

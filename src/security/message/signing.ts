@@ -2,14 +2,18 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { SignedEnvelopeSchema, type SignedEnvelope } from "../../../gen/baton/v1/security_pb.js";
 import { unauthenticated } from "../../errors.js";
-import type { Keyring } from "./keyring.js";
+import type { Keyring, MessageKey } from "./keyring.js";
 
 /** The length of an HMAC-SHA256 signature, in bytes. */
 export const SIGNATURE_BYTES = 32;
 
 /** Signs exactly these payload bytes with HMAC-SHA256 under the keyring's current key. */
 export function signEnvelope(keyring: Keyring, payload: Uint8Array): SignedEnvelope {
-  const key = keyring.current();
+  return signWith(keyring.current(), payload);
+}
+
+/** Signs exactly these payload bytes under one given key (a key rotation is signed by the key the peer already has). */
+export function signWith(key: MessageKey, payload: Uint8Array): SignedEnvelope {
   const signature = createHmac("sha256", key.secret).update(payload).digest();
   return create(SignedEnvelopeSchema, { keyId: key.keyId, payload, signature });
 }

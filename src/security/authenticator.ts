@@ -1,0 +1,85 @@
+import { BlockList, isIP } from "node:net";
+import type { PeerCertificate } from "node:tls";
+import { identityFromPeerCertificate, type IdentityResult } from "./identity.js";
+import { normalizeSerial } from "./revocation.js";
+import { checkSpiffeId } from "./spiffe.js";
+import { uriFromXfcc, XFCC_HEADER } from "./xfcc.js";
+
+/** What the transport says about a caller. */
+export interface PeerCredentials {
+  /** "host:port" as grpc-js reports it ("::ffff:127.0.0.1:5000", "[::1]:5000", "127.0.0.1:5000"). */
+  address: string;
+  /** The verified client certificate (mutual TLS), if any. */
+  certificate: PeerCertificate | undefined;
+  /** Request headers, lower-case names. */
+  headers: ReadonlyMap<string, string>;
+}
+
+/** Options of createAuthenticator. */
+export interface AuthenticatorOptions {
+  trustDomain: string;
+  /** Mesh mode: the sidecar terminated mTLS and vouches for the caller in x-forwarded-client-cert. */
+  mesh?: { trustedPeers: readonly string[] } | undefined;
+  /** Whether a certificate serial (lower-case hex) is revoked. */
+  isRevoked?: ((serial: string) => boolean) | undefined;
+}
+
+/** Resolves a caller's identity: from its certificate, or in mesh mode from a trusted sidecar's header. */
+export type Authenticator = (peer: PeerCredentials) => IdentityResult;
+
+/** The host part of a grpc-js peer string, IPv4-mapped IPv6 unwrapped. */
+export function peerHost(address: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(address);
+  // grpc-js writes `${remoteAddress}:${remotePort}` even for IPv6 ("::1:5000"), so the last ":" always starts the port.
+  const cut = address.lastIndexOf(":");
+  const head = cut > 0 ? address.slice(0, cut) : address;
+  let host = bracketed ? bracketed[1]! : isIP(head) ? head : address;
+  if (host.startsWith("::ffff:") && isIP(host.slice(7)) === 4) host = host.slice(7);
+  return host;
+}
+
+/** A BlockList of addresses and CIDR ranges ("10.0.0.0/8", "::1"); throws naming a bad entry. */
+export function addressList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, prefix, extra] = entry.split("/");
+    const family = isIP(address ?? "");
+    const bits = prefix === undefined ? undefined : Number(prefix);
+    if (!family || extra !== undefined || (bits !== undefined && !(Number.isInteger(bits) && bits >= 0 && bits <= (family === 4 ? 32 : 128)))) {
+      throw new Error(`${JSON.stringify(entry)} is not an IP address or CIDR range`);
+    }
+    const type = family === 4 ? "ipv4" : "ipv6";
+    if (bits === undefined) list.addAddress(address!, type);
+    else list.addSubnet(address!, bits, type);
+  }
+  return list;
+}
+
+/** Builds the one function that says who a caller is; every refusal carries its reason. */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const { trustDomain, isRevoked } = options;
+  const trusted = options.mesh ? addressList(options.mesh.trustedPeers) : undefined;
+  return (peer) => {
+    if (trusted) {
+      const host = peerHost(peer.address);
+      const family = isIP(host);
+      // Anyone can write the header; only a sidecar on a trusted address may be believed.
+      if (!family || !trusted.check(host, family === 4 ? "ipv4" : "ipv6")) {
+        return { ok: false, reason: `peer ${host || peer.address} is not a trusted sidecar, so its ${XFCC_HEADER} header is ignored and it has no identity` };
+      }
+      const header = peer.headers.get(XFCC_HEADER);
+      if (!header) return { ok: false, reason: `the sidecar sent no ${XFCC_HEADER} header` };
+      const found = uriFromXfcc(header);
+      if (!found.ok) return found;
+      const checked = checkSpiffeId(found.uri);
+      if (!checked.ok) return { ok: false, reason: `${JSON.stringify(found.uri)} is not a SPIFFE id of the form spiffe://<trust-domain>/<role>/<name>: ${checked.reason}` };
+      if (checked.identity.trustDomain !== trustDomain) return { ok: false, reason: `${found.uri} is not in trust domain ${trustDomain}` };
+      return { ok: true, identity: checked.identity };
+    }
+    const result = identityFromPeerCertificate(peer.certificate, trustDomain);
+    if (!result.ok) return result;
+    const serial = peer.certificate?.serialNumber ? normalizeSerial(peer.certificate.serialNumber) : undefined;
+    if (serial && isRevoked?.(serial)) return { ok: false, reason: `certificate serial ${serial} (${result.identity.uri}) is revoked` };
+    return serial ? { ...result, serial } : result;
+  };
+}

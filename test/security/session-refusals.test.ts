@@ -1,0 +1,163 @@
+// Bad inputs on the agent session: each is refused with its status, and the server lives on.
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { credentials as grpcCredentials, type ServiceError } from "@grpc/grpc-js";
+import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
+import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
+import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
+import { createAgent, type BatonAgent } from "../../src/agent/index.js";
+import { openRawSession } from "../helpers/raw-session.js";
+import { Code } from "../../src/errors.js";
+import { clientCredentials, createChannel, createClient, type Channel } from "../../src/rpc/index.js";
+import { makePki, type TestPki } from "../helpers/pki.js";
+import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+
+let pki: TestPki;
+let otherPki: TestPki;
+let srv: TestServer;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  pki = await makePki();
+  otherPki = await makePki();
+});
+afterAll(() => {
+  pki.cleanup();
+  otherPki.cleanup();
+});
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+  await srv?.stop();
+});
+
+async function agent(id: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
+  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
+  cleanups.push(() => a.close());
+  return a;
+}
+
+function channel(creds: Parameters<typeof createChannel>[1]): Channel {
+  const ch = createChannel(srv.address, creds);
+  cleanups.push(() => ch.close());
+  return ch;
+}
+
+describe("refusals", () => {
+  it("a client without a certificate is refused at the handshake", async () => {
+    srv = await startServer(pki);
+    const control = createClient(Control, channel(grpcCredentials.createSsl(Buffer.from(pki.ca.certPem))));
+    await expect(control.listAgents({}, { deadline: 5000 })).rejects.toMatchObject({ code: Code.UNAVAILABLE });
+    // The server keeps serving others.
+    const ok = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    await expect(ok.listAgents({})).resolves.toBeDefined();
+  });
+
+  it("a certificate from another CA is refused", async () => {
+    srv = await startServer(pki);
+    const foreign = await otherPki.issue("managed_agent", "task_executor_1");
+    const creds = clientCredentials({ ca: pki.ca.certPem, cert: foreign.certPem, key: foreign.keyPem });
+    const a = createAgent({ address: srv.address, agentId: "task_executor_1", credentials: creds });
+    cleanups.push(() => a.close());
+    await expect(a.connect()).rejects.toMatchObject({ code: Code.UNAVAILABLE });
+    const ok = await agent("task_executor_2");
+    await expect(ok.connect()).resolves.toBeDefined();
+  });
+
+  it("an agent id that differs from the certificate is PERMISSION_DENIED", async () => {
+    srv = await startServer(pki);
+    const a = createAgent({ address: srv.address, agentId: "task_executor_2", credentials: await pki.credentials("managed_agent", "task_executor_1") });
+    cleanups.push(() => a.close());
+    await expect(a.connect()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+
+  it("an operator certificate may not open an agent session", async () => {
+    srv = await startServer(pki);
+    const a = createAgent({ address: srv.address, agentId: "ops", credentials: await pki.credentials("operator", "ops") });
+    cleanups.push(() => a.close());
+    await expect(a.connect()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+
+  it("a first message that is not hello is INVALID_ARGUMENT", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect((async function* () { yield { kind: { case: "heartbeat" as const, value: {} } }; })());
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/first message on Connect must be hello/) });
+  });
+
+  it("a hello missing its agent_id is INVALID_ARGUMENT naming the field", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect((async function* () { yield { kind: { case: "hello" as const, value: { capabilities: ["x"] } } }; })());
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/hello\.agent_id is required/) });
+  });
+
+  it("a report with a missing required field ends the session with INVALID_ARGUMENT naming it", async () => {
+    srv = await startServer(pki);
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect(
+      (async function* () {
+        yield { kind: { case: "hello" as const, value: { agentId: "a1" } } };
+        await sleep(50);
+        yield { kind: { case: "reports" as const, value: { reports: [{ kind: { case: "progressUpdate" as const, value: { eventId: "550e8400-e29b-41d4-a716-446655440002", sourceAgent: "a1" } } }] } } };
+        await sleep(2000);
+      })(),
+    );
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/timestamp is required/) });
+  });
+
+  it("a report sent as another agent is PERMISSION_DENIED (unsigned session; the signed case is in test/security)", async () => {
+    srv = await startServer(pki, { security: { messageSecurity: "off" } });
+    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    const frames = client.connect(
+      (async function* () {
+        yield { kind: { case: "hello" as const, value: { agentId: "a1" } } };
+        await sleep(50);
+        yield { kind: { case: "reports" as const, value: { reports: [{ kind: { case: "directiveAck" as const, value: { directiveId: "550e8400-e29b-41d4-a716-446655440002", sourceAgent: "a2", timestamp: { seconds: 1n }, outcome: AckOutcome.ACCEPTED } } }] } } };
+        await sleep(2000);
+      })(),
+    );
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+});
+
+describe("an agent acting for another agent's directive", () => {
+  for (const [what, report] of [
+    ["ack", (id: string) => ({ case: "directiveAck" as const, value: { directiveId: id, sourceAgent: "mallory", timestamp: { seconds: BigInt(Math.floor(Date.now() / 1000)) }, outcome: AckOutcome.ACCEPTED, attempt: 1 } })],
+    ["completion", (id: string) => ({ case: "taskCompletion" as const, value: { eventId: "550e8400-e29b-41d4-a716-446655440009", directiveId: id, sourceAgent: "mallory", timestamp: { seconds: BigInt(Math.floor(Date.now() / 1000)) }, status: CompletionStatus.SUCCEEDED } })],
+  ] as const) {
+    it(`an ${what} for another agent's directive is PERMISSION_DENIED, and that directive still completes`, async () => {
+      srv = await startServer(pki);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const bystander = await agent("bystander");
+      await bystander.connect();
+      void bystander.run(async () => {
+        await gate;
+        return { ok: true };
+      });
+      const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+      await control.submitTask({ task: { taskId: `victim-${what}`, requiredCapabilities: ["python"], target: { agentId: "bystander" } } });
+      let directiveId = "";
+      for (let i = 0; i < 250 && !directiveId; i++) {
+        const { task } = await control.getTask({ taskId: `victim-${what}` });
+        directiveId = task?.attempts[0]?.directiveIds[0] ?? "";
+        if (!directiveId) await sleep(20);
+      }
+      expect(directiveId).not.toBe("");
+      const mallory = await openRawSession(srv.address, await pki.credentials("managed_agent", "mallory"), "mallory");
+      cleanups.push(() => mallory.close());
+      mallory.send({ kind: { case: "signedReports", value: mallory.signedReports([{ kind: report(directiveId) }]) } });
+      const end = await mallory.ended;
+      expect(end.code).toBe(Code.PERMISSION_DENIED);
+      expect(end.details).toMatch(new RegExp(`for directive ${directiveId} of agent bystander`));
+      release();
+      for (let i = 0; i < 200; i++) {
+        const { task } = await control.getTask({ taskId: `victim-${what}` });
+        if (task?.state === TaskState.SUCCEEDED) return;
+        await sleep(25);
+      }
+      throw new Error("the bystander's task did not complete");
+    });
+  }
+});
