@@ -59,7 +59,7 @@ async function allSucceeded(control: ReturnType<typeof createClient<typeof Contr
 
 describe(`${AGENTS} agents streaming`, () => {
   it("go through several message-key rotations with no session dropped and no message refused", async () => {
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 250 }, security: { keyRotationMs: 800, keyGraceMs: 3000 } });
+    srv = await startServer(pki, { session: { heartbeatIntervalMs: 400, heartbeatMisses: 15 }, security: { keyRotationMs: 1000, keyGraceMs: 5000 } });
     const ends: SessionEnd[] = [];
     const completed = new Set<string>();
     const agents = await connectAll(ends, completed);
@@ -74,7 +74,7 @@ describe(`${AGENTS} agents streaming`, () => {
           return control.submitTask({ task: { taskId, requiredCapabilities: ["python"] } });
         }),
       );
-      await sleep(300);
+      await sleep(400);
     }
     expect(await allSucceeded(control, ids, 30_000)).toBe(ids.length);
     const rotations = srv.logs.lines.filter((l) => l.msg === "message keys rotated");

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import { Control } from "../../gen/baton/v1/control_pb.js";
@@ -7,29 +7,18 @@ import { buildConfig, ConfigError } from "../../src/config.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
 import { parseXfcc, peerHost, uriFromXfcc } from "../../src/security/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 const XFCC = "x-forwarded-client-cert";
 const sidecar = (uri: string) => `By=spiffe://baton.local/coordinator/coordinator;Hash=4f2a9c;Subject="CN=x,O=baton";URI=${uri}`;
 
 /** A Control client over plaintext, as a sidecar would forward it. */
 function plainControl() {
-  const channel = createChannel(`127.0.0.1:${srv.port}`, grpcCredentials.createInsecure());
-  cleanups.push(() => channel.close());
+  const channel = createChannel(`127.0.0.1:${fx.srv.port}`, grpcCredentials.createInsecure());
+  fx.defer(() => channel.close());
   return createClient(Control, channel);
 }
 
@@ -73,7 +62,7 @@ describe("mesh mode: plaintext behind a sidecar that terminates mTLS", () => {
   });
 
   it("takes the identity from a trusted sidecar's header and applies the policy to it", async () => {
-    srv = await startServer(pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1", "::1"] } }, undefined, true);
+    fx.srv = await startServer(fx.pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1", "::1"] } }, undefined, true);
     const control = plainControl();
     await expect(control.listAgents({}, { headers: { [XFCC]: sidecar("spiffe://baton.local/operator/ops") } })).resolves.toBeTruthy();
     await expect(control.submitTask({ task: { taskId: "t" } }, { headers: { [XFCC]: sidecar("spiffe://baton.local/managed_agent/a1") } })).rejects.toMatchObject({ code: Code.PERMISSION_DENIED, details: expect.stringMatching(/managed_agent\/a1 \(role managed_agent\) lacks the capability tasks.submit/) });
@@ -85,12 +74,12 @@ describe("mesh mode: plaintext behind a sidecar that terminates mTLS", () => {
     ["a non-baton URI", sidecar("https://baton.local/operator/ops"), /not a SPIFFE id/],
     ["two certificates", `${sidecar("spiffe://baton.local/operator/a")},${sidecar("spiffe://baton.local/operator/b")}`, /names 2 certificates/],
   ])("refuses %s with UNAUTHENTICATED", async (_name, header, reason) => {
-    srv = await startServer(pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1", "::1"] } }, undefined, true);
+    fx.srv = await startServer(fx.pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1", "::1"] } }, undefined, true);
     await expect(plainControl().listAgents({}, header ? { headers: { [XFCC]: header } } : {})).rejects.toMatchObject({ code: Code.UNAUTHENTICATED, details: expect.stringMatching(reason) });
   });
 
   it("ignores a forged header from a peer it was not told to trust (UNAUTHENTICATED), and keeps serving the trusted", async () => {
-    srv = await startServer(pki, { mesh: { enabled: true, trustedPeers: ["10.1.2.3"] } }, undefined, true);
+    fx.srv = await startServer(fx.pki, { mesh: { enabled: true, trustedPeers: ["10.1.2.3"] } }, undefined, true);
     await expect(plainControl().listAgents({}, { headers: { [XFCC]: sidecar("spiffe://baton.local/operator/ops") } })).rejects.toMatchObject({
       code: Code.UNAUTHENTICATED,
       details: expect.stringMatching(/peer 127.0.0.1 is not a trusted sidecar, so its x-forwarded-client-cert header is ignored/),
@@ -99,9 +88,9 @@ describe("mesh mode: plaintext behind a sidecar that terminates mTLS", () => {
   });
 
   it("opens an agent session for the identity the sidecar names, and refuses another agent's id", async () => {
-    srv = await startServer(pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1", "::1"] } }, undefined, true);
-    const channel = createChannel(`127.0.0.1:${srv.port}`, grpcCredentials.createInsecure());
-    cleanups.push(() => channel.close());
+    fx.srv = await startServer(fx.pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1", "::1"] } }, undefined, true);
+    const channel = createChannel(`127.0.0.1:${fx.srv.port}`, grpcCredentials.createInsecure());
+    fx.defer(() => channel.close());
     const client = createClient(CoordinatorService, channel);
     const open = (agentId: string) => {
       const frames = client.connect((async function* () {
@@ -118,8 +107,8 @@ describe("mesh mode: plaintext behind a sidecar that terminates mTLS", () => {
 
 describe("outside mesh mode the header is ignored", () => {
   it("an agent certificate with a forged operator header is still an agent", async () => {
-    srv = await startServer(pki);
-    const agentControl = createClient(Control, createChannel(srv.address, await pki.credentials("managed_agent", "a1")));
+    fx.srv = await startServer(fx.pki);
+    const agentControl = createClient(Control, createChannel(fx.srv.address, await fx.pki.credentials("managed_agent", "a1")));
     await expect(agentControl.submitTask({ task: { taskId: "t" } }, { headers: { [XFCC]: sidecar("spiffe://baton.local/operator/ops") } })).rejects.toMatchObject({ code: Code.PERMISSION_DENIED, details: expect.stringMatching(/managed_agent\/a1/) });
   });
 });

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { AckOutcome, AgentStatusResponseSchema, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
@@ -10,40 +10,29 @@ import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
 import { createKeyring, signEnvelope } from "../../src/security/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
+import { useFixture } from "../helpers/fixture.js";
 import { openRawSession, type RawSession } from "../helpers/raw-session.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 async function raw(agentId: string): Promise<RawSession> {
-  const s = await openRawSession(srv.address, await pki.credentials("managed_agent", agentId), agentId);
-  cleanups.push(() => s.close());
+  const s = await openRawSession(fx.srv.address, await fx.pki.credentials("managed_agent", agentId), agentId);
+  fx.defer(() => s.close());
   return s;
 }
 
 async function sdkAgent(id: string, handler?: Parameters<BatonAgent["run"]>[0]): Promise<BatonAgent> {
-  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["python"], requireMessageSecurity: true });
-  cleanups.push(() => a.close());
+  const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: ["python"], requireMessageSecurity: true });
+  fx.defer(() => a.close());
   await a.connect();
   if (handler) void a.run(handler);
   return a;
 }
 
 async function operator() {
-  const channel = createChannel(srv.address, await pki.credentials("operator", "ops"));
-  cleanups.push(() => channel.close());
+  const channel = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+  fx.defer(() => channel.close());
   return createClient(Control, channel);
 }
 
@@ -138,7 +127,7 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
 
   for (const [name, attack, code, message] of attacks) {
     it(`refuses ${name}; the server lives and other agents are unaffected`, async () => {
-      srv = await startServer(pki);
+      fx.srv = await startServer(fx.pki);
       const bystander = await sdkAgent("bystander", async () => ({ ok: true }));
       const mallory = await raw("mallory");
       expect(mallory.welcome.keys?.keys.length).toBe(1);
@@ -151,7 +140,7 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
   }
 
   it("accepts a well-signed batch and answers status requests over it", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const mallory = await raw("honest");
     mallory.send({ kind: { case: "signedReports", value: mallory.signedReports([statusReport("honest")]) } });
     mallory.send({ kind: { case: "heartbeat", value: { sentAt: timestampNow() } } });
@@ -163,7 +152,7 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
   });
 
   it("refuses a coordinator batch reflected back as the agent's reports (PERMISSION_DENIED: wrong sender)", async () => {
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 100 } });
+    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100 } });
     const s = await raw("reflector");
     const control = await operator();
     // A status request round makes the coordinator send a signed batch to this agent.
@@ -176,7 +165,7 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
   });
 
   it("refuses a key retired after a rotation, while the new key works (no session dropped by the rotation)", async () => {
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 100 }, security: { keyRotationMs: 300, keyGraceMs: 0 } });
+    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100 }, security: { keyRotationMs: 300, keyGraceMs: 0 } });
     const s = await raw("rotator");
     const oldKey = s.keyring!.current();
     await waitFor(() => s.keyring!.current().keyId !== oldKey.keyId, 5000, "a key rotation");
@@ -198,10 +187,10 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
 
 describe("sealed sensitive input (AES-256-GCM)", () => {
   it("reaches only the agent: sealed on the wire, opened by the SDK, redacted from every answer", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     let seen: unknown;
-    const sdk = createAgent({ address: srv.address, agentId: "vault", credentials: await pki.credentials("managed_agent", "vault"), capabilities: ["python"] });
-    cleanups.push(() => sdk.close());
+    const sdk = createAgent({ address: fx.srv.address, agentId: "vault", credentials: await fx.pki.credentials("managed_agent", "vault"), capabilities: ["python"] });
+    fx.defer(() => sdk.close());
     await sdk.connect();
     const received: CoordinationDirective[] = [];
     void (async () => {
@@ -227,11 +216,11 @@ describe("sealed sensitive input (AES-256-GCM)", () => {
     expect(task?.spec?.sensitiveInput).toBeUndefined();
     const listed = await control.listTasks({});
     expect(JSON.stringify(listed.tasks.map((t) => t.spec?.sensitiveInput))).not.toContain(secret);
-    expect(JSON.stringify(srv.logs.lines)).not.toContain(secret);
+    expect(JSON.stringify(fx.srv.logs.lines)).not.toContain(secret);
   });
 
   it("is refused with FAILED_PRECONDITION when message security is off", async () => {
-    srv = await startServer(pki, { security: { messageSecurity: "off" } });
+    fx.srv = await startServer(fx.pki, { security: { messageSecurity: "off" } });
     const control = await operator();
     await expect(control.submitTask({ task: { taskId: "sealed-2", sensitiveInput: { k: "v" } } })).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION, details: expect.stringMatching(/needs message security/) });
   });

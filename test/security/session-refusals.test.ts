@@ -1,8 +1,7 @@
 // Bad inputs on the agent session: each is refused with its status, and the server lives on.
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { credentials as grpcCredentials, type ServiceError } from "@grpc/grpc-js";
-import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
@@ -10,91 +9,81 @@ import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { openRawSession } from "../helpers/raw-session.js";
 import { Code } from "../../src/errors.js";
 import { clientCredentials, createChannel, createClient, type Channel } from "../../src/rpc/index.js";
+import { useFixture } from "../helpers/fixture.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { startServer } from "../helpers/server.js";
 
-let pki: TestPki;
+const fx = useFixture();
 let otherPki: TestPki;
-let srv: TestServer;
-const cleanups: Array<() => unknown> = [];
-
 beforeAll(async () => {
-  pki = await makePki();
   otherPki = await makePki();
 });
-afterAll(() => {
-  pki.cleanup();
-  otherPki.cleanup();
-});
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  await srv?.stop();
-});
+afterAll(() => otherPki.cleanup());
 
 async function agent(id: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
-  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
-  cleanups.push(() => a.close());
+  const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
+  fx.defer(() => a.close());
   return a;
 }
 
 function channel(creds: Parameters<typeof createChannel>[1]): Channel {
-  const ch = createChannel(srv.address, creds);
-  cleanups.push(() => ch.close());
+  const ch = createChannel(fx.srv.address, creds);
+  fx.defer(() => ch.close());
   return ch;
 }
 
 describe("refusals", () => {
   it("a client without a certificate is refused at the handshake", async () => {
-    srv = await startServer(pki);
-    const control = createClient(Control, channel(grpcCredentials.createSsl(Buffer.from(pki.ca.certPem))));
+    fx.srv = await startServer(fx.pki);
+    const control = createClient(Control, channel(grpcCredentials.createSsl(Buffer.from(fx.pki.ca.certPem))));
     await expect(control.listAgents({}, { deadline: 5000 })).rejects.toMatchObject({ code: Code.UNAVAILABLE });
     // The server keeps serving others.
-    const ok = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const ok = createClient(Control, channel(await fx.pki.credentials("operator", "ops")));
     await expect(ok.listAgents({})).resolves.toBeDefined();
   });
 
   it("a certificate from another CA is refused", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const foreign = await otherPki.issue("managed_agent", "task_executor_1");
-    const creds = clientCredentials({ ca: pki.ca.certPem, cert: foreign.certPem, key: foreign.keyPem });
-    const a = createAgent({ address: srv.address, agentId: "task_executor_1", credentials: creds });
-    cleanups.push(() => a.close());
+    const creds = clientCredentials({ ca: fx.pki.ca.certPem, cert: foreign.certPem, key: foreign.keyPem });
+    const a = createAgent({ address: fx.srv.address, agentId: "task_executor_1", credentials: creds });
+    fx.defer(() => a.close());
     await expect(a.connect()).rejects.toMatchObject({ code: Code.UNAVAILABLE });
     const ok = await agent("task_executor_2");
     await expect(ok.connect()).resolves.toBeDefined();
   });
 
   it("an agent id that differs from the certificate is PERMISSION_DENIED", async () => {
-    srv = await startServer(pki);
-    const a = createAgent({ address: srv.address, agentId: "task_executor_2", credentials: await pki.credentials("managed_agent", "task_executor_1") });
-    cleanups.push(() => a.close());
+    fx.srv = await startServer(fx.pki);
+    const a = createAgent({ address: fx.srv.address, agentId: "task_executor_2", credentials: await fx.pki.credentials("managed_agent", "task_executor_1") });
+    fx.defer(() => a.close());
     await expect(a.connect()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
   });
 
   it("an operator certificate may not open an agent session", async () => {
-    srv = await startServer(pki);
-    const a = createAgent({ address: srv.address, agentId: "ops", credentials: await pki.credentials("operator", "ops") });
-    cleanups.push(() => a.close());
+    fx.srv = await startServer(fx.pki);
+    const a = createAgent({ address: fx.srv.address, agentId: "ops", credentials: await fx.pki.credentials("operator", "ops") });
+    fx.defer(() => a.close());
     await expect(a.connect()).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
   });
 
   it("a first message that is not hello is INVALID_ARGUMENT", async () => {
-    srv = await startServer(pki);
-    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    fx.srv = await startServer(fx.pki);
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "a1")));
     const frames = client.connect((async function* () { yield { kind: { case: "heartbeat" as const, value: {} } }; })());
     await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/first message on Connect must be hello/) });
   });
 
   it("a hello missing its agent_id is INVALID_ARGUMENT naming the field", async () => {
-    srv = await startServer(pki);
-    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    fx.srv = await startServer(fx.pki);
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "a1")));
     const frames = client.connect((async function* () { yield { kind: { case: "hello" as const, value: { capabilities: ["x"] } } }; })());
     await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/hello\.agent_id is required/) });
   });
 
   it("a report with a missing required field ends the session with INVALID_ARGUMENT naming it", async () => {
-    srv = await startServer(pki);
-    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    fx.srv = await startServer(fx.pki);
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "a1")));
     const frames = client.connect(
       (async function* () {
         yield { kind: { case: "hello" as const, value: { agentId: "a1" } } };
@@ -107,8 +96,8 @@ describe("refusals", () => {
   });
 
   it("a report sent as another agent is PERMISSION_DENIED (unsigned session; the signed case is in test/security)", async () => {
-    srv = await startServer(pki, { security: { messageSecurity: "off" } });
-    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "a1")));
+    fx.srv = await startServer(fx.pki, { security: { messageSecurity: "off" } });
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "a1")));
     const frames = client.connect(
       (async function* () {
         yield { kind: { case: "hello" as const, value: { agentId: "a1" } } };
@@ -127,7 +116,7 @@ describe("an agent acting for another agent's directive", () => {
     ["completion", (id: string) => ({ case: "taskCompletion" as const, value: { eventId: "550e8400-e29b-41d4-a716-446655440009", directiveId: id, sourceAgent: "mallory", timestamp: { seconds: BigInt(Math.floor(Date.now() / 1000)) }, status: CompletionStatus.SUCCEEDED } })],
   ] as const) {
     it(`an ${what} for another agent's directive is PERMISSION_DENIED, and that directive still completes`, async () => {
-      srv = await startServer(pki);
+      fx.srv = await startServer(fx.pki);
       let release!: () => void;
       const gate = new Promise<void>((r) => (release = r));
       const bystander = await agent("bystander");
@@ -136,7 +125,7 @@ describe("an agent acting for another agent's directive", () => {
         await gate;
         return { ok: true };
       });
-      const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+      const control = createClient(Control, channel(await fx.pki.credentials("operator", "ops")));
       await control.submitTask({ task: { taskId: `victim-${what}`, requiredCapabilities: ["python"], target: { agentId: "bystander" } } });
       let directiveId = "";
       for (let i = 0; i < 250 && !directiveId; i++) {
@@ -145,8 +134,8 @@ describe("an agent acting for another agent's directive", () => {
         if (!directiveId) await sleep(20);
       }
       expect(directiveId).not.toBe("");
-      const mallory = await openRawSession(srv.address, await pki.credentials("managed_agent", "mallory"), "mallory");
-      cleanups.push(() => mallory.close());
+      const mallory = await openRawSession(fx.srv.address, await fx.pki.credentials("managed_agent", "mallory"), "mallory");
+      fx.defer(() => mallory.close());
       mallory.send({ kind: { case: "signedReports", value: mallory.signedReports([{ kind: report(directiveId) }]) } });
       const end = await mallory.ended;
       expect(end.code).toBe(Code.PERMISSION_DENIED);

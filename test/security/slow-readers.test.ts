@@ -1,42 +1,31 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control } from "../../gen/baton/v1/control_pb.js";
 import { createAgent } from "../../src/agent/index.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
 import { TcpProxy } from "../harness/tcp-proxy.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
 // A peer that stops reading must cost bounded memory: the server cuts it off with
 // RESOURCE_EXHAUSTED once its queue is full, and everyone else carries on.
 
-let pki: TestPki;
-let srv: TestServer;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 /** A proxy between the slow peer and the server: black-holed, the peer reads nothing and acknowledges nothing. */
 async function proxy(): Promise<TcpProxy> {
-  const p = new TcpProxy({ target: { host: "127.0.0.1", port: srv.port } });
+  const p = new TcpProxy({ target: { host: "127.0.0.1", port: fx.srv.port } });
   await p.start();
-  cleanups.push(() => p.stop());
+  fx.defer(() => p.stop());
   return p;
 }
 
 describe("a peer that does not read", () => {
   it("a watcher is cut off with RESOURCE_EXHAUSTED; another watcher and the server carry on", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const p = await proxy();
-    const control = createClient(Control, createChannel(srv.address, await pki.credentials("operator", "ops")));
-    const slowChannel = createChannel(`localhost:${p.port}`, await pki.credentials("operator", "slow"));
-    cleanups.push(() => slowChannel.close());
+    const control = createClient(Control, createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops")));
+    const slowChannel = createChannel(`localhost:${p.port}`, await fx.pki.credentials("operator", "slow"));
+    fx.defer(() => slowChannel.close());
     const slow = createClient(Control, slowChannel).watchEvents({ topics: ["#"] });
     const first = slow[Symbol.asyncIterator]().next();
     // The watch is registered once its first event arrives; until then, keep making events.
@@ -55,7 +44,7 @@ describe("a peer that does not read", () => {
     void (async () => {
       for await (const e of healthy) healthySeen.add(e.event?.topic ?? "");
     })().catch((err: unknown) => (healthyError = err));
-    const cutOff = () => srv.logs.lines.find((l) => l.msg === "call refused" && l.code === "RESOURCE_EXHAUSTED" && l.method === "/baton.v1.Control/WatchEvents");
+    const cutOff = () => fx.srv.logs.lines.find((l) => l.msg === "call refused" && l.code === "RESOURCE_EXHAUSTED" && l.method === "/baton.v1.Control/WatchEvents");
     let submitted = 0;
     while (!cutOff() && submitted < 10_000) {
       await Promise.all(Array.from({ length: 50 }, () => control.submitTask({ task: { taskId: `t${submitted++}` } })));
@@ -68,18 +57,18 @@ describe("a peer that does not read", () => {
   }, 60_000);
 
   it("an agent is cut off with RESOURCE_EXHAUSTED when its outbox is full; another agent carries on", async () => {
-    srv = await startServer(pki, { session: { outboxCapacity: 20, maxInFlightLimit: 16, defaultMaxInFlight: 16, statusTimeoutMs: 30_000 } });
+    fx.srv = await startServer(fx.pki, { session: { outboxCapacity: 20, maxInFlightLimit: 16, defaultMaxInFlight: 16, statusTimeoutMs: 30_000 } });
     const p = await proxy();
-    const bystander = createAgent({ address: srv.address, agentId: "bystander", credentials: await pki.credentials("managed_agent", "bystander"), capabilities: ["python"] });
-    cleanups.push(() => bystander.close());
+    const bystander = createAgent({ address: fx.srv.address, agentId: "bystander", credentials: await fx.pki.credentials("managed_agent", "bystander"), capabilities: ["python"] });
+    fx.defer(() => bystander.close());
     await bystander.connect();
     void bystander.run(async () => ({ ok: true }));
-    const sloth = createAgent({ address: `localhost:${p.port}`, agentId: "sloth", credentials: await pki.credentials("managed_agent", "sloth"), reconnect: false });
-    cleanups.push(() => sloth.close());
+    const sloth = createAgent({ address: `localhost:${p.port}`, agentId: "sloth", credentials: await fx.pki.credentials("managed_agent", "sloth"), reconnect: false });
+    fx.defer(() => sloth.close());
     await sloth.connect();
     p.blackhole();
-    const control = createClient(Control, createChannel(srv.address, await pki.credentials("operator", "ops")));
-    const cutOff = () => srv.logs.lines.find((l) => l.msg === "agent session closed" && l.agent_id === "sloth");
+    const control = createClient(Control, createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops")));
+    const cutOff = () => fx.srv.logs.lines.find((l) => l.msg === "agent session closed" && l.agent_id === "sloth");
     // Status requests pile up for the agent that reads none of them.
     for (let asked = 0; !cutOff() && asked < 10_000; asked += 200) {
       for (let i = 0; i < 200; i++) void control.getAgentStatus({ agentId: "sloth", timeoutMs: 20_000 }).catch(() => {});

@@ -1,29 +1,24 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { credentials as grpcCredentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
 import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
 import { Control } from "../../gen/baton/v1/control_pb.js";
 import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
 import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
-import { clientCredentials, createChannel, createClient, type Channel } from "../../src/rpc/index.js";
+import { createChannel, createClient, type Channel } from "../../src/rpc/index.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
 
 let pki: TestPki;
-let otherPki: TestPki;
 let srv: TestServer;
 const cleanups: Array<() => unknown> = [];
 
 beforeAll(async () => {
   pki = await makePki();
-  otherPki = await makePki();
 });
-afterAll(() => {
-  pki.cleanup();
-  otherPki.cleanup();
-});
+afterAll(() => pki.cleanup());
 afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
   await srv?.stop();
