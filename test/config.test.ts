@@ -53,4 +53,17 @@ describe("configuration", () => {
     expect(() => configFromFile(file)).toThrow(/is not a JSON object/);
     expect(() => configFromFile(join(dir, "missing.json"))).toThrow(/cannot read config file/);
   });
+
+  it("takes security settings from file and environment, and refuses bad ones by name", () => {
+    const c = buildConfig(configFromEnv({ BATON_MESSAGE_SECURITY: "off", BATON_MESH: "true", BATON_MESH_TRUSTED_PEERS: "127.0.0.1, 10.0.0.0/8", BATON_KEY_ROTATION_MS: "60000" }));
+    expect(c.security.messageSecurity).toBe("off");
+    expect(c.mesh).toEqual({ enabled: true, trustedPeers: ["127.0.0.1", "10.0.0.0/8"] });
+    expect(c.security.keyRotationMs).toBe(60000);
+    expect(buildConfig().tls.revokedFile).toBe("certs/revoked.json");
+    expect(buildConfig().security.messageSecurity).toBe("required");
+    expect(() => buildConfig({ security: { messageSecurity: "maybe" as never } })).toThrow(/security.messageSecurity must be "required" or "off"/);
+    expect(() => buildConfig({ security: { keyRotationMs: 0 } })).toThrow(/security.keyRotationMs must be a positive whole number/);
+    expect(() => buildConfig({ security: { replayWindowMs: -1 } })).toThrow(/security.replayWindowMs/);
+    expect(() => buildConfig({ mesh: { trustedPeers: ["not-an-ip"] } })).toThrow(/mesh.trustedPeers: "not-an-ip" is not an IP address or CIDR range/);
+  });
 });

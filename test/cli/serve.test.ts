@@ -49,6 +49,25 @@ describe("baton certs", () => {
   });
 });
 
+describe("baton certs renew and revoke, from the command line", () => {
+  it("renews with a new serial and the old one revoked; revokes by name; refuses neither name nor serial", async () => {
+    const dir = tempDir();
+    expect((await baton(["certs", "init", "--dir", dir])).code).toBe(0);
+    expect((await baton(["certs", "issue", "--dir", dir, "--role", "managed_agent", "--name", "a1"])).code).toBe(0);
+    const renew = await baton(["certs", "renew", "--dir", dir, "--name", "a1", "--revoke-old"]);
+    expect(renew.code).toBe(0);
+    const m = /serial ([0-9a-f]+) -> ([0-9a-f]+); revoked \1/.exec(renew.stdout);
+    expect(m, renew.stdout).not.toBeNull();
+    const { readDenyList } = await import("../../src/security/index.js");
+    expect(readDenyList(join(dir, "revoked.json")).has(m![1]!)).toBe(true);
+    const revoke = await baton(["certs", "revoke", "--dir", dir, "--name", "a1", "--reason", "key compromise"]);
+    expect(revoke.code).toBe(0);
+    expect(revoke.stdout).toContain(`revoked serial ${m![2]}`);
+    const bad = await baton(["certs", "revoke", "--dir", dir]);
+    expect(bad.code).toBe(2);
+  });
+});
+
 describe("baton serve", () => {
   it("serves on embedded defaults with development certificates, answers health, stops on SIGTERM", async () => {
     const cwd = tempDir();

@@ -27,7 +27,8 @@ beforeAll(async () => {
       listen: "127.0.0.1:0",
       adminListen: "",
       tls: { certsDir: dir },
-      session: { heartbeatIntervalMs: 200, ackTimeoutMs: 500, disconnectGraceMs: 10_000 },
+      // Generous misses: on a loaded CI machine a 600 ms stall would close the session, which this test is not about.
+      session: { heartbeatIntervalMs: 200, heartbeatMisses: 10, ackTimeoutMs: 500, disconnectGraceMs: 10_000 },
       delivery: { backoffInitialMs: 50, backoffMaxMs: 200, leaseMs: 5000 },
       store: { kind: "sqlite", dataDir: join(dir, "data") },
     }),

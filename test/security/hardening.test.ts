@@ -310,6 +310,19 @@ describe("transport configuration", () => {
     expect(build({ [key]: value })).toThrow(new RegExp(`transport\\.${key} must be a positive whole number`));
   });
 
+  it.each([
+    ["keepaliveTimeoutMs", 0, /from 1 to 2147483647/],
+    ["keepaliveTimeoutMs", 3e9, /from 1 to 2147483647/],
+    ["maxConnectionIdleMs", 0, /from 1 to 2147483647/],
+    ["maxConnectionIdleMs", 1.5, /from 1 to 2147483647/],
+    ["maxConnectionAgeMs", -1, /from 0 to 2147483647/],
+    ["maxConnectionAgeMs", 3e9, /from 0 to 2147483647/],
+    ["maxConnectionAgeGraceMs", -5, /from 0 to 2147483647/],
+  ])("refuses transport.%s = %s (Node's timers would turn it into 1 ms, or off)", (key, value, message) => {
+    expect(build({ [key]: value })).toThrow(ConfigError);
+    expect(build({ [key]: value })).toThrow(message);
+  });
+
   it("refuses a keepalive shorter than the server's minimum ping interval", () => {
     expect(build({ keepaliveTimeMs: 5000 })).toThrow(ConfigError);
     expect(build({ keepaliveTimeMs: 5000 })).toThrow(/transport\.keepaliveTimeMs must be at least 10000/);

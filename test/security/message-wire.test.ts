@@ -148,6 +148,10 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
     const control = await operator();
     const { agent } = await control.getAgent({ agentId: "honest" });
     expect(agent?.agentId).toBe("honest");
+    // Session keys travel only inside the agent's stream: never in a log line (debug level here).
+    const secret = Buffer.from(mallory.welcome.keys!.keys[0]!.secret);
+    const logs = JSON.stringify(fx.srv.logs.lines);
+    for (const encoding of ["base64", "hex", "base64url"] as const) expect(logs).not.toContain(secret.toString(encoding));
     mallory.close();
   });
 
