@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./rpc/index.js";
-import { addressList } from "./security/authenticator.js";
+import { addressList } from "./security/index.js";
 
 /** The whole configuration of a baton process: one typed object. */
 export interface BatonConfig {

@@ -1,29 +1,8 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AgentSchema, type Agent, type Control } from "../../gen/baton/v1/control_pb.js";
-import type { AgentRuntime, Coordinator } from "../coordinator/index.js";
+import type { Agent, Control } from "../../gen/baton/v1/control_pb.js";
+import { toAgentMessage, type Coordinator } from "../coordinator/index.js";
 import { invalidArgument, notFound } from "../errors.js";
 import type { EventLog } from "../events/index.js";
 import type { HandlerContext, ServiceImpl } from "../rpc/index.js";
-
-/** An agent as the Control API shows it. */
-export function toAgentMessage(agent: AgentRuntime): Agent {
-  return create(AgentSchema, {
-    agentId: agent.agentId,
-    state: agent.state,
-    capabilities: agent.hello.capabilities,
-    resources: agent.hello.resources,
-    labels: agent.hello.labels,
-    maxInFlight: agent.maxInFlight,
-    inFlight: agent.outbox.inFlight,
-    sessionId: agent.session?.sessionId ?? "",
-    connectedAt: timestampFromDate(agent.connectedAt),
-    lastSeen: timestampFromMs(agent.lastSeen),
-    breaker: agent.breaker.state,
-    identity: agent.identity,
-    peer: agent.peer,
-  });
-}
 
 function submitterOf(ctx: HandlerContext): string {
   return (ctx.identity as { uri?: string } | undefined)?.uri ?? "";

@@ -1,1 +1,1 @@
-export { createControlService, toAgentMessage } from "./control-service.js";
+export { createControlService } from "./control-service.js";

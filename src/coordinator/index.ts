@@ -4,3 +4,4 @@ export { DirectiveOutbox, backoffMs, type DeliveryPolicy, type GiveUp, type AckR
 export { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";
 export { nextState, canTransition, TRANSITIONS, type RoundTrigger } from "./round-state.js";
 export type { PerformanceSink, ResourceManagerPort } from "./ports.js";
+export { toAgentMessage } from "./agent-view.js";

@@ -1,7 +1,6 @@
 import { CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
-import { toAgentMessage } from "../control/index.js";
-import type { AgentRuntime, Coordinator } from "../coordinator/index.js";
+import { toAgentMessage, type AgentRuntime, type Coordinator } from "../coordinator/index.js";
 import type { EventLog } from "./event-log.js";
 
 // Topic segments are split on "."; ids that contain dots keep them out of the way.
