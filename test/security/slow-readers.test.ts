@@ -35,14 +35,15 @@ describe("a peer that does not read", () => {
       await control.submitTask({ task: { taskId: `first-${i}` } });
       await new Promise((r) => setTimeout(r, 50));
     }
-    await first;
+    const cursor = (await first).value?.event?.cursor ?? 0n;
     // From here the slow watcher's bytes go nowhere: HTTP/2 flow control stops the server's writes.
     p.blackhole();
-    const healthy = control.watchEvents({ topics: ["task.#"] });
-    const healthySeen = new Set<string>();
+    // A second watcher on narrow topics, from the same cursor (so no event can slip by before it is registered).
+    const healthy = control.watchEvents({ topics: ["task.t0.#", "task.after-cutoff.#"], afterCursor: cursor });
+    const healthySeen: string[] = [];
     let healthyError: unknown;
     void (async () => {
-      for await (const e of healthy) healthySeen.add(e.event?.topic ?? "");
+      for await (const e of healthy) healthySeen.push(e.event?.topic ?? "");
     })().catch((err: unknown) => (healthyError = err));
     const cutOff = () => fx.srv.logs.lines.find((l) => l.msg === "call refused" && l.code === "RESOURCE_EXHAUSTED" && l.method === "/baton.v1.Control/WatchEvents");
     let submitted = 0;
@@ -50,8 +51,10 @@ describe("a peer that does not read", () => {
       await Promise.all(Array.from({ length: 50 }, () => control.submitTask({ task: { taskId: `t${submitted++}` } })));
     }
     expect(cutOff()?.reason).toMatch(/fell behind|too slow|not reading|capacity/i);
-    // The watcher that reads saw the last task submitted and is still open.
-    await waitFor(() => [...healthySeen].some((t) => t.includes(`.t${submitted - 1}.`)), 30_000, "the healthy watcher to see the last task");
+    // The other watcher saw the flood's first task, and sees a task submitted after the cut-off.
+    await control.submitTask({ task: { taskId: "after-cutoff" } });
+    await waitFor(() => healthySeen.some((t) => t.startsWith("task.after-cutoff.")), 30_000, "the other watcher to see a task after the cut-off");
+    expect(healthySeen.some((t) => t.startsWith("task.t0."))).toBe(true);
     expect(healthyError).toBeUndefined();
     await expect(control.listAgents({})).resolves.toBeTruthy();
   }, 60_000);
