@@ -1,4 +1,4 @@
-import { constants, createPrivateKey, generateKeyPair, privateEncrypt, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
+import { constants, createPrivateKey, createPublicKey, generateKeyPair, privateEncrypt, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import forge from "node-forge";
 import { isValidSegment, spiffeId, type RoleName } from "./spiffe.js";
@@ -47,6 +47,8 @@ export interface IssueOptions {
   notAfter?: Date;
   /** Replaces the single SPIFFE URI SAN, for tests only: [] for none, two for an ambiguous identity. */
   uriSans?: string[];
+  /** Certifies this RSA private key (PEM) instead of making a new one (tests issuing many certificates). */
+  keyPem?: string;
 }
 
 /** What a certificate says, for the CLI and tests. */
@@ -77,6 +79,11 @@ async function newKeyPair(bits: number): Promise<{ privateKey: KeyObject; public
     privateKeyEncoding: { type: "pkcs8", format: "pem" },
   });
   return { privateKey: createPrivateKey(keyPem), publicKey: forge.pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, keyPem };
+}
+
+function existingKeyPair(keyPem: string): { publicKey: forge.pki.rsa.PublicKey; keyPem: string } {
+  const spki = createPublicKey(createPrivateKey(keyPem)).export({ type: "spki", format: "pem" }).toString();
+  return { publicKey: forge.pki.publicKeyFromPem(spki) as forge.pki.rsa.PublicKey, keyPem };
 }
 
 // DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017 §9.2, note 1).
@@ -173,7 +180,7 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedPem
   const notBefore = options.notBefore ?? new Date(now - BACKDATE_MS);
   const notAfter = options.notAfter ?? new Date(now + validDaysOf(options.validDays, 365) * DAY_MS);
   if (notAfter.getTime() <= notBefore.getTime()) throw new Error(`notAfter (${notAfter.toISOString()}) must be after notBefore (${notBefore.toISOString()})`);
-  const { publicKey, keyPem } = await newKeyPair(options.keyBits ?? 2048);
+  const { publicKey, keyPem } = options.keyPem ? existingKeyPair(options.keyPem) : await newKeyPair(options.keyBits ?? 2048);
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = newSerial();

@@ -55,7 +55,7 @@ function agentProcess(id: string): ChildProcess {
 
 describe("the success scenario, end to end", () => {
   it("runs the seven steps with three agents, one killed midway, every message where and when the spec says", async () => {
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 200, disconnectGraceMs: 1000, ackTimeoutMs: 500 }, delivery: { backoffInitialMs: 50, backoffMaxMs: 200, leaseMs: 3000 } });
+    srv = await startServer(pki, { session: { heartbeatIntervalMs: 200, heartbeatMisses: 10, disconnectGraceMs: 1000, ackTimeoutMs: 500 }, delivery: { backoffInitialMs: 50, backoffMaxMs: 200, leaseMs: 3000 } });
     const procs = ["agent-1", "agent-2", "agent-3"].map(agentProcess);
     await waitFor(() => srv.server.coordinator.agents().filter((a) => a.session).length === 3 || undefined, 20_000, "three agents");
     const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
@@ -65,7 +65,7 @@ describe("the success scenario, end to end", () => {
     try {
       for (let i = 0; i < 30; i++) await control.submitTask({ task: { taskId: `t${i}`, requiredCapabilities: ["work"] } });
       // Kill one agent while work is out.
-      await waitFor(() => srv.server.coordinator.pendingDirectives("agent-2").length > 0 || undefined, 10_000, "work on agent-2");
+      await waitFor(() => srv.server.coordinator.pendingDirectives("agent-2").length > 0 || undefined, 20_000, "work on agent-2");
       procs[1]!.kill("SIGKILL");
       for (let i = 30; i < 40; i++) await control.submitTask({ task: { taskId: `t${i}`, requiredCapabilities: ["work"] } });
       const deadline = Date.now() + 20_000;
