@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { AgentReportsSchema } from "../gen/baton/v1/session_pb.js";
-import { createKeyring, createReplayGuard, keyringFromRotation, open, openSignedBatch, seal, signEnvelope } from "../src/security/index.js";
+import { SEALED_DIRECTIVE_TYPE, createKeyring, createReplayGuard, keyringFromRotation, open, openSignedBatch, seal, signEnvelope } from "../src/security/index.js";
 
 const leader = createKeyring();
 const follower = keyringFromRotation(leader.toRotation());
@@ -27,7 +27,7 @@ for (const size of [256, 4096, 65_536]) {
   const guard = createReplayGuard({ maxEntries: 10_000_000 });
   const reports = Array.from({ length: ITER + 1000 }, () => signEnvelope(follower, toBinary(AgentReportsSchema, create(AgentReportsSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: "a1", reports: [] }))));
   if (size === 256) time("open_signed_batch", reports[0]!.payload.length, (i) => openSignedBatch(leader, guard, reports[i]!, (b) => fromBinary(AgentReportsSchema, b), "a1"));
-  const context = { messageId: randomUUID(), sender: "c", messageType: "baton.v1.CoordinationDirective" };
+  const context = { messageId: randomUUID(), sender: "c", messageType: SEALED_DIRECTIVE_TYPE };
   const sealed = seal(leader, payload, context);
   time("seal", size, () => seal(leader, payload, context));
   time("open_sealed", size, () => open(follower, sealed, context));

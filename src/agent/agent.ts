@@ -10,7 +10,7 @@ import { BatonError, Code, toBatonError, unavailable } from "../errors.js";
 import { createLogger, type Logger } from "../logging.js";
 import { PROTOCOL_VERSION } from "../protocol/index.js";
 import { clientChannelOptions, createChannel, createClient, decodeRequest, type Channel } from "../rpc/index.js";
-import { createReplayGuard, keyringFromRotation, open, openSignedBatch, signEnvelope, type Keyring, type ReplayGuard } from "../security/index.js";
+import { createReplayGuard, keyringFromRotation, open, openSignedBatch, SEALED_DIRECTIVE_TYPE, signEnvelope, type Keyring, type ReplayGuard } from "../security/index.js";
 import { createAsyncQueue, delay, type AsyncQueue } from "../streams/index.js";
 
 /** How an agent connects and what it offers. */
@@ -421,7 +421,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     if (sealed) {
       try {
         if (!this.keyring || !this.welcome) throw new Error("no session keys to open it with");
-        const plaintext = open(this.keyring, sealed, { messageId: directive.directiveId, sender: this.welcome.coordinatorId, messageType: "baton.v1.CoordinationDirective" });
+        const plaintext = open(this.keyring, sealed, { messageId: directive.directiveId, sender: this.welcome.coordinatorId, messageType: SEALED_DIRECTIVE_TYPE });
         sensitiveInput = toJson(StructSchema, fromBinary(StructSchema, plaintext)) as JsonObject;
       } catch (err) {
         unsealError = `its sealed parameters do not open: ${(err as Error).message}`;

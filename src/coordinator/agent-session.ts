@@ -14,7 +14,7 @@ import {
   type Hello,
 } from "../../gen/baton/v1/session_pb.js";
 import { decodeRequest } from "../rpc/index.js";
-import { openSignedBatch, seal, signWith, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
+import { openSignedBatch, seal, SEALED_DIRECTIVE_TYPE, signWith, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
@@ -50,9 +50,6 @@ export interface SessionSecurity {
   /** The sensitive input of the task a directive runs, to be sealed for the agent. */
   sensitiveInputOf: (directive: CoordinationDirective) => JsonObject | undefined;
 }
-
-/** The message type bound into a sealed directive's additional data. */
-export const SEALED_DIRECTIVE_TYPE = "baton.v1.CoordinationDirective";
 
 type Outgoing = { kind: "message"; message: CoordinatorMessage } | { kind: "frame"; frame: ConnectResponse } | { kind: "rotation"; rotation: KeyRotation };
 

@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { unwatchFile, watchFile } from "node:fs";
 import { experimental, type ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "../logging.js";
+import { normalizeSerial } from "../security/index.js";
 import { readTlsFiles, type TlsFiles } from "./credentials.js";
 
 type CaListener = (update: { caCertificate: Buffer } | null) => void;
@@ -10,8 +11,6 @@ type IdentityListener = (update: { certificate: Buffer; privateKey: Buffer } | n
 /** Server credentials that follow their files, and how to stop following them. */
 export interface ReloadingCredentials {
   credentials: ServerCredentials;
-  /** The serial (lower-case hex) of the certificate in use. */
-  readonly serial: string;
   /** Stops watching the files. */
   close(): void;
 }
@@ -21,8 +20,6 @@ export interface ReloadingOptions {
   /** How often the files are checked, ms. */
   intervalMs: number;
   logger: Logger;
-  /** Called after a renewed certificate is in use, with its serial. */
-  onReload?: (serial: string) => void;
 }
 
 interface Material {
@@ -40,7 +37,7 @@ function load(files: TlsFiles): Material {
   if (Date.parse(x509.validTo) <= Date.now()) throw new Error(`the certificate ${files.certFile} expired on ${x509.validTo}`);
   const issuers = [new X509Certificate(ca)];
   if (!issuers.some((issuer) => x509.checkIssued(issuer) && x509.verify(issuer.publicKey))) throw new Error(`the certificate ${files.certFile} is not signed by the CA in ${files.caFile}`);
-  return { ca, cert, key, serial: x509.serialNumber.toLowerCase().replace(/^0+(?=.)/, "") };
+  return { ca, cert, key, serial: normalizeSerial(x509.serialNumber) };
 }
 
 /**
@@ -87,7 +84,6 @@ export function reloadingServerCredentials(files: TlsFiles, options: ReloadingOp
     for (const listener of caListeners) listener({ caCertificate: current.ca });
     for (const listener of identityListeners) listener({ certificate: current.cert, privateKey: current.key });
     options.logger.info({ serial: current.serial, previous_serial: previous }, "TLS certificate reloaded");
-    options.onReload?.(current.serial);
   };
   // Key and certificate are renamed into place one after the other: wait for both.
   const changed = () => {
@@ -102,9 +98,6 @@ export function reloadingServerCredentials(files: TlsFiles, options: ReloadingOp
   const credentials = experimental.createCertificateProviderServerCredentials(provider, provider, true);
   return {
     credentials,
-    get serial() {
-      return current.serial;
-    },
     close() {
       clearTimeout(timer);
       for (const path of paths) unwatchFile(path, changed);

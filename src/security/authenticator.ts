@@ -1,8 +1,7 @@
 import { BlockList, isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
-import { identityFromPeerCertificate, type IdentityResult } from "./identity.js";
+import { identityFromPeerCertificate, identityFromUri, type IdentityResult } from "./identity.js";
 import { normalizeSerial } from "./revocation.js";
-import { checkSpiffeId } from "./spiffe.js";
 import { uriFromXfcc, XFCC_HEADER } from "./xfcc.js";
 
 /** What the transport says about a caller. */
@@ -70,11 +69,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       const header = peer.headers.get(XFCC_HEADER);
       if (!header) return { ok: false, reason: `the sidecar sent no ${XFCC_HEADER} header` };
       const found = uriFromXfcc(header);
-      if (!found.ok) return found;
-      const checked = checkSpiffeId(found.uri);
-      if (!checked.ok) return { ok: false, reason: `${JSON.stringify(found.uri)} is not a SPIFFE id of the form spiffe://<trust-domain>/<role>/<name>: ${checked.reason}` };
-      if (checked.identity.trustDomain !== trustDomain) return { ok: false, reason: `${found.uri} is not in trust domain ${trustDomain}` };
-      return { ok: true, identity: checked.identity };
+      return found.ok ? identityFromUri(found.uri, trustDomain) : found;
     }
     const result = identityFromPeerCertificate(peer.certificate, trustDomain);
     if (!result.ok) return result;

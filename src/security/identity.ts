@@ -17,7 +17,11 @@ export function identityFromPeerCertificate(cert: PeerCertificate | undefined, t
   const uris = entries.filter((e) => e.type === "URI").map((e) => e.value);
   if (uris.length === 0) return { ok: false, reason: "the client certificate has no URI SAN (a SPIFFE id is required)" };
   if (uris.length > 1) return { ok: false, reason: `the client certificate has ${uris.length} URI SANs; exactly one SPIFFE id is allowed` };
-  const uri = uris[0]!;
+  return identityFromUri(uris[0]!, trustDomain);
+}
+
+/** The identity a SPIFFE URI names (from a certificate or a sidecar's header), if it is a baton id in `trustDomain`. */
+export function identityFromUri(uri: string, trustDomain: string): IdentityResult {
   const checked = checkSpiffeId(uri);
   if (!checked.ok) return { ok: false, reason: `${JSON.stringify(uri)} is not a SPIFFE id of the form spiffe://<trust-domain>/<role>/<name>: ${checked.reason}` };
   if (checked.identity.trustDomain !== trustDomain) return { ok: false, reason: `${uri} is not in trust domain ${trustDomain}` };

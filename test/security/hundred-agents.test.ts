@@ -7,7 +7,7 @@ import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { createAgent, type BatonAgent, type SessionEnd } from "../../src/agent/index.js";
 import { clientCredentials, createChannel, createClient } from "../../src/rpc/index.js";
-import { renewInDirectory, type IssuedPem } from "../../src/security/index.js";
+import { normalizeSerial, renewInDirectory, type IssuedPem } from "../../src/security/index.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
 
@@ -101,18 +101,18 @@ describe(`${AGENTS} agents streaming`, () => {
     const watchingCreds = () =>
       grpcCredentials.createSsl(Buffer.from(pki.ca.certPem), Buffer.from(opsLeaf.keyPem), Buffer.from(opsLeaf.certPem), {
         checkServerIdentity: (_host, cert) => {
-          seen.push(cert.serialNumber.toLowerCase().replace(/^0+/, ""));
+          seen.push(normalizeSerial(cert.serialNumber));
           return undefined;
         },
       });
     await createClient(Control, createChannel(srv.address, watchingCreds())).listAgents({});
-    expect(seen.at(-1)).toBe(pki.server.serial.replace(/^0+/, ""));
+    expect(seen.at(-1)).toBe(normalizeSerial(pki.server.serial));
     const renewed = await renewInDirectory({ dir, name: "coordinator" });
     await waitFor(() => srv.logs.lines.some((l) => l.msg === "TLS certificate reloaded"), 5000, "the certificate reload");
     const control = createClient(Control, createChannel(srv.address, watchingCreds()));
     await control.listAgents({});
     expect(seen.at(-1)).toBe(renewed.newSerial);
-    expect(new X509Certificate(readFileSync(join(dir, "coordinator.pem"))).serialNumber.toLowerCase().replace(/^0+/, "")).toBe(renewed.newSerial);
+    expect(normalizeSerial(new X509Certificate(readFileSync(join(dir, "coordinator.pem"))).serialNumber)).toBe(renewed.newSerial);
     // The sessions opened under the old certificate carry work after the renewal.
     const ids = Array.from({ length: 100 }, (_, i) => `renew-${i}`);
     await Promise.all(ids.map((taskId) => control.submitTask({ task: { taskId, requiredCapabilities: ["python"] } })));

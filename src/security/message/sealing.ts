@@ -9,6 +9,9 @@ export const NONCE_BYTES = 12;
 /** The AES-GCM tag length, in bytes; shorter tags are refused. */
 export const TAG_BYTES = 16;
 
+/** The message type bound into a sealed directive's additional data (DirectiveParameters.sealed). */
+export const SEALED_DIRECTIVE_TYPE = "baton.v1.CoordinationDirective";
+
 /** What a sealed payload is bound to, besides its key id: moving it to another message fails to open. */
 export interface SealContext {
   messageId: string;
