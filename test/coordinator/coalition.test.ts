@@ -1,36 +1,25 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js";
 import type { CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
 import { createAgent, type BatonAgent, type ReceivedDirective } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
+const fx = useFixture();
 let control: ServiceClient<typeof Control>;
-const closers: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv?.stop();
-});
 
 async function start(): Promise<void> {
-  srv = await startServer(pki, { tasks: { retryDelayMs: 10, coalitionFormationMs: 400 } });
-  const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
-  closers.push(() => ch.close());
+  fx.srv = await startServer(fx.pki, { tasks: { retryDelayMs: 10, coalitionFormationMs: 400 } });
+  const ch = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+  fx.defer(() => ch.close());
   control = createClient(Control, ch);
 }
 
 async function agent(id: string, caps: string[]): Promise<BatonAgent> {
-  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: caps, maxInFlight: 2 });
-  closers.push(() => a.close({ flushMs: 100 }));
+  const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: caps, maxInFlight: 2 });
+  fx.defer(() => a.close({ flushMs: 100 }));
   await a.connect();
   return a;
 }
@@ -96,7 +85,7 @@ describe("coalitions (form_coalition)", () => {
     // The planner's half was cancelled and released; the next attempt forms.
     const t = await until("team", TaskState.SUCCEEDED);
     expect(t.attempts[0]!.outcome).toBe("coalition_not_formed");
-    expect(srv.server.inventory.reservations()).toEqual([]);
+    expect(fx.srv.server.inventory.reservations()).toEqual([]);
     expect(held.length).toBeGreaterThan(0);
   });
 

@@ -1,39 +1,29 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control, CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Coordinator as CoordinatorService, type ConnectRequest } from "../../gen/baton/v1/session_pb.js";
 import { createAgent } from "../../src/agent/index.js";
 import { createAsyncQueue } from "../../src/streams/index.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
-const closers: Array<() => unknown> = [];
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 describe("concurrent coordination rounds", () => {
   it("a round waiting on a slow agent does not hold up a round over other agents", async () => {
-    srv = await startServer(pki, { session: { statusTimeoutMs: 3000, ackTimeoutMs: 3000 } });
-    const ops = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ops.close());
+    fx.srv = await startServer(fx.pki, { session: { statusTimeoutMs: 3000, ackTimeoutMs: 3000 } });
+    const ops = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ops.close());
     const control = createClient(Control, ops);
     // A slow agent: answers status requests after 1.5 s.
     const out = createAsyncQueue<ConnectRequest | Record<string, unknown>>({ capacity: 100, overflow: "error" });
     out.push({ kind: { case: "hello", value: { agentId: "slow", capabilities: ["slow"] } } });
-    const slowCh = createChannel(srv.address, await pki.credentials("managed_agent", "slow"));
-    closers.push(() => slowCh.close());
+    const slowCh = createChannel(fx.srv.address, await fx.pki.credentials("managed_agent", "slow"));
+    fx.defer(() => slowCh.close());
     const frames = createClient(CoordinatorService, slowCh).connect(out as AsyncIterable<never>);
-    closers.push(() => out.close());
+    fx.defer(() => out.close());
     void (async () => {
       for await (const f of frames) {
         if (f.kind.case !== "messages") continue;
@@ -45,12 +35,12 @@ describe("concurrent coordination rounds", () => {
         }
       }
     })().catch(() => undefined);
-    await waitFor(() => srv.server.coordinator.agent("slow")?.session || undefined, 5000, "slow agent");
+    await waitFor(() => fx.srv.server.coordinator.agent("slow")?.session || undefined, 5000, "slow agent");
     await control.submitTask({ task: { taskId: "t-slow", requiredCapabilities: ["slow"] } });
-    await waitFor(() => srv.server.coordinator.coordination().rounds.some((r) => r.state === CoordinationState.COORDINATING) || undefined, 2000, "round 1 coordinating");
+    await waitFor(() => fx.srv.server.coordinator.coordination().rounds.some((r) => r.state === CoordinationState.COORDINATING) || undefined, 2000, "round 1 coordinating");
     // Another agent joins while round 1 waits: its own round plans and finishes its task meanwhile.
-    const fast = createAgent({ address: srv.address, agentId: "fast", credentials: await pki.credentials("managed_agent", "fast"), capabilities: ["fast"] });
-    closers.push(() => fast.close({ flushMs: 100 }));
+    const fast = createAgent({ address: fx.srv.address, agentId: "fast", credentials: await fx.pki.credentials("managed_agent", "fast"), capabilities: ["fast"] });
+    fx.defer(() => fast.close({ flushMs: 100 }));
     await fast.connect();
     void fast.run(async () => ({}));
     await control.submitTask({ task: { taskId: "t-fast", requiredCapabilities: ["fast"] } });

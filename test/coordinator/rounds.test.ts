@@ -1,35 +1,25 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control, CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { createAgent } from "../../src/agent/index.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
-const closers: Array<() => unknown> = [];
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 describe("a coordination round", () => {
   it("re-plans its own failed task (monitoring -> coordinating on adjustment_needed) and goes idle when it is done", async () => {
-    srv = await startServer(pki, { tasks: { retryDelayMs: 10 } });
-    const a = createAgent({ address: srv.address, agentId: "a1", credentials: await pki.credentials("managed_agent", "a1"), capabilities: ["work"] });
-    closers.push(() => a.close({ flushMs: 100 }));
+    fx.srv = await startServer(fx.pki, { tasks: { retryDelayMs: 10 } });
+    const a = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"] });
+    fx.defer(() => a.close({ flushMs: 100 }));
     await a.connect();
     let failures = 1;
     void a.run(async () => {
       if (failures-- > 0) throw new Error("transient");
       return { ok: true };
     });
-    const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ch.close());
+    const ch = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ch.close());
     const control = createClient(Control, ch);
     const states: string[] = [];
     const ac = new AbortController();
@@ -53,17 +43,17 @@ describe("a coordination round", () => {
   });
 
   it("with nothing placeable, goes coordinating -> error -> idle (coordination_failure, recovery_complete)", async () => {
-    srv = await startServer(pki);
-    const a = createAgent({ address: srv.address, agentId: "a1", credentials: await pki.credentials("managed_agent", "a1"), capabilities: ["other"] });
-    closers.push(() => a.close({ flushMs: 100 }));
+    fx.srv = await startServer(fx.pki);
+    const a = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["other"] });
+    fx.defer(() => a.close({ flushMs: 100 }));
     await a.connect();
     void a.run(async () => ({}));
-    const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ch.close());
+    const ch = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ch.close());
     const control = createClient(Control, ch);
     await control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["work"] } });
-    await waitFor(() => srv.server.coordinator.coordination().recent.length > 0 || undefined, 5000, "a finished round");
-    const events = srv.server.events.watch(["round.#"], 1n, AbortSignal.timeout(500))[Symbol.asyncIterator]();
+    await waitFor(() => fx.srv.server.coordinator.coordination().recent.length > 0 || undefined, 5000, "a finished round");
+    const events = fx.srv.server.events.watch(["round.#"], 1n, AbortSignal.timeout(500))[Symbol.asyncIterator]();
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) seen.push((await events.next()).value!.topic.split(".").pop()!);
     expect(seen).toEqual(["coordinating", "error", "idle"]);

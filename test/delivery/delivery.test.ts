@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js";
 import { createAgent, type AgentOptions, type BatonAgent } from "../../src/agent/index.js";
@@ -6,8 +6,8 @@ import type { ConfigOverrides } from "../../src/config.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
 import { TcpProxy } from "../harness/tcp-proxy.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
 const FAST: ConfigOverrides = {
   session: { heartbeatIntervalMs: 200, heartbeatMisses: 3, ackTimeoutMs: 300, disconnectGraceMs: 1500 },
@@ -16,30 +16,19 @@ const FAST: ConfigOverrides = {
   tasks: { retryDelayMs: 10 },
 };
 
-let pki: TestPki;
-let srv: TestServer;
+const fx = useFixture();
 let control: ServiceClient<typeof Control>;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  await srv?.stop();
-});
 
 async function start(overrides: ConfigOverrides = {}): Promise<void> {
-  srv = await startServer(pki, { ...FAST, ...overrides });
-  const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
-  cleanups.push(() => ch.close());
+  fx.srv = await startServer(fx.pki, { ...FAST, ...overrides });
+  const ch = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+  fx.defer(() => ch.close());
   control = createClient(Control, ch);
 }
 
-async function agent(id: string, extra: Partial<AgentOptions> = {}, address = srv.address): Promise<BatonAgent> {
-  const a = createAgent({ address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["work"], maxInFlight: 4, reconnectInitialMs: 50, reconnectMaxMs: 200, ...extra });
-  cleanups.push(() => a.close({ flushMs: 200 }));
+async function agent(id: string, extra: Partial<AgentOptions> = {}, address = fx.srv.address): Promise<BatonAgent> {
+  const a = createAgent({ address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: ["work"], maxInFlight: 4, reconnectInitialMs: 50, reconnectMaxMs: 200, ...extra });
+  fx.defer(() => a.close({ flushMs: 200 }));
   await a.connect();
   return a;
 }
@@ -91,16 +80,16 @@ describe("tasks over acknowledged directives", () => {
     expect(dead.attempts.map((x) => x.outcome)).toEqual(["directive_failed", "directive_failed", "directive_failed"]);
     expect(dead.attempts.every((x) => x.reason === "boom")).toBe(true);
     // Visible as a metric too.
-    const metrics = await (await fetch(`http://127.0.0.1:${srv.server.adminPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${fx.srv.server.adminPort}/metrics`)).text();
     expect(metrics).toMatch(/baton_task_attempt_outcomes_total\{outcome="directive_failed"\} 3/);
     expect(metrics).toMatch(/baton_tasks_dead_lettered_total 1/);
     expect(metrics).toMatch(/baton_tasks\{state="dead_lettered"\} 1/);
     // As an event on the fanout (Control.WatchEvents reads the same log).
-    const events = srv.server.events.watch(["task.t1.dead_lettered"], 1n, AbortSignal.timeout(1000))[Symbol.asyncIterator]();
+    const events = fx.srv.server.events.watch(["task.t1.dead_lettered"], 1n, AbortSignal.timeout(1000))[Symbol.asyncIterator]();
     expect((await events.next()).value).toMatchObject({ topic: "task.t1.dead_lettered", reason: "directive_failed" });
     await events.return?.();
     // And as a log line per attempt, with the outcome named.
-    expect(srv.logs.lines.filter((l) => l.msg === "task attempt ended" && l.outcome === "directive_failed")).toHaveLength(3);
+    expect(fx.srv.logs.lines.filter((l) => l.msg === "task attempt ended" && l.outcome === "directive_failed")).toHaveLength(3);
     const list = await control.listTasks({ states: [TaskState.DEAD_LETTERED] });
     expect(list.tasks.map((t) => t.spec!.taskId)).toEqual(["t1"]);
     fail = false;
@@ -261,8 +250,8 @@ describe("agent failures", () => {
       }
     })();
     await submit("t1", { target: { agentId: "mute" } });
-    await waitFor(() => srv.server.coordinator.agent("mute")!.state === AgentState.OFFLINE || undefined, 10_000, "mute offline");
-    expect(srv.server.coordinator.agent("mute")!.breaker.state).not.toBe("closed");
+    await waitFor(() => fx.srv.server.coordinator.agent("mute")!.state === AgentState.OFFLINE || undefined, 10_000, "mute offline");
+    expect(fx.srv.server.coordinator.agent("mute")!.breaker.state).not.toBe("closed");
     const t1 = await task("t1");
     expect(t1.attempts[0]!.outcome).toBe("agent_unavailable");
     // Untargeted work goes to a healthy agent meanwhile.
@@ -274,16 +263,16 @@ describe("agent failures", () => {
     acking = true;
     const t1done = await until("t1", TaskState.SUCCEEDED, 15_000);
     expect(t1done.result).toEqual({ by: "mute" });
-    await waitFor(() => srv.server.coordinator.agent("mute")!.breaker.state === "closed" || undefined, 5000, "breaker closed");
-    expect(srv.server.coordinator.agent("mute")!.state).toBe(AgentState.ONLINE);
+    await waitFor(() => fx.srv.server.coordinator.agent("mute")!.breaker.state === "closed" || undefined, 5000, "breaker closed");
+    expect(fx.srv.server.coordinator.agent("mute")!.state).toBe(AgentState.ONLINE);
   });
 
   it("a cut connection resumes the session: directives are replayed, each takes effect once", async () => {
     // Room to resume on a loaded machine: this test is about replay on resume, not about timeouts.
     await start({ session: { ...FAST.session, heartbeatMisses: 6, disconnectGraceMs: 5000 }, delivery: { ...FAST.delivery, leaseMs: 5000 } });
-    const proxy = new TcpProxy({ target: { host: "127.0.0.1", port: srv.port } });
+    const proxy = new TcpProxy({ target: { host: "127.0.0.1", port: fx.srv.port } });
     await proxy.start();
-    cleanups.push(() => proxy.stop());
+    fx.defer(() => proxy.stop());
     const effects = new Map<string, number>();
     const a = await agent("a1", {}, `localhost:${proxy.port}`);
     const welcomes: boolean[] = [];
@@ -305,9 +294,9 @@ describe("agent failures", () => {
 
   it("an agent that does not return within the grace period is lost: its work is replanned (a re-execution)", async () => {
     await start();
-    const proxy = new TcpProxy({ target: { host: "127.0.0.1", port: srv.port } });
+    const proxy = new TcpProxy({ target: { host: "127.0.0.1", port: fx.srv.port } });
     await proxy.start();
-    cleanups.push(() => proxy.stop());
+    fx.defer(() => proxy.stop());
     const doomed = await agent("doomed", {}, `localhost:${proxy.port}`);
     const started = new Promise<void>((resolve) => void doomed.run(async () => {
       resolve();
@@ -319,15 +308,15 @@ describe("agent failures", () => {
     await until("t1", TaskState.RUNNING);
     proxy.refuse();
     proxy.cut();
-    await waitFor(() => srv.server.coordinator.agent("doomed")!.state === AgentState.DISCONNECTED || undefined, 5000, "disconnected");
+    await waitFor(() => fx.srv.server.coordinator.agent("doomed")!.state === AgentState.DISCONNECTED || undefined, 5000, "disconnected");
     const survivor = await agent("survivor");
     void survivor.run(async () => ({ by: "survivor" }));
     const done = await until("t1", TaskState.SUCCEEDED, 10_000);
     expect(done.result).toEqual({ by: "survivor" });
     expect(done.attempts[0]).toMatchObject({ outcome: "agent_unavailable", agents: ["doomed"] });
     expect(done.attempts[0]!.reason).toMatch(/re-execution/);
-    expect(srv.server.coordinator.agent("doomed")!.state).toBe(AgentState.OFFLINE);
-    const metrics = await (await fetch(`http://127.0.0.1:${srv.server.adminPort}/metrics`)).text();
+    expect(fx.srv.server.coordinator.agent("doomed")!.state).toBe(AgentState.OFFLINE);
+    const metrics = await (await fetch(`http://127.0.0.1:${fx.srv.server.adminPort}/metrics`)).text();
     expect(metrics).toMatch(/baton_agent_unavailable_total\{agent="doomed"\} 1/);
   });
 });

@@ -1,11 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
 import { EventLog, topicMatches } from "../../src/events/index.js";
 import { createChannel, createClient, type Channel } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
 describe("topic patterns (AMQP topic exchange semantics)", () => {
   it.each([
@@ -49,22 +49,12 @@ describe("EventLog", () => {
 });
 
 describe("Control.WatchEvents", () => {
-  let pki: TestPki;
-  let srv: TestServer;
-  const closers: Array<() => unknown> = [];
-  beforeAll(async () => {
-    pki = await makePki();
-  });
-  afterAll(() => pki.cleanup());
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-    await srv?.stop();
-  });
+  const fx = useFixture();
 
   it("streams task and agent state changes, filtered, and resumes from a cursor", async () => {
-    srv = await startServer(pki);
-    const ch: Channel = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ch.close());
+    fx.srv = await startServer(fx.pki);
+    const ch: Channel = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ch.close());
     const control = createClient(Control, ch);
     const ac = new AbortController();
     const topics: string[] = [];
@@ -80,8 +70,8 @@ describe("Control.WatchEvents", () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 100));
-    const agent: BatonAgent = createAgent({ address: srv.address, agentId: "a1", credentials: await pki.credentials("managed_agent", "a1"), capabilities: ["work"] });
-    closers.push(() => agent.close({ flushMs: 100 }));
+    const agent: BatonAgent = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"] });
+    fx.defer(() => agent.close({ flushMs: 100 }));
     await agent.connect();
     void agent.run(async () => ({}));
     await control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["work"] } });
@@ -101,9 +91,9 @@ describe("Control.WatchEvents", () => {
   });
 
   it("a bad pattern is INVALID_ARGUMENT", async () => {
-    srv = await startServer(pki);
-    const ch: Channel = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ch.close());
+    fx.srv = await startServer(fx.pki);
+    const ch: Channel = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ch.close());
     const control = createClient(Control, ch);
     await expect((async () => { for await (const _ of control.watchEvents({ topics: ["task..bad"] })) { /* none */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
   });

@@ -1,32 +1,22 @@
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import type { CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
 import { ResourceManager } from "../../gen/baton/v1/resource_manager_pb.js";
 import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
-const closers: Array<() => unknown> = [];
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 describe("adjust_resources", () => {
   it("moves an idle agent's free resource to an overloaded agent that needs it, telling both", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const got = new Map<string, CoordinationDirective[]>();
     const start = async (id: string, caps: string[], utilization: number, resources: Array<{ resourceId: string; kind: string; capacity: number }>): Promise<BatonAgent> => {
-      const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: caps, resources, utilization: () => utilization });
-      closers.push(() => a.close({ flushMs: 100 }));
+      const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: caps, resources, utilization: () => utilization });
+      fx.defer(() => a.close({ flushMs: 100 }));
       await a.connect();
       void a.run(async (d) => {
         got.set(id, [...(got.get(id) ?? []), d]);
@@ -36,8 +26,8 @@ describe("adjust_resources", () => {
     };
     await start("busy", ["gpu"], 0.95, []);
     await start("idle", [], 0.05, [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }]);
-    const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ch.close());
+    const ch = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ch.close());
     const control = createClient(Control, ch);
     await control.submitTask({ task: { taskId: "render", requiredCapabilities: ["gpu"], resources: [{ kind: "gpu", amount: 1 }] } });
     const deadline = Date.now() + 8000;

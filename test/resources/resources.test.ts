@@ -1,13 +1,13 @@
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js";
 import { ResourceManager } from "../../gen/baton/v1/resource_manager_pb.js";
 import { createAgent } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
 import { ResourceInventory } from "../../src/resources/index.js";
 import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
 const rr = (x: { resourceId?: string; kind?: string; amount: number }) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: x.resourceId ?? "", kind: x.kind ?? "", amount: x.amount });
 
@@ -47,29 +47,19 @@ describe("ResourceInventory", () => {
 });
 
 describe("resources end to end", () => {
-  let pki: TestPki;
-  let srv: TestServer;
-  const closers: Array<() => unknown> = [];
-  beforeAll(async () => {
-    pki = await makePki();
-  });
-  afterAll(() => pki.cleanup());
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-    await srv?.stop();
-  });
+  const fx = useFixture();
 
   async function clients(): Promise<{ control: ServiceClient<typeof Control>; rm: ServiceClient<typeof ResourceManager> }> {
-    const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));
-    closers.push(() => ch.close());
+    const ch = createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops"));
+    fx.defer(() => ch.close());
     return { control: createClient(Control, ch), rm: createClient(ResourceManager, ch) };
   }
 
   it("tasks wait for a free resource, hold it while running, and release it on completion and on failure (rollback)", async () => {
-    srv = await startServer(pki, { tasks: { retryDelayMs: 10 } });
+    fx.srv = await startServer(fx.pki, { tasks: { retryDelayMs: 10 } });
     const { control, rm } = await clients();
-    const a = createAgent({ address: srv.address, agentId: "a1", credentials: await pki.credentials("managed_agent", "a1"), capabilities: ["work"], resources: [{ resourceId: "cpu_core_1", kind: "cpu", capacity: 1 }], maxInFlight: 4 });
-    closers.push(() => a.close({ flushMs: 200 }));
+    const a = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"], resources: [{ resourceId: "cpu_core_1", kind: "cpu", capacity: 1 }], maxInFlight: 4 });
+    fx.defer(() => a.close({ flushMs: 200 }));
     await a.connect();
     let running = 0;
     let peak = 0;
@@ -87,7 +77,7 @@ describe("resources end to end", () => {
       return {};
     });
     for (const id of ["t1", "t2", "t3"]) await control.submitTask({ task: { taskId: id, requiredCapabilities: ["work"], resources: [{ kind: "cpu", amount: 1 }] } });
-    await waitFor(() => srv.server.inventory.reservations().length > 0 || undefined, 5000, "a reservation");
+    await waitFor(() => fx.srv.server.inventory.reservations().length > 0 || undefined, 5000, "a reservation");
     const status = await rm.query({ requestId: "550e8400-e29b-41d4-a716-446655440009", timestamp: timestampNow() });
     expect(status.resources[0]).toMatchObject({ agentId: "a1", reserved: 1 });
     const done = async (id: string): Promise<Task> => {
@@ -103,18 +93,18 @@ describe("resources end to end", () => {
     expect(seenResources.every((r) => r.length === 1 && r[0] === "cpu_core_1")).toBe(true);
     const after = await rm.query({ requestId: "550e8400-e29b-41d4-a716-446655440010", timestamp: timestampNow() });
     expect(after.resources[0]).toMatchObject({ reserved: 0, available: 1 });
-    expect(srv.server.inventory.reservations()).toEqual([]);
+    expect(fx.srv.server.inventory.reservations()).toEqual([]);
   });
 
   it("offers resources from configuration through the Resource Manager", async () => {
-    srv = await startServer(pki, { resources: [{ agentId: "license-pool", resourceId: "license-1", kind: "license", capacity: 5 }] });
+    fx.srv = await startServer(fx.pki, { resources: [{ agentId: "license-pool", resourceId: "license-1", kind: "license", capacity: 5 }] });
     const { rm } = await clients();
     const status = await rm.query({ requestId: "550e8400-e29b-41d4-a716-446655440011", timestamp: timestampNow(), kinds: ["license"] });
     expect(status.resources.map((r) => [r.agentId, r.resource!.resourceId, r.available])).toEqual([["license-pool", "license-1", 5]]);
   });
 
   it("ResourceManager refuses a conflicting reservation with ABORTED and a missing field with INVALID_ARGUMENT", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const { rm } = await clients();
     await rm.registerResources({ agentId: "static-1", resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }] });
     await rm.reserve({ reservationId: "r1", holder: "job", requests: [{ resourceId: "gpu-0" }] });

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, StructSchema, timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Server } from "@grpc/grpc-js";
@@ -11,8 +11,8 @@ import { createAgent, type BatonAgent, type SessionEnd } from "../../src/agent/i
 import { Code } from "../../src/errors.js";
 import { createLogger } from "../../src/logging.js";
 import { adaptService, serverCredentials } from "../../src/rpc/index.js";
-import { createKeyring, seal, signEnvelope, verifyEnvelope, type Keyring } from "../../src/security/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
+import { SEALED_DIRECTIVE_TYPE, createKeyring, seal, signEnvelope, verifyEnvelope, type Keyring } from "../../src/security/index.js";
+import { useFixture } from "../helpers/fixture.js";
 import { waitFor } from "../helpers/server.js";
 
 // The coordinator is the only sender of sealed payloads and signed batches, so these bad
@@ -20,16 +20,7 @@ import { waitFor } from "../helpers/server.js";
 // that sends exactly the bytes each test wants.
 
 const COORDINATOR = "fake-coordinator";
-let pki: TestPki;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+const fx = useFixture();
 
 interface Fake {
   address: string;
@@ -64,16 +55,16 @@ async function fakeCoordinator(script: (keyring: Keyring) => ConnectResponse[]):
   const server = new Server();
   server.addService(service.definition, service.implementation);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", serverCredentials({ ca: pki.ca.certPem, cert: pki.server.certPem, key: pki.server.keyPem }), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync("127.0.0.1:0", serverCredentials({ ca: fx.pki.ca.certPem, cert: fx.pki.server.certPem, key: fx.pki.server.keyPem }), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  cleanups.push(() => server.forceShutdown());
+  fx.defer(() => server.forceShutdown());
   return { address: `localhost:${port}`, keyring, acks };
 }
 
 function directiveFrame(keyring: Keyring, mutate: (sealed: SealedPayload, directiveId: string) => SealedPayload): { frame: ConnectResponse; directiveId: string } {
   const directiveId = randomUUID();
   const plaintext = toBinary(StructSchema, fromJson(StructSchema, { token: "t0ps3cret" }));
-  const sealed = mutate(seal(keyring, plaintext, { messageId: directiveId, sender: COORDINATOR, messageType: "baton.v1.CoordinationDirective" }), directiveId);
+  const sealed = mutate(seal(keyring, plaintext, { messageId: directiveId, sender: COORDINATOR, messageType: SEALED_DIRECTIVE_TYPE }), directiveId);
   const directive = create(CoordinationDirectiveSchema, { directiveId, timestamp: timestampNow(), targetAgent: "a1", action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t1" } }, sealed }, sequence: 1n, attempt: 1 });
   return { frame: signedBatch(keyring, [directive]), directiveId };
 }
@@ -84,8 +75,8 @@ function signedBatch(keyring: Keyring, directives: Array<ReturnType<typeof creat
 }
 
 async function agentOf(fake: Fake): Promise<{ agent: BatonAgent; inputs: unknown[]; ends: SessionEnd[] }> {
-  const agent = createAgent({ address: fake.address, agentId: "a1", credentials: await pki.credentials("managed_agent", "a1"), reconnect: false });
-  cleanups.push(() => agent.close());
+  const agent = createAgent({ address: fake.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), reconnect: false });
+  fx.defer(() => agent.close());
   const inputs: unknown[] = [];
   const ends: SessionEnd[] = [];
   agent.on("disconnected", (end) => ends.push(end));
@@ -114,7 +105,7 @@ describe("the agent SDK opens sealed parameters and refuses tampered ones", () =
     ["a short (12-byte) tag", (s) => ({ ...s, tag: s.tag.subarray(0, 12) }), /tag is 12 bytes/],
     ["a tampered tag", (s) => ({ ...s, tag: Uint8Array.from(s.tag, (b, i) => (i === 15 ? b ^ 0x80 : b)) }), /does not authenticate/],
     ["an unknown key id", (s) => ({ ...s, keyId: "00000000deadbeef" }), /is unknown/],
-    ["a payload sealed for another directive", (s, _id, k) => seal(k, new Uint8Array([1, 2, 3]), { messageId: randomUUID(), sender: COORDINATOR, messageType: "baton.v1.CoordinationDirective" }), /does not authenticate/],
+    ["a payload sealed for another directive", (s, _id, k) => seal(k, new Uint8Array([1, 2, 3]), { messageId: randomUUID(), sender: COORDINATOR, messageType: SEALED_DIRECTIVE_TYPE }), /does not authenticate/],
   ];
   for (const [name, mutate, reason] of cases) {
     it(`rejects a directive with ${name}, without handing it to the application, and keeps the session`, async () => {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ServiceError } from "@grpc/grpc-js";
 import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
 import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
@@ -8,67 +8,56 @@ import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb
 import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient, type Channel } from "../../src/rpc/index.js";
-import { makePki, type TestPki } from "../helpers/pki.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
-let pki: TestPki;
-let srv: TestServer;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  pki = await makePki();
-});
-afterAll(() => pki.cleanup());
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-  await srv?.stop();
-});
+const fx = useFixture();
 
 async function agent(id: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
-  const a = createAgent({ address: srv.address, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
-  cleanups.push(() => a.close());
+  const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
+  fx.defer(() => a.close());
   return a;
 }
 
 function channel(creds: Parameters<typeof createChannel>[1]): Channel {
-  const ch = createChannel(srv.address, creds);
-  cleanups.push(() => ch.close());
+  const ch = createChannel(fx.srv.address, creds);
+  fx.defer(() => ch.close());
   return ch;
 }
 
 describe("agent session over mutual TLS", () => {
   it("welcomes an agent and lists it as online", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1", { labels: { zone: "a" } });
     const welcome = await a.connect();
     expect(welcome.sessionId).toMatch(/^[0-9a-f-]{36}$/);
     expect(welcome.maxInFlight).toBe(4);
     expect(welcome.protocolVersion).toBe("1.0.0");
-    const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const control = createClient(Control, channel(await fx.pki.credentials("operator", "ops")));
     const { agents } = await control.listAgents({});
     expect(agents.map((x) => [x.agentId, x.state, x.identity])).toEqual([["task_executor_1", AgentState.ONLINE, "spiffe://baton.local/managed_agent/task_executor_1"]]);
     expect(agents[0]!.labels).toEqual({ zone: "a" });
   });
 
   it("round-trips an AgentStatusRequest with a deadline", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1", { utilization: () => 0.25, metrics: () => ({ queue_depth: 3 }) });
     await a.connect();
-    const { response, roundTripMs } = await srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
+    const { response, roundTripMs } = await fx.srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
     expect(response.sourceAgent).toBe("task_executor_1");
     expect(response.resourceUtilization).toBe(0.25);
     expect(response.metrics).toEqual({ queue_depth: 3 });
     expect(roundTripMs).toBeGreaterThan(0);
     // Through Control, as an operator would.
-    const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const control = createClient(Control, channel(await fx.pki.credentials("operator", "ops")));
     const viaControl = await control.getAgentStatus({ agentId: "task_executor_1", timeoutMs: 2000 });
     expect(viaControl.status?.sourceAgent).toBe("task_executor_1");
   });
 
   it("a status request to an agent that does not answer ends in DEADLINE_EXCEEDED", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     // A raw client that says hello and then never answers.
-    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "mute")));
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "mute")));
     const frames = client.connect(
       (async function* () {
         yield { kind: { case: "hello" as const, value: { agentId: "mute" } } };
@@ -77,12 +66,12 @@ describe("agent session over mutual TLS", () => {
     );
     const it = frames[Symbol.asyncIterator]();
     expect((await it.next()).value?.kind.case).toBe("welcome");
-    await expect(srv.server.coordinator.requestStatus("mute", { timeoutMs: 200 })).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    await expect(fx.srv.server.coordinator.requestStatus("mute", { timeoutMs: 200 })).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
     await it.return?.();
   });
 
   it("delivers a directive; the handler's result comes back as a TaskCompletion and is acknowledged", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1");
     await a.connect();
     const seen: string[] = [];
@@ -91,7 +80,7 @@ describe("agent session over mutual TLS", () => {
       ctx.progress(50);
       return { answer: 42 };
     });
-    const coordinator = srv.server.coordinator;
+    const coordinator = fx.srv.server.coordinator;
     const acks: AckOutcome[] = [];
     coordinator.on("directive.ack", (ack) => acks.push(ack.outcome));
     const progress: number[] = [];
@@ -111,7 +100,7 @@ describe("agent session over mutual TLS", () => {
     expect(progress).toEqual([50]);
     await waitFor(() => coordinator.pendingDirectives().length === 0, 2000, "directive settled");
     // Every protocol message logged with the spec's fields.
-    const lines = srv.logs.lines.filter((l) => l.message_type);
+    const lines = fx.srv.logs.lines.filter((l) => l.message_type);
     const types = new Set(lines.map((l) => l.message_type));
     for (const t of ["coordination_directive", "directive_ack", "progress_update", "task_completion", "completion_ack"]) expect(types).toContain(t);
     for (const l of lines) {
@@ -122,25 +111,25 @@ describe("agent session over mutual TLS", () => {
   });
 
   it("a handler that throws reports a failed completion", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1");
     await a.connect();
     void a.run(async () => {
       throw new Error("disk full");
     });
-    const completed = new Promise<import("../../gen/baton/v1/coordination_pb.js").TaskCompletion>((resolve) => srv.server.coordinator.once("directive.completed", (c) => resolve(c)));
-    srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
+    const completed = new Promise<import("../../gen/baton/v1/coordination_pb.js").TaskCompletion>((resolve) => fx.srv.server.coordinator.once("directive.completed", (c) => resolve(c)));
+    fx.srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
     const c = await completed;
     expect(c.status).toBe(CompletionStatus.FAILED);
     expect(c.error?.message).toBe("disk full");
   });
 
   it("directives can be consumed as an async iterable and rejected", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1");
     await a.connect();
-    const acked = new Promise<import("../../gen/baton/v1/coordination_pb.js").DirectiveAck>((resolve) => srv.server.coordinator.once("directive.ack", (ack) => resolve(ack)));
-    const d = srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
+    const acked = new Promise<import("../../gen/baton/v1/coordination_pb.js").DirectiveAck>((resolve) => fx.srv.server.coordinator.once("directive.ack", (ack) => resolve(ack)));
+    const d = fx.srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
     for await (const received of a.directives()) {
       expect(received.directive.directiveId).toBe(d.directiveId);
       received.reject("not my kind of work");
@@ -152,17 +141,17 @@ describe("agent session over mutual TLS", () => {
   });
 
   it("never exceeds the agent's in-flight cap", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1", { maxInFlight: 2 });
     await a.connect();
-    const send = () => srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
+    const send = () => fx.srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } });
     send();
     send();
     expect(send).toThrow(expect.objectContaining({ code: Code.RESOURCE_EXHAUSTED }));
   });
 
   it("a second session for the same agent replaces the first cleanly", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const first = await agent("task_executor_1");
     const w1 = await first.connect();
     const second = await agent("task_executor_1");
@@ -171,22 +160,22 @@ describe("agent session over mutual TLS", () => {
     const end = await first.done;
     expect(end.code).toBe(Code.ABORTED);
     expect(end.message).toMatch(/replaced/);
-    const entry = srv.server.coordinator.agent("task_executor_1")!;
+    const entry = fx.srv.server.coordinator.agent("task_executor_1")!;
     expect(entry.session?.sessionId).toBe(w2.sessionId);
     expect(entry.state).toBe(AgentState.ONLINE);
-    const { response } = await srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
+    const { response } = await fx.srv.server.coordinator.requestStatus("task_executor_1", { timeoutMs: 2000 });
     expect(response.sourceAgent).toBe("task_executor_1");
   });
 
   it("heartbeats flow both ways and a silent agent is closed", async () => {
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 3 } });
+    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 3 } });
     const a = await agent("task_executor_1");
     await a.connect();
-    const entry = srv.server.coordinator.agent("task_executor_1")!;
+    const entry = fx.srv.server.coordinator.agent("task_executor_1")!;
     const before = entry.session!.lastSeen;
-    await waitFor(() => srv.server.coordinator.agent("task_executor_1")!.lastSeen > before, 2000, "agent heartbeat");
+    await waitFor(() => fx.srv.server.coordinator.agent("task_executor_1")!.lastSeen > before, 2000, "agent heartbeat");
     // A raw client that never sends heartbeats is closed after three missed intervals.
-    const client = createClient(CoordinatorService, channel(await pki.credentials("managed_agent", "silent")));
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "silent")));
     const frames = client.connect(
       (async function* () {
         yield { kind: { case: "hello" as const, value: { agentId: "silent" } } };
@@ -207,29 +196,29 @@ describe("agent session over mutual TLS", () => {
     expect(err?.code).toBe(Code.UNAVAILABLE);
     expect(err?.details).toMatch(/no heartbeat/);
     // The healthy agent was not affected.
-    expect(srv.server.coordinator.agent("task_executor_1")!.state).toBe(AgentState.ONLINE);
+    expect(fx.srv.server.coordinator.agent("task_executor_1")!.state).toBe(AgentState.ONLINE);
   });
 
   it("closes cleanly on AbortSignal, and the coordinator marks the agent disconnected", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const controller = new AbortController();
     const a = await agent("task_executor_1", { signal: controller.signal });
     await a.connect();
     controller.abort();
     const end = await a.done;
     expect(end.code).toBe(Code.OK);
-    await waitFor(() => srv.server.coordinator.agent("task_executor_1")!.state === AgentState.DISCONNECTED, 2000, "disconnected");
+    await waitFor(() => fx.srv.server.coordinator.agent("task_executor_1")!.state === AgentState.DISCONNECTED, 2000, "disconnected");
   });
 
   it("drains an agent through Control: it is told, and takes no new work", async () => {
-    srv = await startServer(pki);
+    fx.srv = await startServer(fx.pki);
     const a = await agent("task_executor_1");
     await a.connect();
     const drained = new Promise<import("../../gen/baton/v1/session_pb.js").Drain>((resolve) => a.once("drain", resolve));
-    const control = createClient(Control, channel(await pki.credentials("operator", "ops")));
+    const control = createClient(Control, channel(await fx.pki.credentials("operator", "ops")));
     const res = await control.drainAgent({ agentId: "task_executor_1", reason: "maintenance" });
     expect(res.agent?.state).toBe(AgentState.DRAINING);
     expect((await drained).reason).toBe("maintenance");
-    expect(() => srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } })).toThrow(expect.objectContaining({ code: Code.FAILED_PRECONDITION }));
+    expect(() => fx.srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } })).toThrow(expect.objectContaining({ code: Code.FAILED_PRECONDITION }));
   });
 });
