@@ -1,4 +1,7 @@
 import { afterAll, afterEach, beforeAll } from "vitest";
+import type { ChannelCredentials } from "@grpc/grpc-js";
+import { createAgent, type AgentOptions, type BatonAgent } from "../../src/agent/index.js";
+import { createChannel, type Channel } from "../../src/rpc/index.js";
 import { makePki, type TestPki } from "./pki.js";
 import type { TestServer } from "./server.js";
 
@@ -10,6 +13,10 @@ export interface Fixture {
   srv: TestServer;
   /** Runs `fn` after the test (in reverse order of deferral), before the server stops. */
   defer(fn: () => unknown): void;
+  /** A channel to the test's server with these credentials, closed after the test. */
+  channel(credentials: ChannelCredentials): Channel;
+  /** An SDK agent (not yet connected) for the test's server, with a managed_agent certificate for `id`; closed after the test. */
+  agent(id: string, options?: Partial<AgentOptions>): Promise<BatonAgent>;
 }
 
 /** Registers the hooks of a test file that starts real servers over the test PKI. */
@@ -39,5 +46,15 @@ export function useFixture(): Fixture {
       srv = value;
     },
     defer: (fn) => void cleanups.push(fn),
+    channel(credentials) {
+      const ch = createChannel(this.srv.address, credentials);
+      cleanups.push(() => ch.close());
+      return ch;
+    },
+    async agent(id, options = {}) {
+      const a = createAgent({ address: this.srv.address, agentId: id, credentials: await this.pki.credentials("managed_agent", id), ...options });
+      cleanups.push(() => a.close());
+      return a;
+    },
   };
 }

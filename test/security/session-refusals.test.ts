@@ -1,14 +1,14 @@
 // Bad inputs on the agent session: each is refused with its status, and the server lives on.
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { credentials as grpcCredentials } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
-import { createAgent, type BatonAgent } from "../../src/agent/index.js";
+import { createAgent, type AgentOptions } from "../../src/agent/index.js";
 import { openRawSession } from "../helpers/raw-session.js";
 import { Code } from "../../src/errors.js";
-import { clientCredentials, createChannel, createClient, type Channel } from "../../src/rpc/index.js";
+import { clientCredentials, createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
 import { startServer } from "../helpers/server.js";
@@ -20,17 +20,8 @@ beforeAll(async () => {
 });
 afterAll(() => otherPki.cleanup());
 
-async function agent(id: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
-  const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
-  fx.defer(() => a.close());
-  return a;
-}
-
-function channel(creds: Parameters<typeof createChannel>[1]): Channel {
-  const ch = createChannel(fx.srv.address, creds);
-  fx.defer(() => ch.close());
-  return ch;
-}
+const agent = (id: string, extra: Partial<AgentOptions> = {}) => fx.agent(id, { capabilities: ["python"], maxInFlight: 4, ...extra });
+const channel = (creds: ChannelCredentials) => fx.channel(creds);
 
 describe("refusals", () => {
   it("a client without a certificate is refused at the handshake", async () => {

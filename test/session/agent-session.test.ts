@@ -1,29 +1,20 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import type { ServiceError } from "@grpc/grpc-js";
+import type { ChannelCredentials, ServiceError } from "@grpc/grpc-js";
 import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
 import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
 import { Control } from "../../gen/baton/v1/control_pb.js";
 import { Coordinator as CoordinatorService } from "../../gen/baton/v1/session_pb.js";
-import { createAgent, type BatonAgent } from "../../src/agent/index.js";
+import type { AgentOptions } from "../../src/agent/index.js";
 import { Code } from "../../src/errors.js";
-import { createChannel, createClient, type Channel } from "../../src/rpc/index.js";
+import { createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
 import { startServer, waitFor } from "../helpers/server.js";
 
 const fx = useFixture();
 
-async function agent(id: string, extra: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
-  const a = createAgent({ address: fx.srv.address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), capabilities: ["python"], maxInFlight: 4, ...extra });
-  fx.defer(() => a.close());
-  return a;
-}
-
-function channel(creds: Parameters<typeof createChannel>[1]): Channel {
-  const ch = createChannel(fx.srv.address, creds);
-  fx.defer(() => ch.close());
-  return ch;
-}
+const agent = (id: string, extra: Partial<AgentOptions> = {}) => fx.agent(id, { capabilities: ["python"], maxInFlight: 4, ...extra });
+const channel = (creds: ChannelCredentials) => fx.channel(creds);
 
 describe("agent session over mutual TLS", () => {
   it("welcomes an agent and lists it as online", async () => {
