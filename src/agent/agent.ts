@@ -112,7 +112,7 @@ const FINAL = new Set([Code.PERMISSION_DENIED, Code.UNAUTHENTICATED, Code.INVALI
  */
 export class BatonAgent extends EventEmitter<AgentEvents> {
   private readonly logger: Logger;
-  private readonly channel: Channel;
+  private channel: Channel;
   private readonly inbox: AsyncQueue<ReceivedDirective> = createAsyncQueue({ capacity: 100_000, overflow: "error", name: "agent inbox" });
   /** Directive id -> what this agent did with it; duplicates (redelivery, replay) are answered from here. */
   private readonly seen = new Map<string, Tracked>();
@@ -139,7 +139,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   constructor(private readonly options: AgentOptions) {
     super();
     this.logger = (options.logger ?? createLogger({ level: "warn" })).child({ component: "agent", agent_id: options.agentId });
-    this.channel = createChannel(options.address, options.credentials, clientChannelOptions());
+    this.channel = this.dial();
     this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
     options.signal?.addEventListener("abort", () => void this.close(), { once: true });
   }
@@ -336,6 +336,10 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     this.firstWelcome = undefined;
   }
 
+  private dial(): Channel {
+    return createChannel(this.options.address, this.options.credentials, clientChannelOptions());
+  }
+
   private startHeartbeats(intervalMs: number): void {
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => {
@@ -343,6 +347,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       if (Date.now() - this.lastHeard > intervalMs * 3) {
         this.logger.warn("no heartbeat from the coordinator; reconnecting");
         this.streamAbort?.abort(unavailable("the coordinator stopped sending heartbeats"));
+        // Nor is the connection trusted: a new call on a half-dead one waits for keepalive (40 s).
+        this.channel.close();
+        this.channel = this.dial();
         return;
       }
       this.outbox?.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: timestampNow(), lastSequence: this.lastSequence } } }) });
