@@ -118,6 +118,22 @@ function validDaysOf(days: number | undefined, fallback: number): number {
   return value;
 }
 
+// UTF8String, not forge's default PrintableString: PrintableString has no "_", so Go's
+// crypto/x509 (buf, grpcurl, Envoy's control planes) refuses "task_executor_1" or
+// "managed_agent" written in one (RFC 5280 §4.1.2.4 asks for UTF8String anyway).
+function utf8Names(names: Array<[name: string, value: string]>): forge.pki.CertificateField[] {
+  return names.map(([name, value]) => ({ name, value, valueTagClass: forge.asn1.Type.UTF8 as number as forge.asn1.Class }));
+}
+
+// A leaf's issuer must repeat the CA's subject byte for byte (Go matches parents by the raw
+// bytes), in whatever string types that CA was made with. forge hands parsed UTF8String
+// values back as raw UTF-8 bytes but encodes them again when writing, so decode them first.
+function issuerNameOf(ca: forge.pki.Certificate): forge.pki.CertificateField[] {
+  return ca.subject.attributes.map((attr) =>
+    (attr.valueTagClass as number | undefined) === forge.asn1.Type.UTF8 && typeof attr.value === "string" ? { ...attr, value: forge.util.decodeUtf8(attr.value) } : attr,
+  );
+}
+
 /** Makes a self-signed CA whose one URI SAN, spiffe://<trust-domain>, names the domain it speaks for (as SPIFFE bundles do). */
 export async function createCertificateAuthority(options: CaOptions): Promise<IssuedPem> {
   if (!isValidSegment(options.trustDomain)) throw new Error(`trust domain ${JSON.stringify(options.trustDomain)} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
@@ -130,10 +146,10 @@ export async function createCertificateAuthority(options: CaOptions): Promise<Is
   const now = Date.now();
   cert.validity.notBefore = new Date(now - BACKDATE_MS);
   cert.validity.notAfter = new Date(now + validDays * DAY_MS);
-  const attrs = [
-    { name: "commonName", value: options.commonName ?? `baton CA (${options.trustDomain})` },
-    { name: "organizationName", value: "baton" },
-  ];
+  const attrs = utf8Names([
+    ["commonName", options.commonName ?? `baton CA (${options.trustDomain})`],
+    ["organizationName", "baton"],
+  ]);
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
   cert.setExtensions([
@@ -158,7 +174,7 @@ export function caTrustDomain(certPem: string): string | undefined {
 
 // Parses the CA and checks it can issue for `trustDomain`, so a mismatch fails here and
 // not later as a refused handshake.
-function loadIssuer(ca: IssueOptions["ca"], trustDomain: string): { cert: forge.pki.Certificate; key: KeyObject; keyId: string } {
+function loadIssuer(ca: IssueOptions["ca"], trustDomain: string): { name: forge.pki.CertificateField[]; key: KeyObject; keyId: string } {
   const x509 = new X509Certificate(ca.certPem);
   const key = createPrivateKey(ca.keyPem);
   if (!x509.ca) throw new Error("the issuing certificate is not a CA");
@@ -169,7 +185,7 @@ function loadIssuer(ca: IssueOptions["ca"], trustDomain: string): { cert: forge.
   // The authorityKeyIdentifier must repeat the CA's own subjectKeyIdentifier, whatever method made it.
   const ski = cert.getExtension("subjectKeyIdentifier") as { subjectKeyIdentifier?: string } | undefined;
   const keyId = ski?.subjectKeyIdentifier ? forge.util.hexToBytes(ski.subjectKeyIdentifier) : cert.generateSubjectKeyIdentifier().getBytes();
-  return { cert, key, keyId };
+  return { name: issuerNameOf(cert), key, keyId };
 }
 
 /** Issues a leaf certificate (server and client auth) whose one URI SAN is spiffe://<trust-domain>/<role>/<name>. */
@@ -186,12 +202,12 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedPem
   cert.serialNumber = newSerial();
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = notAfter;
-  cert.setSubject([
-    { name: "commonName", value: options.name },
-    { name: "organizationName", value: "baton" },
-    { name: "organizationalUnitName", value: options.role },
-  ]);
-  cert.setIssuer(issuer.cert.subject.attributes);
+  cert.setSubject(utf8Names([
+    ["commonName", options.name],
+    ["organizationName", "baton"],
+    ["organizationalUnitName", options.role],
+  ]));
+  cert.setIssuer(issuer.name);
   const server = SERVER_ROLES.has(options.role);
   const altNames = [
     ...(options.uriSans ?? [uri]).map((value) => ({ type: 6, value })),

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createAgent, type BatonAgent } from "../../src/agent/index.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
-import { BUF, run } from "../helpers/process.js";
+import { BUF, ROOT, run } from "../helpers/process.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 
 // buf curl speaks the same reflection protocol as grpcurl (which cannot be installed here).
@@ -68,5 +68,23 @@ describe("buf curl over mutual TLS, schema from server reflection", () => {
     expect(out.code).not.toBe(0);
     expect(out.stderr).toMatch(/invalid_argument/);
     expect(out.stderr).toMatch(/agent_id is required/);
+  });
+});
+
+// buf is a Go program: Go's crypto/x509 is the strict reader here (no "_" in a PrintableString).
+describe("buf curl with a managed agent's certificate", () => {
+  it("checks health over mutual TLS as task_executor_1", async () => {
+    srv = await startServer(pki);
+    const leaf = await pki.issue("managed_agent", "task_executor_1");
+    const agentDir = pki.writeFiles({ "ca.pem": pki.ca.certPem, "task_executor_1.pem": leaf.certPem, "task_executor_1.key": leaf.keyPem });
+    // A managed agent may not use reflection, so the schema comes from the vendored health.proto.
+    const out = await run(
+      BUF,
+      ["curl", "--protocol", "grpc", "--schema", `${ROOT}proto/grpc/health/v1/health.proto`, "--cacert", `${agentDir}/ca.pem`, "--cert", `${agentDir}/task_executor_1.pem`, "--key", `${agentDir}/task_executor_1.key`, "--data", "{}", `https://localhost:${srv.port}/grpc.health.v1.Health/Check`],
+      { timeoutMs: 30_000 },
+    );
+    expect(out.stderr).toBe("");
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toEqual({ status: "SERVING" });
   });
 });

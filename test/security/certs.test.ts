@@ -1,10 +1,12 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { connect, createServer, type PeerCertificate, type Server, type TLSSocket } from "node:tls";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import forge from "node-forge";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { run } from "../helpers/process.js";
 import {
   caTrustDomain,
   checkSpiffeId,
@@ -368,4 +370,86 @@ describe("certificate directory", () => {
     expect(readdirSync(dir).sort()).toEqual(["ca.key", "ca.pem"]);
   });
 
+});
+
+// Go's crypto/x509 (buf, grpcurl, Envoy's control planes) refuses a PrintableString with "_"
+// in it, and builds chains by comparing the issuer's and the CA subject's bytes.
+describe("names that strict parsers accept", () => {
+  const ROLES: Array<[RoleName, string]> = [
+    ["coordinator", "coordinator_1"],
+    ["managed_agent", "task_executor_1"],
+    ["resource_manager", "resource_manager_1"],
+    ["performance_monitor", "perf_monitor_1"],
+    ["operator", "ops_team_1"],
+  ];
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "baton-names-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  // The DER of a certificate's issuer and subject Names, and each attribute's string type.
+  function names(pem: string): { issuer: string; subject: string; tags: number[] } {
+    const tbs = forge.asn1.fromDer(forge.pem.decode(pem)[0]!.body).value[0] as forge.asn1.Asn1;
+    const [, , , issuer, , subject] = tbs.value as forge.asn1.Asn1[];
+    const tags = [issuer!, subject!].flatMap((name) => (name.value as forge.asn1.Asn1[]).map((rdn) => ((rdn.value[0] as forge.asn1.Asn1).value[1] as forge.asn1.Asn1).type));
+    return { issuer: forge.asn1.toDer(issuer!).toHex(), subject: forge.asn1.toDer(subject!).toHex(), tags };
+  }
+
+  it.each(ROLES)("a %s certificate names %s in UTF8Strings, its issuer exactly as the CA names itself", async (role, name) => {
+    const leaf = await issue(role, name);
+    const got = names(leaf.certPem);
+    expect(got.tags.every((t) => t === forge.asn1.Type.UTF8)).toBe(true);
+    expect(got.issuer).toBe(names(ca.certPem).subject);
+    expect(names(ca.certPem).tags.every((t) => t === forge.asn1.Type.UTF8)).toBe(true);
+  });
+
+  it.each(ROLES)("openssl prints and verifies a %s certificate named %s", async (role, name) => {
+    const leaf = await issue(role, name);
+    writeFileSync(join(dir, "ca.pem"), ca.certPem);
+    writeFileSync(join(dir, `${name}.pem`), leaf.certPem);
+    const text = await run("openssl", ["x509", "-noout", "-text", "-in", join(dir, `${name}.pem`)]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`CN = ${name}`);
+    const parsed = await run("openssl", ["asn1parse", "-in", join(dir, `${name}.pem`)]);
+    expect(parsed.stdout).toContain(`UTF8STRING        :${name}`);
+    expect(parsed.stdout).not.toContain("PRINTABLESTRING");
+    const verify = await run("openssl", ["verify", "-x509_strict", "-purpose", role === "managed_agent" || role === "operator" ? "sslclient" : "sslserver", "-CAfile", join(dir, "ca.pem"), join(dir, `${name}.pem`)]);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.stdout.trim()).toBe(`${join(dir, `${name}.pem`)}: OK`);
+  });
+
+  it("a CA made before names were UTF8Strings still issues leaves that chain to it", async () => {
+    // Such a CA's subject is PrintableStrings (forge's default): the leaf's issuer must keep those bytes.
+    const { privateKey, publicKey } = await new Promise<{ privateKey: string; publicKey: string }>((resolve, reject) =>
+      import("node:crypto").then(({ generateKeyPair }) =>
+        generateKeyPair("rsa", { modulusLength: 2048, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs1", format: "pem" } }, (err, pub, priv) => (err ? reject(err) : resolve({ publicKey: pub, privateKey: priv }))),
+      ),
+    );
+    const old = forge.pki.createCertificate();
+    old.publicKey = forge.pki.publicKeyFromPem(publicKey);
+    old.serialNumber = "4f01";
+    old.validity.notBefore = new Date(Date.now() - DAY);
+    old.validity.notAfter = new Date(Date.now() + DAY);
+    const attrs = [{ name: "commonName", value: `baton CA (${TD})` }, { name: "organizationName", value: "baton" }];
+    old.setSubject(attrs);
+    old.setIssuer(attrs);
+    old.setExtensions([{ name: "basicConstraints", cA: true, critical: true }, { name: "keyUsage", keyCertSign: true, critical: true }, { name: "subjectKeyIdentifier" }, { name: "subjectAltName", altNames: [{ type: 6, value: `spiffe://${TD}` }] }]);
+    old.sign(forge.pki.privateKeyFromPem(privateKey), forge.md.sha256.create());
+    const oldCa = { certPem: forge.pki.certificateToPem(old), keyPem: privateKey };
+    expect(names(oldCa.certPem).tags.every((t) => t === forge.asn1.Type.PRINTABLESTRING)).toBe(true);
+    const leaf = await issueCertificate({ ca: oldCa, trustDomain: TD, role: "managed_agent", name: "task_executor_1" });
+    expect(names(leaf.certPem).issuer).toBe(names(oldCa.certPem).subject);
+    writeFileSync(join(dir, "old-ca.pem"), oldCa.certPem);
+    writeFileSync(join(dir, "old-leaf.pem"), leaf.certPem);
+    expect((await run("openssl", ["verify", "-CAfile", join(dir, "old-ca.pem"), join(dir, "old-leaf.pem")])).code).toBe(0);
+  });
+
+  it("keeps a CA's non-ASCII common name intact in its leaves' issuer", async () => {
+    const accented = await createCertificateAuthority({ trustDomain: TD, commonName: "Équipe baton_ca" });
+    expect(readCertificateInfo(accented.certPem).subjectCN).toBe("Équipe baton_ca");
+    const leaf = await issueCertificate({ ca: accented, trustDomain: TD, role: "operator", name: "ops_1" });
+    expect(readCertificateInfo(leaf.certPem).issuerCN).toBe("Équipe baton_ca");
+    expect(names(leaf.certPem).issuer).toBe(names(accented.certPem).subject);
+  });
 });
