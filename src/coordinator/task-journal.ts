@@ -31,8 +31,19 @@ export class TaskJournal {
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
   private writing: Promise<void> = Promise.resolve();
+  /** The first failed write: from then on every commit is refused (see commit). */
+  private failure: unknown;
 
-  constructor(private readonly store: Store) {}
+  /** `onFailure` runs once, at the first write that fails. */
+  constructor(
+    private readonly store: Store,
+    private readonly onFailure: (err: unknown) => void = () => {},
+  ) {}
+
+  /** Whether a write has failed: this journal takes no more changes. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
 
   /** Reads every record (at start). */
   async load(): Promise<JournalContents> {
@@ -53,8 +64,14 @@ export class TaskJournal {
     };
   }
 
-  /** Makes the change durable; resolves once it is (acknowledge nothing before). */
+  /**
+   * Makes the change durable; resolves once it is (acknowledge nothing before). After a
+   * failed write every later commit is refused, whether queued already or not: a later
+   * batch was built on the state the failed one described, so writing it would leave a
+   * journal that no moment of the coordinator ever held.
+   */
   commit(change: JournalChange): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.refusal());
     for (const t of change.tasks ?? []) this.pending.push({ type: "put", key: TASK + t.spec!.taskId, value: toBinary(TaskSchema, t) });
     for (const d of change.directives ?? []) this.pending.push({ type: "put", key: DIRECTIVE + d.directive!.directiveId, value: toBinary(JournalDirectiveSchema, d) });
     for (const s of change.sessions ?? []) this.pending.push({ type: "put", key: SESSION + s.agentId, value: toBinary(JournalSessionSchema, s) });
@@ -74,13 +91,29 @@ export class TaskJournal {
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    // Writes stay in order: each batch starts after the previous one is durable.
-    this.writing = this.writing.then(
-      () => this.store.write(ops).then(
-        () => waiters.forEach((w) => w.resolve()),
-        (err: unknown) => waiters.forEach((w) => w.reject(err)),
-      ),
-    );
+    // Writes stay in order: each batch starts after the previous one is durable. An empty
+    // batch writes nothing: it resolves once everything committed before it is durable.
+    this.writing = this.writing.then(async () => {
+      if (this.failure !== undefined) return waiters.forEach((w) => w.reject(this.refusal()));
+      try {
+        if (ops.length > 0) await this.store.write(ops);
+      } catch (err) {
+        this.failure = err;
+        waiters.forEach((w) => w.reject(err));
+        this.onFailure(err);
+        return;
+      }
+      waiters.forEach((w) => w.resolve());
+    });
+  }
+
+  /** Resolves once every change committed so far is durable; rejects if one of them failed. */
+  barrier(): Promise<void> {
+    return this.commit({});
+  }
+
+  private refusal(): Error {
+    return new Error(`an earlier journal write failed (${(this.failure as Error)?.message ?? String(this.failure)}); nothing more is written until the journal is reloaded`);
   }
 
   /** Waits for pending writes, then closes the store. */
