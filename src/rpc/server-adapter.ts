@@ -160,11 +160,64 @@ function failure(err: unknown, logger: Logger): BatonError {
   return error;
 }
 
-async function* decodeStream<Desc extends DescMessage>(schema: Desc, call: ServerReadableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>): AsyncGenerator<MessageShape<Desc>> {
-  // destroyOnReturn: false, because a decode error leaves this loop early, and a destroyed
-  // call could no longer send the INVALID_ARGUMENT status that explains it.
-  for await (const chunk of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    yield decodeRequest(schema, chunk);
+async function* decodeStream<Desc extends DescMessage>(schema: Desc, call: ServerReadableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>, signal: AbortSignal): AsyncGenerator<MessageShape<Desc>> {
+  for await (const chunk of readMessages(call, signal)) yield decodeRequest(schema, chunk);
+}
+
+// Messages buffered before the call is paused (HTTP/2 flow control then holds the sender).
+const READ_HIGH_WATER = 64;
+
+/**
+ * The call's incoming messages, with backpressure. Not Readable's own iterator: that one
+ * destroys the call when it sees an error or when the loop leaves early, and a destroyed
+ * call can no longer send the status that ends it (a replaced session's ABORTED, a decode
+ * error's INVALID_ARGUMENT): the client would wait on a stream that never ends.
+ */
+async function* readMessages(call: ServerReadableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>, signal: AbortSignal): AsyncGenerator<Buffer> {
+  const buffered: Buffer[] = [];
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  const onData = (chunk: Buffer) => {
+    buffered.push(chunk);
+    if (buffered.length >= READ_HIGH_WATER) call.pause();
+    notify();
+  };
+  const onEnd = () => {
+    ended = true;
+    notify();
+  };
+  const onError = (err: unknown) => {
+    failure ??= err;
+    onEnd();
+  };
+  call.on("data", onData);
+  call.on("end", onEnd);
+  call.on("close", onEnd);
+  call.on("error", onError);
+  signal.addEventListener("abort", onEnd, { once: true });
+  try {
+    for (;;) {
+      const chunk = buffered.shift();
+      if (chunk !== undefined) {
+        if (buffered.length < READ_HIGH_WATER / 2 && call.isPaused()) call.resume();
+        yield chunk;
+        continue;
+      }
+      if (failure !== undefined) throw failure;
+      if (ended) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    call.off("data", onData);
+    call.off("end", onEnd);
+    call.off("close", onEnd);
+    call.off("error", onError);
+    signal.removeEventListener("abort", onEnd);
   }
 }
 
@@ -231,7 +284,7 @@ function wrap(method: DescMethod, path: string, handler: unknown, options: Adapt
     }
     case "client_streaming": {
       const fn = handler as (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => Promise<unknown>;
-      return (call: ServerReadableStream<Buffer, unknown>, callback: sendUnaryData<unknown>) => answerOnce(method, path, call, callback, options, (ctx) => fn(decodeStream(input, call), ctx));
+      return (call: ServerReadableStream<Buffer, unknown>, callback: sendUnaryData<unknown>) => answerOnce(method, path, call, callback, options, (ctx) => fn(decodeStream(input, call, ctx.signal), ctx));
     }
     case "server_streaming": {
       const fn = handler as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>;
@@ -239,7 +292,7 @@ function wrap(method: DescMethod, path: string, handler: unknown, options: Adapt
     }
     case "bidi_streaming": {
       const fn = handler as (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => AsyncIterable<unknown>;
-      return (call: ServerDuplexStream<Buffer, unknown>) => answerStream(method, path, call, options, (ctx) => fn(decodeStream(input, call), ctx));
+      return (call: ServerDuplexStream<Buffer, unknown>) => answerStream(method, path, call, options, (ctx) => fn(decodeStream(input, call, ctx.signal), ctx));
     }
   }
 }
