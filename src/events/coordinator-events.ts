@@ -2,11 +2,9 @@ import { CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { toAgentMessage, type AgentRuntime, type Coordinator } from "../coordinator/index.js";
 import type { EventLog } from "./event-log.js";
+import { topicSegment as seg } from "./topic-pattern.js";
 
-// Topic segments are split on "."; ids that contain dots keep them out of the way.
-const seg = (id: string) => id.replaceAll(".", "_");
-
-/** Publishes the coordinator's state changes as events: task.<id>.<state>, agent.<id>.<state>, round.<id>.<state>. */
+/** Publishes the coordinator's state changes as events: task.<id>.<state>, agent.<id>.<state>, round.<id>.<state>, each id escaped by topicSegment. */
 export function publishCoordinatorEvents(coordinator: Coordinator, log: EventLog): () => void {
   const onTask = (task: import("../../gen/baton/v1/control_pb.js").Task, reason: string) => {
     const correlationId = task.attempts.at(-1)?.directiveIds[0] ?? "";
@@ -22,7 +20,7 @@ export function publishCoordinatorEvents(coordinator: Coordinator, log: EventLog
     "agent.draining": onAgent(AgentState[AgentState.DRAINING].toLowerCase()),
   } as const;
   const onRound = (round: import("../../gen/baton/v1/control_pb.js").CoordinationRound, reason: string) => {
-    log.append({ topic: `round.${round.roundId}.${CoordinationState[round.state].toLowerCase()}`, correlationId: round.roundId, reason, kind: { case: "round", value: round } });
+    log.append({ topic: `round.${seg(round.roundId)}.${CoordinationState[round.state].toLowerCase()}`, correlationId: round.roundId, reason, kind: { case: "round", value: round } });
   };
   coordinator.on("task.updated", onTask);
   coordinator.on("round.updated", onRound);

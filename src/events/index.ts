@@ -1,3 +1,4 @@
-export { EventLog, type EventInit, type EventLogOptions } from "./event-log.js";
-export { topicMatches, isValidPattern } from "./topic-pattern.js";
+export { EventLog, WATCH_LIMITS, type EventInit, type EventLogOptions } from "./event-log.js";
+export { topicMatches, isValidPattern, topicSegment } from "./topic-pattern.js";
+export { TopicIndex } from "./topic-index.js";
 export { publishCoordinatorEvents } from "./coordinator-events.js";
