@@ -24,10 +24,13 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
     },
     async getTask(req) {
       const coordinator = getCoordinator();
+      // Reads wait for pending writes: an answer never shows a state the journal may not keep.
+      await coordinator.durable();
       return { $typeName: "baton.v1.GetTaskResponse", task: coordinator.getTask(req.taskId) };
     },
     async listTasks(req) {
       const coordinator = getCoordinator();
+      await coordinator.durable();
       if (req.pageSize > 1000) throw invalidArgument(`page_size must be at most 1000, got ${req.pageSize}`);
       const { tasks, next } = coordinator.listTasks(req.states, req.pageSize || 100, req.pageToken);
       return { $typeName: "baton.v1.ListTasksResponse", tasks, nextPageToken: next };
@@ -42,12 +45,14 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
     },
     async listAgents(req) {
       const coordinator = getCoordinator();
+      await coordinator.durable();
       const wanted = new Set(req.states);
       const agents = coordinator.agents().filter((a) => wanted.size === 0 || wanted.has(a.state)).map(toAgentMessage);
       return { $typeName: "baton.v1.ListAgentsResponse", agents };
     },
     async getAgent(req) {
       const coordinator = getCoordinator();
+      await coordinator.durable();
       return { $typeName: "baton.v1.GetAgentResponse", agent: agent(req.agentId) };
     },
     async drainAgent(req) {

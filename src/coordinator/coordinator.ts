@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
+import type { Store as JournalStore } from "../store/index.js";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Action, AgentState, ResourceSchema } from "../../gen/baton/v1/common_pb.js";
 import { CoordinationRoundSchema, CoordinationState, TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type CoordinationRound, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
@@ -26,13 +27,13 @@ import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
-import { createKeyring, createReplayGuard, type SpiffeIdentity } from "../security/index.js";
-import type { Store } from "../store/index.js";
+import { createKeyring, createReplayGuard, type ClockSkewError, type SpiffeIdentity } from "../security/index.js";
 import { generatePlan, labelMatches, type PlanAgent, type PlanTask, type ResourceMove } from "../planner/index.js";
 import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import { delay } from "../streams/index.js";
 import { createAgentBreaker, type AgentBreaker, type BreakerState } from "../breakers/index.js";
 import { AgentSession, welcomeFrame, type SessionSecurity } from "./agent-session.js";
+import { clockSkewRefusal, helloClockSkew } from "./clock-skew.js";
 import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
 import { nextState, type RoundTrigger } from "./round-state.js";
 import { TaskJournal } from "./task-journal.js";
@@ -57,6 +58,10 @@ export interface AgentRuntime {
   outcomes: Map<string, { resolve: () => void; reject: (err: Error) => void }>;
   graceTimer: NodeJS.Timeout | undefined;
   dueTimer: NodeJS.Timeout | undefined;
+  /** Its clock minus ours, ms, last measured (Hello.sent_at, signed batches); undefined until measured. */
+  clockSkewMs: number | undefined;
+  /** Why its last session ended or was refused; "" while a session is open. */
+  stateReason: string;
 }
 
 interface TaskRuntime {
@@ -69,6 +74,8 @@ interface TaskRuntime {
   directives: Set<string>;
   /** The current attempt's coalition, when the task needs several agents. */
   coalition: CoalitionRuntime | undefined;
+  /** Settles when the submit that created it is durable (or failed): a duplicate submit waits for it. */
+  created?: Promise<void>;
 }
 
 interface CoalitionRuntime {
@@ -87,6 +94,8 @@ export interface CoordinatorEvents {
   "agent.disconnected": [agent: AgentRuntime, reason: string];
   "agent.offline": [agent: AgentRuntime, reason: string];
   "agent.draining": [agent: AgentRuntime];
+  /** A session or a signed batch refused because the agent's clock is beyond the replay window. */
+  "agent.clock_skew_refused": [agent: AgentRuntime, skewMs: number];
   "task.updated": [task: Task, reason: string];
   "round.updated": [round: CoordinationRound, reason: string];
   "directive.sent": [directive: CoordinationDirective];
@@ -100,7 +109,7 @@ export interface CoordinatorOptions {
   config: BatonConfig;
   logger: Logger;
   /** The journal's store; the coordinator closes it on shutdown. */
-  store: Store;
+  store: JournalStore;
   /** Milliseconds since the epoch; injected so tests can steer time. */
   now?: () => number;
   /** The Resource Manager (embedded or remote). */
@@ -131,6 +140,8 @@ const PM = "performance-monitor";
 const RM = "resource-manager";
 // Remember settled completions so a resent TaskCompletion is acknowledged, not applied twice.
 const SETTLED_MEMORY = 100_000;
+// Written to learn whether the journal takes writes again after one failed.
+const WRITE_PROBE_KEY = "probe/writable";
 
 function actionOf(d: CoordinationDirective): string {
   return d.parameters?.kind.case === "formCoalition" ? "form_coalition" : d.parameters?.kind.case === "adjustResources" ? "adjust_resources" : "assign_task";
@@ -188,8 +199,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly settled = new Set<string>();
   private readonly logger: Logger;
   private readonly config: BatonConfig;
-  private readonly journal: TaskJournal;
+  private readonly store: JournalStore;
+  private journal: TaskJournal;
   private readonly now: () => number;
+  /** Whether a failed journal write has the coordinator waiting to reload its state. */
+  private recovering = false;
+  /** Bumped when the in-memory state is dropped: work begun before then must not touch the reloaded state. */
+  private epoch = 0;
   private scheduleQueued = false;
   private wakeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -213,12 +229,111 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.performance = options.performance;
     this.config = options.config;
     this.logger = options.logger.child({ component: "coordinator" });
-    this.journal = new TaskJournal(options.store);
+    this.store = options.store;
+    this.journal = this.openJournal();
     this.now = options.now ?? Date.now;
   }
 
   /** Loads the journal: tasks and directives survive restarts; their agents may resume. */
   async start(): Promise<void> {
+    await this.load();
+    this.requestSchedule();
+  }
+
+  private openJournal(): TaskJournal {
+    return new TaskJournal(this.store, (err) => this.onJournalFailed(err));
+  }
+
+  /**
+   * A journal write failed (a full disk, an I/O error). What memory holds beyond the journal
+   * was never acknowledged, and nothing built on it may leave the process, so it is dropped:
+   * sessions end with UNAVAILABLE (agents keep their unacknowledged completions), calls are
+   * refused with UNAVAILABLE, and once a probe write succeeds the state is reloaded from the
+   * journal, as after a restart.
+   */
+  private onJournalFailed(err: unknown): void {
+    if (this.stopping || this.recovering) return;
+    this.recovering = true;
+    this.epoch++;
+    this.logger.error({ err }, "journal write failed: the coordinator takes no work and reloads the journal once it can write again");
+    const reason = unavailable("the coordinator's journal cannot be written; reconnect later");
+    clearTimeout(this.wakeTimer);
+    for (const id of this.directives.keys()) this.inventory.release(id).catch(() => {});
+    for (const rt of this.tasks.values()) clearTimeout(rt.coalition?.timer);
+    for (const agent of this.agentsById.values()) {
+      clearTimeout(agent.graceTimer);
+      clearTimeout(agent.dueTimer);
+      agent.breaker.shutdown();
+      for (const outcome of agent.outcomes.values()) outcome.resolve();
+      const session = agent.session;
+      agent.session = undefined;
+      session?.close(reason);
+    }
+    for (const map of [this.agentsById, this.tasks, this.directives, this.directiveTask, this.rounds, this.taskRound, this.reportedUtilization]) map.clear();
+    for (const set of [this.settled, this.claimedAgents, this.claimedTasks, this.triggers]) set.clear();
+    void this.recover();
+  }
+
+  private async recover(): Promise<void> {
+    for (let waitMs = 100; !this.stopping; waitMs = Math.min(waitMs * 2, 5000)) {
+      await delay(waitMs);
+      try {
+        await this.store.write([{ type: "put", key: WRITE_PROBE_KEY, value: new Uint8Array(0) }]);
+        this.journal = this.openJournal();
+        await this.load();
+      } catch (err) {
+        this.logger.debug({ err: (err as Error).message, retry_ms: waitMs }, "journal still cannot be written");
+        for (const map of [this.agentsById, this.tasks, this.directives, this.directiveTask]) map.clear();
+        continue;
+      }
+      this.recovering = false;
+      this.logger.info("journal writable again: state reloaded from it");
+      this.requestSchedule();
+      return;
+    }
+  }
+
+  /** Refuses calls while the state is being reloaded after a failed journal write. */
+  private assertServing(): void {
+    if (this.stopping) throw unavailable("the coordinator is shutting down");
+    if (this.recovering) throw unavailable("the coordinator's journal cannot be written right now (is the disk full?); it takes work again once it can");
+  }
+
+  /** Resolves once every change made so far is durable: answers wait for it, so none shows a state the journal may not keep. */
+  async durable(): Promise<void> {
+    this.assertServing();
+    await this.journal.barrier().catch(() => {
+      throw unavailable("the coordinator's journal cannot be written right now (is the disk full?)");
+    });
+  }
+
+  /** Commits a change whose caller waits on it; a failed write is UNAVAILABLE for the caller. */
+  private async durably(change: Parameters<TaskJournal["commit"]>[0], what: string): Promise<void> {
+    try {
+      await this.journal.commit(change);
+    } catch {
+      throw unavailable(`${what} could not be made durable (the journal cannot be written); try again`);
+    }
+  }
+
+  /** Commits a change no caller waits on; a failure is handled once, by onJournalFailed. */
+  private record(change: Parameters<TaskJournal["commit"]>[0]): Promise<void> {
+    const written = this.journal.commit(change);
+    written.catch(() => {});
+    return written;
+  }
+
+  /** Publishes a task's change once it is durable, as it was when it changed. */
+  private publishTask(task: Task, reason: string): void {
+    const snapshot: Task = { ...task, attempts: task.attempts.map((a) => ({ ...a })), assignedAgents: [...task.assignedAgents] };
+    const epoch = this.epoch;
+    this.journal.barrier().then(
+      () => epoch === this.epoch && this.emit("task.updated", snapshot, reason),
+      () => {},
+    );
+  }
+
+  private async load(): Promise<void> {
     const { tasks, directives, sessions } = await this.journal.load();
     for (const task of tasks) this.tasks.set(task.spec!.taskId, this.taskRuntime(task));
     const sessionOf = new Map(sessions.map((s) => [s.agentId, s]));
@@ -255,7 +370,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const open = [...this.tasks.values()].filter((t) => !isTerminal(t.task.state)).length;
     this.logger.info({ tasks: tasks.length, open, directives: this.directives.size }, "journal loaded");
-    this.requestSchedule();
   }
 
   // ---------------------------------------------------------------- agents
@@ -291,6 +405,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       outcomes: new Map(),
       graceTimer: undefined,
       dueTimer: undefined,
+      clockSkewMs: undefined,
+      stateReason: "",
     };
     rt = created;
     this.agentsById.set(agentId, rt);
@@ -308,22 +424,24 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private markOffline(agent: AgentRuntime, reason: string): void {
+  /** The agent is gone: its work is replanned. `openBreaker: false` when it left cleanly, which is no failure of its own. */
+  private markOffline(agent: AgentRuntime, reason: string, options: { openBreaker?: boolean } = {}): void {
     agent.state = AgentState.OFFLINE;
+    agent.stateReason = reason;
     clearTimeout(agent.graceTimer);
     agent.graceTimer = undefined;
     this.logger.warn({ agent_id: agent.agentId, reason }, "agent offline: its work is replanned");
     this.emit("agent.offline", agent, reason);
     this.requestSchedule("agent_lost");
-    agent.breaker.open();
+    if (options.openBreaker !== false) agent.breaker.open();
     this.handBack(agent, agent.outbox.drainAll().map((e) => ({ directive: e.directive, accepted: e.state === "accepted" })), "agent_unavailable");
   }
 
-  private startGrace(agent: AgentRuntime, reason: string): void {
+  private startGrace(agent: AgentRuntime, reason: string, clean = false): void {
     clearTimeout(agent.graceTimer);
     agent.graceTimer = setTimeout(() => {
       agent.graceTimer = undefined;
-      if (!agent.session && agent.state !== AgentState.OFFLINE) this.markOffline(agent, `agent_unavailable: did not return within ${this.config.session.disconnectGraceMs} ms (${reason})`);
+      if (!agent.session && agent.state !== AgentState.OFFLINE) this.markOffline(agent, `agent_unavailable: did not return within ${this.config.session.disconnectGraceMs} ms (${reason})`, { openBreaker: !clean });
     }, this.config.session.disconnectGraceMs);
     agent.graceTimer.unref();
   }
@@ -346,13 +464,21 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   connect = (requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncIterable<ConnectResponse> => this.runSession(requests, ctx);
 
   private async *runSession(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> {
-    if (this.stopping) throw unavailable("the coordinator is shutting down");
+    this.assertServing();
     const iterator = requests[Symbol.asyncIterator]();
     const hello = await this.readHello(iterator, ctx);
     const identity = ctx.identity as SpiffeIdentity | undefined;
     this.authorizeHello(hello, identity);
+    // Measured on the replay guard's clock (the wall clock): a skew it would refuse ends the session here, before any work.
+    const skew = helloClockSkew(hello, this.config.security.messageSecurity === "off" ? undefined : this.config.security.replayWindowMs, Date.now());
+    if (skew) this.agentRuntime(hello.agentId).clockSkewMs = skew.skewMs;
+    if (skew?.refusal) {
+      this.onClockSkewRefused(this.agentRuntime(hello.agentId), skew.refusal);
+      yield* clockSkewRefusal(skew.refusal, { coordinatorId: this.config.coordinatorId, protocolVersion: PROTOCOL_VERSION });
+    }
     // The agent's inventory goes to the Resource Manager; a resource another agent offers refuses the session.
     await this.inventory.register(hello.agentId, hello.resources);
+    this.assertServing();
     const cfg = this.config.session;
     const maxInFlight = Math.min(hello.maxInFlight || cfg.defaultMaxInFlight, cfg.maxInFlightLimit);
     const agent = this.agentRuntime(hello.agentId);
@@ -377,6 +503,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       protocolLevel: this.config.log.protocolLevel,
       onClose: (s, error) => this.onSessionClosed(agent, s, error),
       security: this.sessionSecurity(),
+      onClockSkew: (skewMs, refusal) => (refusal ? this.onClockSkewRefused(agent, refusal) : void (agent.clockSkewMs = skewMs)),
     });
     const replaced = agent.session;
     agent.session = session;
@@ -390,14 +517,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       agent.outbox = this.newOutbox(maxInFlight);
     }
     agent.outbox.maxInFlight = maxInFlight;
-    Object.assign(agent, { hello, identity: session.identity, peer: session.peer, sessionId, connectedAt: session.connectedAt, lastSeen: session.lastSeen, maxInFlight, draining: false });
+    Object.assign(agent, { hello, identity: session.identity, peer: session.peer, sessionId, connectedAt: session.connectedAt, lastSeen: session.lastSeen, maxInFlight, draining: false, stateReason: "" });
     clearTimeout(agent.graceTimer);
     agent.graceTimer = undefined;
     agent.state = agent.breaker.state === "open" ? AgentState.OFFLINE : AgentState.ONLINE;
-    logger.info({ max_in_flight: maxInFlight, peer: ctx.peer.address, resumed, last_sequence: String(hello.lastSequence), replaced: replaced?.sessionId, breaker: agent.breaker.state }, "agent session opened");
-    void this.journal
-      .commit({ sessions: [create(JournalSessionSchema, { agentId: agent.agentId, sessionId, nextSequence: agent.outbox.nextSequence, lastSeen: timestampNow() })] })
-      .catch((err: unknown) => logger.error({ err }, "journal write failed"));
+    logger.info({ max_in_flight: maxInFlight, peer: ctx.peer.address, resumed, last_sequence: String(hello.lastSequence), replaced: replaced?.sessionId, breaker: agent.breaker.state, clock_skew_ms: skew?.skewMs }, "agent session opened");
+    void this.record({ sessions: [create(JournalSessionSchema, { agentId: agent.agentId, sessionId, nextSequence: agent.outbox.nextSequence, lastSeen: timestampNow() })] });
     if (agent.state === AgentState.ONLINE) this.emit("agent.online", agent);
 
     // The signal's reason says who ended it: the agent (CANCELLED), shutdown, or a revoked certificate.
@@ -469,6 +594,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     } catch (err) {
       const error = BatonError.from(err);
       if (error.code === Code.INTERNAL) logger.error({ err }, "agent session failed");
+      // Once the session has ended, the stream's own end status comes back here: nothing failed.
+      if (session.isClosed) return;
       session.close(error);
     }
   }
@@ -598,7 +725,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
               correlationId,
             );
           },
-          (err: unknown) => logger.error({ err, directive_id: completion.directiveId }, "completion not recorded; the agent will resend it"),
+          (err: unknown) => logger.warn({ err: (err as Error).message, directive_id: completion.directiveId }, "completion not recorded; the agent will resend it"),
         );
         return;
       }
@@ -609,6 +736,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private onSessionClosed(agent: AgentRuntime, session: AgentSession, error: BatonError | undefined): void {
     if (agent.session !== session) return;
+  /** A clock-skew refusal: logged at warn with the skew, counted (agent.clock_skew_refused), and shown on the agent. */
+  private onClockSkewRefused(agent: AgentRuntime, refusal: ClockSkewError): void {
+    agent.clockSkewMs = refusal.skewMs;
+    agent.stateReason = refusal.message;
+    this.logger.warn({ agent_id: agent.agentId, skew_ms: Math.round(refusal.skewMs), replay_window_ms: refusal.windowMs, reason: refusal.message }, "agent refused for clock skew");
+    this.emit("agent.clock_skew_refused", agent, refusal.skewMs);
+  }
+
     agent.session = undefined;
     agent.lastSeen = session.lastSeen;
     agent.outbox.disconnect();
@@ -616,8 +751,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const reason = error?.message ?? "the agent closed its session";
     this.logger.info({ agent_id: agent.agentId, session_id: session.sessionId, reason }, "agent session closed");
     if (agent.state !== AgentState.OFFLINE) {
+    agent.stateReason = reason;
       agent.state = AgentState.DISCONNECTED;
-      this.startGrace(agent, reason);
+      // An agent that ended its stream itself (a half-close) left cleanly: that trips no breaker.
+      this.startGrace(agent, reason, error === undefined);
     }
     this.emit("agent.disconnected", agent, reason);
   }
@@ -693,9 +830,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       rt.task.state = TaskState.RUNNING;
       rt.task.updatedAt = timestampNow();
       change.tasks = [rt.task];
-      this.emit("task.updated", rt.task, "accepted");
+      this.publishTask(rt.task, "accepted");
     }
-    void this.journal.commit(change).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
+    void this.record(change);
   }
 
   /**
@@ -709,7 +846,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.release(id);
     const rt = this.tasks.get(jd.taskId);
     if (!rt || !rt.directives.has(id) || isTerminal(rt.task.state)) {
-      void this.journal.commit({ deleteDirectives: [id] }).catch(() => {});
+      void this.record({ deleteDirectives: [id] });
       return;
     }
     rt.directives.delete(id);
@@ -738,8 +875,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     rt.task.updatedAt = timestampNow();
     this.roundTaskEnded(jd.taskId, false, actionOf(jd.directive!), this.now() - timestampMsOf(jd.directive!));
-    this.emit("task.updated", rt.task, outcome);
-    void this.journal.commit({ tasks: [rt.task], deleteDirectives: [id] }).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
+    this.publishTask(rt.task, outcome);
+    void this.record({ tasks: [rt.task], deleteDirectives: [id] });
     this.requestSchedule(outcome === "lease_expired" ? "progress_stalled" : outcome === "agent_unavailable" ? "agent_lost" : outcome);
   }
 
@@ -754,6 +891,24 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private countedFailures(task: Task): number {
     let n = 0;
+  /** The attempt a directive belongs to. */
+  private attemptOf(task: Task, directiveId: string) {
+    return task.attempts.find((a) => a.directiveIds.includes(directiveId));
+  }
+
+  private annotateAttempt(task: Task, directiveId: string, note: string): void {
+    const attempt = this.attemptOf(task, directiveId);
+    if (attempt) attempt.reason = attempt.reason ? `${attempt.reason}; ${note}` : note;
+  }
+
+  /** A closed attempt whose result came late and settled the task: its record says both. */
+  private succeedLate(task: Task, directiveId: string, agentId: string): void {
+    const attempt = this.attemptOf(task, directiveId);
+    if (!attempt) return;
+    attempt.reason = `completed by ${agentId} after the attempt was closed as ${attempt.outcome || "ended"}${attempt.reason ? ` (${attempt.reason})` : ""}`;
+    attempt.outcome = "succeeded";
+  }
+
     for (const a of task.attempts) {
       if (a.outcome === "resubmitted") n = 0;
       else if (COUNTED.has(a.outcome)) n++;
@@ -787,20 +942,33 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // A coalition succeeds when every member has; the leader's result is the task's.
       rt.coalition.completed.set(id, completion);
       if (jd) this.directives.delete(id);
-      await this.journal.commit({ deleteDirectives: [id] });
+      await this.durably({ deleteDirectives: [id] }, `the completion of directive ${id}`);
       if (rt.coalition.completed.size < rt.directives.size) return;
       const leaderResult = [...rt.coalition.completed.values()].find((c) => c.sourceAgent === rt.coalition!.leader)?.result;
       if (leaderResult) completion.result = leaderResult;
     }
-    // A superseded lone directive that succeeds settles the task; a superseded coalition member alone cannot.
-    if (completion.status === CompletionStatus.SUCCEEDED && (current || !owner?.coalition)) {
+    // The late-result rule: a success from an attempt already closed (its agent was given up
+    // on, its lease ran out) is the task's result only while no other attempt is running;
+    // its attempt record then says it succeeded late. A superseded coalition member alone never settles it.
+    const late = !current && completion.status === CompletionStatus.SUCCEEDED && !owner?.coalition;
+    if (late && rt.task.state === TaskState.RUNNING) {
+      this.annotateAttempt(rt.task, id, `its result arrived late, from ${agent.agentId}, while attempt ${rt.task.attempts.at(-1)?.attempt ?? "?"} was running, and was not used`);
+      this.remember(completion.eventId);
+      await this.durably({ tasks: [rt.task], deleteDirectives: [id] }, `the completion of directive ${id}`);
+      return;
+    }
+    if (completion.status === CompletionStatus.SUCCEEDED && (current || late)) {
       if (jd) this.directives.delete(id);
-      // A superseded attempt that succeeds still settles the task: first success wins.
+      // Another attempt only assigned (not yet running) is called off: the late result wins.
       if (!current) for (const other of rt.directives) this.cancelDirective(other, "the task succeeded on another attempt");
       rt.directives.clear();
       if (rt.coalition) clearTimeout(rt.coalition.timer);
       rt.coalition = undefined;
-      this.closeAttempt(rt.task, "succeeded", `completed by ${agent.agentId}`);
+      if (current) this.closeAttempt(rt.task, "succeeded", `completed by ${agent.agentId}`);
+      else {
+        this.closeAttempt(rt.task, "cancelled", `superseded: an earlier attempt's late result from ${agent.agentId} succeeded`);
+        this.succeedLate(rt.task, id, agent.agentId);
+      }
       this.roundTaskEnded(rt.task.spec!.taskId, true, jd?.directive ? actionOf(jd.directive) : "assign_task", jd?.directive ? this.now() - timestampMsOf(jd.directive) : 0);
       this.performance?.recordDirective(agent.agentId, true);
       rt.task.state = TaskState.SUCCEEDED;
@@ -808,16 +976,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       rt.task.reason = "";
       rt.task.updatedAt = timestampNow();
       const forget = [...this.directiveTask].filter(([, o]) => o.taskId === rt.task.spec!.taskId).map(([d]) => d);
-      await this.journal.commit({ tasks: [rt.task], deleteDirectives: forget });
+      await this.durably({ tasks: [rt.task], deleteDirectives: forget }, `the completion of directive ${id}`);
       for (const d of forget) this.directiveTask.delete(d);
       this.remember(completion.eventId);
-      this.emit("task.updated", rt.task, "succeeded");
+      this.publishTask(rt.task, "succeeded");
       this.requestSchedule();
       return;
     }
     this.remember(completion.eventId);
     if (!current || !jd) {
-      await this.journal.commit({ deleteDirectives: [id] });
+      await this.durably({ deleteDirectives: [id] }, `the completion of directive ${id}`);
       return;
     }
     const error = completion.error;
@@ -836,8 +1004,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.roundTaskEnded(rt.task.spec!.taskId, false, "assign_task", 0);
     rt.task.reason = reason;
     rt.task.updatedAt = timestampNow();
-    this.emit("task.updated", rt.task, "dead_lettered");
-    void this.journal.commit({ tasks: [rt.task] }).catch((err: unknown) => this.logger.error({ err }, "journal write failed"));
+    this.publishTask(rt.task, "dead_lettered");
+    void this.record({ tasks: [rt.task] });
   }
 
   private remember(eventId: string): void {
@@ -855,7 +1023,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     agent.outbox.settle(directiveId);
     this.settleOutcome(agent, directiveId);
     agent.session?.send({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "cancel", value: { $typeName: "baton.v1.DirectiveCancel", directiveId, taskId: jd.taskId, reason } } }, jd.directive!.correlationId);
-    void this.journal.commit({ deleteDirectives: [directiveId] }).catch(() => {});
+    void this.record({ deleteDirectives: [directiveId] });
   }
 
   // ---------------------------------------------------------------- scheduling
@@ -863,6 +1031,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private requestSchedule(trigger = "system_state_change"): void {
     this.triggers.add(trigger);
     if (this.scheduleQueued || this.stopping) return;
+    if (this.recovering) return;
     this.scheduleQueued = true;
     setImmediate(() => {
       this.scheduleQueued = false;
@@ -929,6 +1098,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     rr.planningNow = true;
     const giveUp = (reason: string, wait: string) => {
       this.moveRound(rr, "coordination_failure", reason);
+    // After a failed journal write the state is reloaded: this round's view of it is gone.
+    const epoch = this.epoch;
+    const abandoned = () => this.stopping || epoch !== this.epoch;
       if (resumed) {
         // The round keeps its tasks and tries again at the next state change.
         this.moveRound(rr, "retry_coordination", wait);
@@ -945,6 +1117,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const everyone = await this.collectStatus([...candidates, ...donors], rr.round.roundId);
       const answered = everyone.filter((a) => claimedAgents.includes(a.agentId));
       const roundId = rr.round.roundId;
+      if (abandoned()) return;
       // The figures the plan weighs: utilization per agent from the Performance Monitor.
       const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, PM, "metrics_request");
@@ -954,11 +1127,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       });
       if (metrics) this.logParticipant(roundId, PM, this.config.coordinatorId, "system_metrics");
       // Step 3: verify resources with the Resource Manager.
+      if (abandoned()) return;
       const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: everyone.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, RM, "resource_query");
       const status = await this.inventory.query({ agentIds: query.agentIds });
       this.logParticipant(roundId, RM, this.config.coordinatorId, "resource_status");
-      if (this.stopping) return;
+      if (abandoned()) return;
       const agents = this.planAgents(answered, status);
       for (const d of everyone) {
         if (claimedAgents.includes(d.agentId)) continue;
@@ -979,6 +1153,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       for (const move of plan.adjustments) await this.adjustResources(move, rr.round.roundId);
       if (plan.planned.length === 0) return giveUp(plan.unplaced[0]?.reason ?? "nothing could be placed", "tasks wait for capacity");
       this.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
+      if (abandoned()) return;
       // Step 5: distribute the directives.
       for (const planned of plan.planned) {
         const rt = this.tasks.get(planned.taskId)!;
@@ -990,6 +1165,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
             : await this.assign(rt, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
         if (!sent) continue;
         rr.replan.delete(planned.taskId);
+        if (abandoned()) return;
         if (!rr.open.has(planned.taskId)) {
           rr.open.add(planned.taskId);
           rr.round.taskIds.push(planned.taskId);
@@ -1223,6 +1399,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const id = directive.directiveId;
     try {
       if (resources.length) await this.inventory.reserve({ reservationId: id, holder: rt.task.spec!.taskId, agentId: agent.agentId, requests: resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest", resourceId: r.resourceId, kind: "", amount: r.amount })) });
+    const epoch = this.epoch;
     } catch (err) {
       // resource_conflict: the plan saw a state that changed; replan shortly.
       rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
@@ -1232,6 +1409,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const attemptNo = rt.task.attempts.length + 1;
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
+    if (epoch !== this.epoch) {
+      if (resources.length) this.release(id);
+      return false;
+    }
     rt.task.state = TaskState.ASSIGNED;
     rt.task.assignedAgents = [agent.agentId];
     rt.task.updatedAt = timestampNow();
@@ -1240,7 +1421,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const jd = create(JournalDirectiveSchema, { directive, agentId: agent.agentId, sessionId: agent.sessionId, state: DeliveryState.QUEUED, taskId: rt.task.spec!.taskId, taskAttempt: attemptNo });
     this.directives.set(id, jd);
     this.directiveTask.set(id, { taskId: rt.task.spec!.taskId, agentId: agent.agentId });
-    this.emit("task.updated", rt.task, "assigned");
+    this.publishTask(rt.task, "assigned");
     // The outbox stamps the sequence; the journal gets the directive before any stream does.
     let added = false;
     agent.breaker
@@ -1248,9 +1429,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         added = true;
         agent.outbox.add(directive, this.now());
         const outcome = this.track(agent, id);
-        void this.journal.commit({ tasks: [rt.task], directives: [jd] }).then(
-          () => this.pump(agent),
-          (err: unknown) => this.logger.error({ err }, "journal write failed"),
+        void this.record({ tasks: [rt.task], directives: [jd] }).then(
+          () => epoch === this.epoch && this.pump(agent),
+          () => {},
         );
         return outcome;
       })
@@ -1315,6 +1496,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const reserved: string[] = [];
     try {
       for (const [i, d] of directives.entries()) {
+    const epoch = this.epoch;
         if (!members[i]!.resources.length) continue;
         await this.inventory.reserve({ reservationId: d.directiveId, holder: spec.taskId, agentId: members[i]!.agentId, requests: members[i]!.resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: r.resourceId, kind: "", amount: r.amount })) });
         reserved.push(d.directiveId);
@@ -1328,6 +1510,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const attemptNo = rt.task.attempts.length + 1;
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: members.map((m) => m.agentId), directiveIds: directives.map((d) => d.directiveId), startedAt: timestampNow() }));
+    if (epoch !== this.epoch) {
+      for (const id of reserved) this.release(id);
+      return false;
+    }
     rt.task.state = TaskState.ASSIGNED;
     rt.task.assignedAgents = members.map((m) => m.agentId);
     rt.task.updatedAt = timestampNow();
@@ -1346,11 +1532,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.directives.set(jd.directive!.directiveId, jd);
       this.directiveTask.set(jd.directive!.directiveId, { taskId: spec.taskId, agentId: jd.agentId, coalition: true });
     }
-    this.emit("task.updated", rt.task, "assigned");
-    void this.journal.commit({ tasks: [rt.task], directives: records }).then(
+    this.publishTask(rt.task, "assigned");
+    void this.record({ tasks: [rt.task], directives: records }).then(
       () => {
         for (const jd of records) {
           const agent = this.agentsById.get(jd.agentId)!;
+        if (epoch !== this.epoch) return;
           const d = jd.directive!;
           agent.breaker
             .fire(() => {
@@ -1365,7 +1552,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
             });
         }
       },
-      (err: unknown) => this.logger.error({ err }, "journal write failed"),
+      () => {},
     );
     return true;
   }
@@ -1382,7 +1569,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** Accepts a task; resolves once it is durable. The same task_id submits once. */
   async submitTask(spec: TaskSpec, submitter: string): Promise<{ task: Task; created: boolean }> {
-    if (this.stopping) throw unavailable("the coordinator is shutting down");
+    this.assertServing();
     assertProtocolValid(TaskSpecSchema, spec);
     if (!isValidAgentId(spec.taskId)) throw invalidArgument(`TaskSpec: task_id ${JSON.stringify(spec.taskId.slice(0, 64))} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
     if (spec.coalition) {
@@ -1403,16 +1590,20 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const task = create(TaskSchema, { spec, state: TaskState.PENDING, submitter, createdAt: timestampNow(), updatedAt: timestampNow() });
     const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined };
-    // In memory first, so a concurrent duplicate sees it; acknowledged only once durable.
+      // Not "created: false" before the first submit is durable: that write may yet fail.
+      await existing.created;
+    // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
+    rt.created = this.durably({ tasks: [task] }, `task ${spec.taskId}`);
     this.tasks.set(spec.taskId, rt);
     try {
-      await this.journal.commit({ tasks: [task] });
+      await rt.created;
     } catch (err) {
-      this.tasks.delete(spec.taskId);
-      this.logger.error({ err, task_id: spec.taskId }, "journal write failed");
-      throw unavailable("the task could not be made durable; submit it again");
+      if (this.tasks.get(spec.taskId) === rt) this.tasks.delete(spec.taskId);
+      throw err;
+    } finally {
+      delete rt.created;
     }
-    this.emit("task.updated", task, "submitted");
+    this.publishTask(task, "submitted");
     this.requestSchedule("task_submitted");
     return { task, created: true };
   }
@@ -1430,6 +1621,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     return rt.task;
   }
+    this.assertServing();
 
   /** Tasks in creation order, filtered by state, paged by task id. */
   listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string } {
@@ -1451,17 +1643,22 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   async cancelTask(taskId: string, reason: string): Promise<Task> {
     const rt = this.tasks.get(taskId);
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
-    if (rt.task.state === TaskState.CANCELLED) return rt.task;
+    if (rt.task.state === TaskState.CANCELLED) {
+      await this.durable();
+      return rt.task;
+    }
     if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
-    this.dissolve(rt, reason || "cancelled");
+    this.assertServing();
     this.closeAttempt(rt.task, "cancelled", reason);
     rt.task.state = TaskState.CANCELLED;
     rt.task.reason = reason || "cancelled";
     rt.task.assignedAgents = [];
     rt.task.updatedAt = timestampNow();
     this.roundTaskEnded(taskId, false, "cancelled", 0);
-    await this.journal.commit({ tasks: [rt.task] });
-    this.emit("task.updated", rt.task, "cancelled");
+    this.publishTask(rt.task, "cancelled");
+    await this.durably({ tasks: [rt.task] }, `the cancellation of task ${taskId}`);
+    // Agents are told only once the cancellation is durable.
+    this.dissolve(rt, reason || "cancelled");
     return rt.task;
   }
 
@@ -1471,13 +1668,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     if (rt.task.state !== TaskState.DEAD_LETTERED) throw failedPrecondition(`only a dead-lettered task can be resubmitted; ${taskId} is ${TaskState[rt.task.state]}`);
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: rt.task.attempts.length + 1, outcome: "resubmitted", startedAt: timestampNow(), endedAt: timestampNow() }));
+    this.assertServing();
     rt.task.state = TaskState.PENDING;
     rt.task.reason = "resubmitted";
     rt.excluded.clear();
     rt.notBefore = 0;
     rt.task.updatedAt = timestampNow();
-    await this.journal.commit({ tasks: [rt.task] });
-    this.emit("task.updated", rt.task, "resubmitted");
+    this.publishTask(rt.task, "resubmitted");
+    await this.durably({ tasks: [rt.task] }, `the resubmission of task ${taskId}`);
     this.requestSchedule();
     return rt.task;
   }
