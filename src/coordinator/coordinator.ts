@@ -23,9 +23,9 @@ import {
 import { DeliveryState, JournalDirectiveSchema, JournalSessionSchema, type JournalDirective } from "../../gen/baton/v1/journal_pb.js";
 import { ConnectResponseSchema, HelloSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Hello } from "../../gen/baton/v1/session_pb.js";
 import type { BatonConfig } from "../config.js";
-import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, unauthenticated, unavailable } from "../errors.js";
+import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, quote, unauthenticated, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
-import { assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
+import { assertHelloFits, assertProtocolValid, assertTaskSpecFits, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
 import { createKeyring, createReplayGuard, type ClockSkewError, type SpiffeIdentity } from "../security/index.js";
 import { generatePlan, labelMatches, type PlanAgent, type PlanTask, type ResourceMove } from "../planner/index.js";
@@ -562,17 +562,19 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private authorizeHello(hello: Hello, identity: SpiffeIdentity | undefined): void {
     assertProtocolValid(HelloSchema, hello);
-    if (!isValidAgentId(hello.agentId)) throw invalidArgument(`Hello: agent_id ${JSON.stringify(hello.agentId.slice(0, 64))} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
+    // What an agent offers is copied into every ListAgents answer and agent event: bounded here.
+    assertHelloFits(hello, this.config.limits);
+    if (!isValidAgentId(hello.agentId)) throw invalidArgument(`Hello: agent_id ${quote(hello.agentId)} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
     if (!identity) throw unauthenticated("Connect needs a client certificate with a SPIFFE id");
     if (identity.role !== "managed_agent") throw permissionDenied(`${identity.uri} has role ${identity.role}; only managed_agent may open an agent session`);
-    if (identity.name !== hello.agentId) throw permissionDenied(`certificate ${identity.uri} may not connect as agent ${JSON.stringify(hello.agentId)}`);
+    if (identity.name !== hello.agentId) throw permissionDenied(`certificate ${identity.uri} may not connect as agent ${quote(hello.agentId)}`);
     if (hello.protocolVersion && hello.protocolVersion.split(".")[0] !== PROTOCOL_VERSION.split(".")[0]) {
       throw failedPrecondition(`protocol version ${hello.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`);
     }
     const seen = new Set<string>();
     hello.resources.forEach((resource, i) => {
       if (!resource.resourceId) throw invalidArgument(`Hello: resources[${i}].resource_id is required`);
-      if (seen.has(resource.resourceId)) throw invalidArgument(`Hello: resources[${i}].resource_id ${JSON.stringify(resource.resourceId)} is listed twice`);
+      if (seen.has(resource.resourceId)) throw invalidArgument(`Hello: resources[${i}].resource_id ${quote(resource.resourceId)} is listed twice`);
       if (!(resource.capacity >= 0)) throw invalidArgument(`Hello: resources[${i}].capacity must be 0 or more`);
       seen.add(resource.resourceId);
     });
@@ -592,10 +594,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }
       session.close();
     } catch (err) {
-      const error = BatonError.from(err);
-      if (error.code === Code.INTERNAL) logger.error({ err }, "agent session failed");
       // Once the session has ended, the stream's own end status comes back here: nothing failed.
       if (session.isClosed) return;
+      const error = BatonError.from(err);
+      if (error.code === Code.INTERNAL) logger.error({ err }, "agent session failed");
       session.close(error);
     }
   }
@@ -734,8 +736,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private onSessionClosed(agent: AgentRuntime, session: AgentSession, error: BatonError | undefined): void {
-    if (agent.session !== session) return;
   /** A clock-skew refusal: logged at warn with the skew, counted (agent.clock_skew_refused), and shown on the agent. */
   private onClockSkewRefused(agent: AgentRuntime, refusal: ClockSkewError): void {
     agent.clockSkewMs = refusal.skewMs;
@@ -744,14 +744,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.emit("agent.clock_skew_refused", agent, refusal.skewMs);
   }
 
+  private onSessionClosed(agent: AgentRuntime, session: AgentSession, error: BatonError | undefined): void {
+    if (agent.session !== session) return;
     agent.session = undefined;
     agent.lastSeen = session.lastSeen;
     agent.outbox.disconnect();
     clearTimeout(agent.dueTimer);
     const reason = error?.message ?? "the agent closed its session";
+    agent.stateReason = reason;
     this.logger.info({ agent_id: agent.agentId, session_id: session.sessionId, reason }, "agent session closed");
     if (agent.state !== AgentState.OFFLINE) {
-    agent.stateReason = reason;
       agent.state = AgentState.DISCONNECTED;
       // An agent that ended its stream itself (a half-close) left cleanly: that trips no breaker.
       this.startGrace(agent, reason, error === undefined);
@@ -889,8 +891,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
   }
 
-  private countedFailures(task: Task): number {
-    let n = 0;
   /** The attempt a directive belongs to. */
   private attemptOf(task: Task, directiveId: string) {
     return task.attempts.find((a) => a.directiveIds.includes(directiveId));
@@ -909,6 +909,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     attempt.outcome = "succeeded";
   }
 
+  private countedFailures(task: Task): number {
+    let n = 0;
     for (const a of task.attempts) {
       if (a.outcome === "resubmitted") n = 0;
       else if (COUNTED.has(a.outcome)) n++;
@@ -1029,9 +1031,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   // ---------------------------------------------------------------- scheduling
 
   private requestSchedule(trigger = "system_state_change"): void {
+    if (this.recovering) return;
     this.triggers.add(trigger);
     if (this.scheduleQueued || this.stopping) return;
-    if (this.recovering) return;
     this.scheduleQueued = true;
     setImmediate(() => {
       this.scheduleQueued = false;
@@ -1096,11 +1098,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     for (const id of claimedAgents) this.claimedAgents.add(id);
     for (const id of claimedTasks) this.claimedTasks.add(id);
     rr.planningNow = true;
-    const giveUp = (reason: string, wait: string) => {
-      this.moveRound(rr, "coordination_failure", reason);
     // After a failed journal write the state is reloaded: this round's view of it is gone.
     const epoch = this.epoch;
     const abandoned = () => this.stopping || epoch !== this.epoch;
+    const giveUp = (reason: string, wait: string) => {
+      this.moveRound(rr, "coordination_failure", reason);
       if (resumed) {
         // The round keeps its tasks and tries again at the next state change.
         this.moveRound(rr, "retry_coordination", wait);
@@ -1115,9 +1117,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const donors = this.candidateAgents().filter((a) => !this.claimedAgents.has(a.agentId) && a.hello.resources.length > 0);
       // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
       const everyone = await this.collectStatus([...candidates, ...donors], rr.round.roundId);
+      if (abandoned()) return;
       const answered = everyone.filter((a) => claimedAgents.includes(a.agentId));
       const roundId = rr.round.roundId;
-      if (abandoned()) return;
       // The figures the plan weighs: utilization per agent from the Performance Monitor.
       const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: answered.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, PM, "metrics_request");
@@ -1125,9 +1127,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.logger.warn({ err: (err as Error).message }, "no figures from the Performance Monitor; planning without them");
         return undefined;
       });
+      if (abandoned()) return;
       if (metrics) this.logParticipant(roundId, PM, this.config.coordinatorId, "system_metrics");
       // Step 3: verify resources with the Resource Manager.
-      if (abandoned()) return;
       const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: timestampNow(), agentIds: everyone.map((a) => a.agentId) });
       this.logParticipant(roundId, this.config.coordinatorId, RM, "resource_query");
       const status = await this.inventory.query({ agentIds: query.agentIds });
@@ -1151,9 +1153,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const plan = generatePlan({ tasks, agents });
       this.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");
       for (const move of plan.adjustments) await this.adjustResources(move, rr.round.roundId);
+      if (abandoned()) return;
       if (plan.planned.length === 0) return giveUp(plan.unplaced[0]?.reason ?? "nothing could be placed", "tasks wait for capacity");
       this.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
-      if (abandoned()) return;
       // Step 5: distribute the directives.
       for (const planned of plan.planned) {
         const rt = this.tasks.get(planned.taskId)!;
@@ -1163,9 +1165,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           planned.action === "form_coalition"
             ? await this.assignCoalition(rt, planned.members, planned.leader, rr.round.roundId)
             : await this.assign(rt, this.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
+        if (abandoned()) return;
         if (!sent) continue;
         rr.replan.delete(planned.taskId);
-        if (abandoned()) return;
         if (!rr.open.has(planned.taskId)) {
           rr.open.add(planned.taskId);
           rr.round.taskIds.push(planned.taskId);
@@ -1397,9 +1399,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private async assign(rt: TaskRuntime, agent: AgentRuntime, resources: Array<{ resourceId: string; amount: number }>, correlationId: string): Promise<boolean> {
     const directive = directiveFor(rt.task, agent.agentId, correlationId, resources.map((r) => r.resourceId));
     const id = directive.directiveId;
+    const epoch = this.epoch;
     try {
       if (resources.length) await this.inventory.reserve({ reservationId: id, holder: rt.task.spec!.taskId, agentId: agent.agentId, requests: resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest", resourceId: r.resourceId, kind: "", amount: r.amount })) });
-    const epoch = this.epoch;
     } catch (err) {
       // resource_conflict: the plan saw a state that changed; replan shortly.
       rt.notBefore = this.now() + this.config.tasks.retryDelayMs;
@@ -1407,12 +1409,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.requestSchedule("resource_conflict");
       return false;
     }
-    const attemptNo = rt.task.attempts.length + 1;
-    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
     if (epoch !== this.epoch) {
       if (resources.length) this.release(id);
       return false;
     }
+    const attemptNo = rt.task.attempts.length + 1;
+    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
     rt.task.state = TaskState.ASSIGNED;
     rt.task.assignedAgents = [agent.agentId];
     rt.task.updatedAt = timestampNow();
@@ -1494,9 +1496,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }),
     );
     const reserved: string[] = [];
+    const epoch = this.epoch;
     try {
       for (const [i, d] of directives.entries()) {
-    const epoch = this.epoch;
         if (!members[i]!.resources.length) continue;
         await this.inventory.reserve({ reservationId: d.directiveId, holder: spec.taskId, agentId: members[i]!.agentId, requests: members[i]!.resources.map((r) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: r.resourceId, kind: "", amount: r.amount })) });
         reserved.push(d.directiveId);
@@ -1508,12 +1510,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.requestSchedule("resource_conflict");
       return false;
     }
-    const attemptNo = rt.task.attempts.length + 1;
-    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: members.map((m) => m.agentId), directiveIds: directives.map((d) => d.directiveId), startedAt: timestampNow() }));
     if (epoch !== this.epoch) {
       for (const id of reserved) this.release(id);
       return false;
     }
+    const attemptNo = rt.task.attempts.length + 1;
+    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: members.map((m) => m.agentId), directiveIds: directives.map((d) => d.directiveId), startedAt: timestampNow() }));
     rt.task.state = TaskState.ASSIGNED;
     rt.task.assignedAgents = members.map((m) => m.agentId);
     rt.task.updatedAt = timestampNow();
@@ -1535,9 +1537,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.publishTask(rt.task, "assigned");
     void this.record({ tasks: [rt.task], directives: records }).then(
       () => {
+        if (epoch !== this.epoch) return;
         for (const jd of records) {
           const agent = this.agentsById.get(jd.agentId)!;
-        if (epoch !== this.epoch) return;
           const d = jd.directive!;
           agent.breaker
             .fire(() => {
@@ -1571,7 +1573,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   async submitTask(spec: TaskSpec, submitter: string): Promise<{ task: Task; created: boolean }> {
     this.assertServing();
     assertProtocolValid(TaskSpecSchema, spec);
-    if (!isValidAgentId(spec.taskId)) throw invalidArgument(`TaskSpec: task_id ${JSON.stringify(spec.taskId.slice(0, 64))} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
+    // The spec travels whole in SubmitTask's and GetTask's answers, ListTasks pages, task events and the directive: it must fit them all.
+    assertTaskSpecFits(spec, this.config.limits);
+    if (!isValidAgentId(spec.taskId)) throw invalidArgument(`TaskSpec: task_id ${quote(spec.taskId)} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
     if (spec.coalition) {
       const size = Math.max(spec.coalition.size, spec.coalition.roles.length);
       if (size > 64) throw invalidArgument(`TaskSpec: coalition.size ${size} is over the limit of 64 members`);
@@ -1586,12 +1590,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const existing = this.tasks.get(spec.taskId);
     if (existing) {
       if (!equals(TaskSpecSchema, existing.task.spec!, spec)) throw new BatonError(Code.ALREADY_EXISTS, `task ${spec.taskId} was already submitted with a different spec`);
+      // Not "created: false" before the first submit is durable: that write may yet fail.
+      await existing.created;
       return { task: existing.task, created: false };
     }
     const task = create(TaskSchema, { spec, state: TaskState.PENDING, submitter, createdAt: timestampNow(), updatedAt: timestampNow() });
     const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined };
-      // Not "created: false" before the first submit is durable: that write may yet fail.
-      await existing.created;
     // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
     rt.created = this.durably({ tasks: [task] }, `task ${spec.taskId}`);
     this.tasks.set(spec.taskId, rt);
@@ -1617,11 +1621,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** One task. */
   getTask(taskId: string): Task {
+    this.assertServing();
     const rt = this.tasks.get(taskId);
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     return rt.task;
   }
-    this.assertServing();
 
   /** Tasks in creation order, filtered by state, paged by task id. */
   listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string } {
@@ -1641,6 +1645,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** Cancels a task; its agent is told and its handler's signal aborts. */
   async cancelTask(taskId: string, reason: string): Promise<Task> {
+    this.assertServing();
     const rt = this.tasks.get(taskId);
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     if (rt.task.state === TaskState.CANCELLED) {
@@ -1648,7 +1653,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       return rt.task;
     }
     if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
-    this.assertServing();
     this.closeAttempt(rt.task, "cancelled", reason);
     rt.task.state = TaskState.CANCELLED;
     rt.task.reason = reason || "cancelled";
@@ -1664,11 +1668,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** Puts a dead-lettered task back to pending, its attempt count reset, its history kept. */
   async resubmitTask(taskId: string): Promise<Task> {
+    this.assertServing();
     const rt = this.tasks.get(taskId);
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     if (rt.task.state !== TaskState.DEAD_LETTERED) throw failedPrecondition(`only a dead-lettered task can be resubmitted; ${taskId} is ${TaskState[rt.task.state]}`);
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: rt.task.attempts.length + 1, outcome: "resubmitted", startedAt: timestampNow(), endedAt: timestampNow() }));
-    this.assertServing();
     rt.task.state = TaskState.PENDING;
     rt.task.reason = "resubmitted";
     rt.excluded.clear();
