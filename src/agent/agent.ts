@@ -1,16 +1,42 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { create, fromBinary, toBinary, toJson, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, StructSchema, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs, StructSchema, timestampFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { AgentState, ProgressStatus, type ResourceSchema } from "../../gen/baton/v1/common_pb.js";
 import { AckOutcome, CompletionStatus, type AgentStatusRequest, type CoordinationDirective, type ProgressMetrics, type TaskCompletion } from "../../gen/baton/v1/coordination_pb.js";
-import { AgentReportsSchema, Coordinator, ConnectRequestSchema, CoordinatorMessagesSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type CoordinatorMessage, type Drain, type Welcome } from "../../gen/baton/v1/session_pb.js";
+import {
+  AgentReportsSchema,
+  Coordinator,
+  ConnectRequestSchema,
+  CoordinatorMessagesSchema,
+  type AgentReport,
+  type ConnectRequest,
+  type ConnectResponse,
+  type CoordinatorMessage,
+  type CoordinatorMessages,
+  type Drain,
+  type Welcome,
+} from "../../gen/baton/v1/session_pb.js";
+import type { SignedEnvelope } from "../../gen/baton/v1/security_pb.js";
 import { BatonError, Code, toBatonError, unavailable } from "../errors.js";
 import { createLogger, type Logger } from "../logging.js";
 import { PROTOCOL_VERSION } from "../protocol/index.js";
 import { clientChannelOptions, createChannel, createClient, decodeRequest, type Channel } from "../rpc/index.js";
-import { createReplayGuard, keyringFromRotation, open, openSignedBatch, SEALED_DIRECTIVE_TYPE, signEnvelope, type Keyring, type ReplayGuard } from "../security/index.js";
+import {
+  ClockSkewError,
+  createReplayGuard,
+  DEFAULT_REPLAY_WINDOW_MS,
+  describeSkew,
+  keyringFromRotation,
+  open,
+  openSignedBatch,
+  SEALED_DIRECTIVE_TYPE,
+  signEnvelope,
+  TimestampWindowError,
+  type Keyring,
+  type ReplayGuard,
+} from "../security/index.js";
 import { createAsyncQueue, delay, type AsyncQueue } from "../streams/index.js";
 
 /** How an agent connects and what it offers. */
@@ -46,6 +72,8 @@ export interface AgentOptions {
   requireMessageSecurity?: boolean;
   /** How far a signed batch's timestamp may be from this agent's clock, ms (default 5 min). */
   replayWindowMs?: number;
+  /** This agent's wall clock, ms since the epoch (default Date.now): every timestamp it sends and its replay checks use it. */
+  now?: () => number;
   /** Defaults to a pino logger at "warn". */
   logger?: Logger;
 }
@@ -135,9 +163,13 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   private keyring: Keyring | undefined;
   private replay: ReplayGuard | undefined;
   private welcomeGate: (() => void) | undefined;
+  private readonly clock: () => number;
+  /** The coordinator's clock at a monotonic instant (Welcome, then its heartbeats): our skew now, even after our clock jumps. */
+  private serverClock: { serverMs: number; at: number } | undefined;
 
   constructor(private readonly options: AgentOptions) {
     super();
+    this.clock = options.now ?? Date.now;
     this.logger = (options.logger ?? createLogger({ level: "warn" })).child({ component: "agent", agent_id: options.agentId });
     this.channel = this.dial();
     this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
@@ -211,6 +243,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
             maxInFlight: o.maxInFlight ?? 0,
             protocolVersion: PROTOCOL_VERSION,
             userAgent: "baton-ts-sdk/0.1.0",
+            sentAt: this.timestamp(),
             sessionId: this.sessionId,
             lastSequence: this.lastSequence,
           },
@@ -251,7 +284,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         if (reports.length === 0) return undefined;
         const batch = reports;
         reports = [];
-        const value = create(AgentReportsSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.agentId, reports: batch });
+        const value = create(AgentReportsSchema, { messageId: randomUUID(), sentAt: this.timestamp(), sender: this.options.agentId, reports: batch });
         if (!this.keyring) return create(ConnectRequestSchema, { kind: { case: "reports", value } });
         return create(ConnectRequestSchema, { kind: { case: "signedReports", value: signEnvelope(this.keyring, toBinary(AgentReportsSchema, value)) } });
       };
@@ -276,6 +309,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         this.onWelcome(kind.value);
         return;
       case "heartbeat":
+        if (kind.value.sentAt) this.serverClock = { serverMs: timestampMs(kind.value.sentAt), at: performance.now() };
         return;
       case "drain":
         this.logger.info({ reason: kind.value.reason, reconnect_to: kind.value.reconnectTo }, "coordinator asks this agent to drain");
@@ -287,7 +321,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         return;
       case "signedMessages": {
         if (!this.keyring || !this.replay || !this.welcome) throw new BatonError(Code.FAILED_PRECONDITION, "signed messages arrived but Welcome carried no keys");
-        const batch = openSignedBatch(this.keyring, this.replay, kind.value, (bytes) => decodeRequest(CoordinatorMessagesSchema, bytes), this.welcome.coordinatorId);
+        const batch = this.openMessages(kind.value, this.keyring, this.replay, this.welcome.coordinatorId);
         this.dispatch(batch.messages);
         return;
       }
@@ -312,9 +346,16 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   }
 
   private onWelcome(welcome: Welcome): void {
+    const refusal = this.checkClockSkew(welcome);
+    if (refusal) {
+      this.logger.warn({ skew_ms: refusal.skewMs, replay_window_ms: refusal.windowMs }, refusal.message);
+      this.firstWelcome?.reject(refusal);
+      this.firstWelcome = undefined;
+      throw refusal;
+    }
     if (welcome.keys) {
       this.keyring = keyringFromRotation(welcome.keys);
-      this.replay = createReplayGuard(this.options.replayWindowMs ? { windowMs: this.options.replayWindowMs } : {});
+      this.replay = createReplayGuard({ now: this.clock, ...(this.options.replayWindowMs ? { windowMs: this.options.replayWindowMs } : {}) });
     } else if (this.options.requireMessageSecurity) {
       throw new BatonError(Code.FAILED_PRECONDITION, "the coordinator does not sign its messages, and this agent requires message security");
     }
@@ -336,6 +377,59 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     this.firstWelcome = undefined;
   }
 
+  /**
+   * Measures this agent's clock against Welcome.server_time. Signed batches pass only inside
+   * the replay window (the narrower of the coordinator's and ours), so beyond it the session
+   * could only fail later, with work in hand: it is refused now, for good. A Welcome with a
+   * window but no keys is the coordinator refusing our clock by its own measure.
+   */
+  private checkClockSkew(welcome: Welcome): ClockSkewError | undefined {
+    if (!welcome.serverTime) return undefined;
+    this.serverClock = { serverMs: timestampMs(welcome.serverTime), at: performance.now() };
+    const skewMs = Math.round(this.clock() - this.serverClock.serverMs);
+    const windows = [welcome.replayWindow ? durationMs(welcome.replayWindow) : 0, welcome.keys ? this.options.replayWindowMs || DEFAULT_REPLAY_WINDOW_MS : 0].filter((ms) => ms > 0);
+    // Unsigned: no timestamp is checked, so no skew is refused.
+    if (windows.length === 0) return undefined;
+    const windowMs = Math.min(...windows);
+    if (Math.abs(skewMs) > windowMs || !welcome.keys) {
+      return new ClockSkewError(
+        skewMs,
+        windowMs,
+        `clock skew: this agent's local clock is off by ${Math.abs(skewMs)} ms (${describeSkew(skewMs)} the coordinator's), beyond the ${windowMs} ms replay window, so signed messages cannot pass between them; correct this host's clock (NTP)`,
+      );
+    }
+    // A quarter of the window: far from normal for synchronized clocks, and a drift away from refusal.
+    if (Math.abs(skewMs) > windowMs / 4) {
+      this.logger.warn({ skew_ms: skewMs, replay_window_ms: windowMs }, `this agent's clock is off by ${Math.abs(skewMs)} ms (${describeSkew(skewMs)} the coordinator's); past the ${windowMs} ms replay window its messages are refused: correct its clock (NTP)`);
+    }
+    return undefined;
+  }
+
+  /**
+   * Opens a signed batch from the coordinator. A timestamp outside the window that agrees
+   * with the coordinator's clock as measured (Welcome, heartbeats) is our clocks disagreeing,
+   * and is reported as clock skew, not as a stale coordinator.
+   */
+  private openMessages(envelope: SignedEnvelope, keyring: Keyring, replay: ReplayGuard, coordinatorId: string): CoordinatorMessages {
+    try {
+      return openSignedBatch(keyring, replay, envelope, (bytes) => decodeRequest(CoordinatorMessagesSchema, bytes), coordinatorId);
+    } catch (err) {
+      if (!(err instanceof TimestampWindowError) || !this.serverClock) throw err;
+      const skewMs = Math.round(this.clock() - (this.serverClock.serverMs + performance.now() - this.serverClock.at));
+      // The batch's own measure of our skew is -offsetMs; within half a window of the clocks' measure, the batch was fresh.
+      if (Math.abs(-err.offsetMs - skewMs) > err.windowMs / 2) throw err;
+      throw new ClockSkewError(
+        skewMs,
+        err.windowMs,
+        `clock skew: this agent's clock is ${describeSkew(skewMs)} the coordinator's (by its Welcome and heartbeats), beyond the ${err.windowMs} ms replay window, so the coordinator's signed batches are refused here (${err.message}); correct this host's clock (NTP)`,
+      );
+    }
+  }
+
+  private timestamp(): Timestamp {
+    return timestampFromMs(this.clock());
+  }
+
   private dial(): Channel {
     return createChannel(this.options.address, this.options.credentials, clientChannelOptions());
   }
@@ -352,7 +446,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         this.channel = this.dial();
         return;
       }
-      this.outbox?.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: timestampNow(), lastSequence: this.lastSequence } } }) });
+      this.outbox?.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: this.timestamp(), lastSequence: this.lastSequence } } }) });
     }, intervalMs);
     this.heartbeat.unref();
   }
@@ -369,7 +463,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       value: {
         $typeName: "baton.v1.AgentStatusResponse",
         requestId: request.requestId,
-        timestamp: timestampNow(),
+        timestamp: this.timestamp(),
         sourceAgent: this.options.agentId,
         state: AgentState.ONLINE,
         inFlight: active.length,
@@ -388,7 +482,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       value: {
         $typeName: "baton.v1.DirectiveAck",
         directiveId: d.directiveId,
-        timestamp: timestampNow(),
+        timestamp: this.timestamp(),
         sourceAgent: this.options.agentId,
         attempt: d.attempt,
         sequence: d.sequence,
@@ -453,7 +547,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       const completion: TaskCompletion = {
         $typeName: "baton.v1.TaskCompletion",
         eventId: randomUUID(),
-        timestamp: timestampNow(),
+        timestamp: this.timestamp(),
         sourceAgent: this.options.agentId,
         directiveId: directive.directiveId,
         taskId: taskIdOf(directive),
@@ -480,7 +574,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
           value: {
             $typeName: "baton.v1.ProgressUpdate",
             eventId: randomUUID(),
-            timestamp: timestampNow(),
+            timestamp: this.timestamp(),
             sourceAgent: agentId,
             status: ProgressStatus.IN_PROGRESS,
             metrics: { $typeName: "baton.v1.ProgressMetrics", completionPercentage, resourceUtilization: metrics.resourceUtilization ?? 0, custom: metrics.custom ?? {} },

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
-import { durationFromMs, StructSchema, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, StructSchema, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { AgentStatusRequestSchema, type AgentStatusResponse, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
 import type { KeyRotation, SignedEnvelope } from "../../gen/baton/v1/security_pb.js";
 import {
@@ -14,7 +14,7 @@ import {
   type Hello,
 } from "../../gen/baton/v1/session_pb.js";
 import { decodeRequest } from "../rpc/index.js";
-import { openSignedBatch, seal, SEALED_DIRECTIVE_TYPE, signWith, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
+import { ClockSkewError, describeSkew, openSignedBatch, seal, SEALED_DIRECTIVE_TYPE, signWith, TimestampWindowError, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
@@ -41,6 +41,8 @@ export interface AgentSessionOptions {
   onClose: (session: AgentSession, error: BatonError | undefined) => void;
   /** Message security: batches are signed both ways and sensitive input sealed. Off when absent. */
   security?: SessionSecurity | undefined;
+  /** Each signed batch's measure of the agent's clock skew (agent minus coordinator, ms), with the refusal when it is beyond the window. */
+  onClockSkew?: (skewMs: number, refusal: ClockSkewError | undefined) => void;
 }
 
 /** A session's message keys (its own leader keyring) and replay guard. */
@@ -136,11 +138,34 @@ export class AgentSession {
     return this.options.security?.keyring.toRotation();
   }
 
-  /** Verifies and decodes a signed batch of reports from this agent (see openSignedBatch). */
+  /** The replay window of signed batches, ms; undefined when message security is off. */
+  get replayWindowMs(): number | undefined {
+    return this.options.security?.replay.windowMs;
+  }
+
+  /**
+   * Verifies and decodes a signed batch of reports from this agent (see openSignedBatch).
+   * A timestamp outside the replay window is refused as clock skew (a ClockSkewError): the
+   * batch is authentic and fresh on a live stream, so it is the clocks that disagree.
+   */
   openReports(envelope: SignedEnvelope): AgentReports {
     const security = this.options.security;
     if (!security) throw new BatonError(Code.FAILED_PRECONDITION, "message signing is off on this coordinator; send reports unsigned");
-    return openSignedBatch(security.keyring, security.replay, envelope, (bytes) => decodeRequest(AgentReportsSchema, bytes), this.agentId);
+    let batch: AgentReports;
+    try {
+      batch = openSignedBatch(security.keyring, security.replay, envelope, (bytes) => decodeRequest(AgentReportsSchema, bytes), this.agentId);
+    } catch (err) {
+      if (!(err instanceof TimestampWindowError)) throw err;
+      const refusal = new ClockSkewError(
+        err.offsetMs,
+        err.windowMs,
+        `clock skew: agent ${this.agentId}'s clock is ${describeSkew(err.offsetMs)} the coordinator's, beyond the ${err.windowMs} ms replay window, so its signed reports are refused (${err.message}); correct its clock (NTP)`,
+      );
+      this.options.onClockSkew?.(err.offsetMs, refusal);
+      throw refusal;
+    }
+    this.options.onClockSkew?.(security.replay.offsetOf(timestampMs(batch.sentAt!)), undefined);
+    return batch;
   }
 
   /** Aborted when the session ends. */
@@ -325,7 +350,7 @@ export class AgentSession {
   }
 }
 
-/** The Welcome frame for a session. */
+/** The Welcome frame for a session: with the coordinator's time and, when signed, the replay window, so the agent can measure its skew. */
 export function welcomeFrame(session: AgentSession, options: { heartbeatIntervalMs: number; ackTimeoutMs: number; coordinatorId: string; protocolVersion: string; resumed: boolean }): ConnectResponse {
   return create(ConnectResponseSchema, {
     kind: {
@@ -339,6 +364,8 @@ export function welcomeFrame(session: AgentSession, options: { heartbeatInterval
         coordinatorId: options.coordinatorId,
         protocolVersion: options.protocolVersion,
         keys: session.keyRotation(),
+        serverTime: timestampNow(),
+        ...(session.replayWindowMs !== undefined ? { replayWindow: durationFromMs(session.replayWindowMs) } : {}),
       },
     },
   });

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema, type Agent } from "../../gen/baton/v1/control_pb.js";
 import type { AgentRuntime } from "./coordinator.js";
 
@@ -19,5 +19,8 @@ export function toAgentMessage(agent: AgentRuntime): Agent {
     breaker: agent.breaker.state,
     identity: agent.identity,
     peer: agent.peer,
+    // Whole milliseconds: Duration.nanos must be an integer.
+    ...(agent.clockSkewMs !== undefined ? { clockSkew: durationFromMs(Math.round(agent.clockSkewMs)) } : {}),
+    stateReason: agent.stateReason,
   });
 }

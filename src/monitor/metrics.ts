@@ -21,6 +21,11 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
   });
   const deadLetters = new Counter({ name: "baton_tasks_dead_lettered_total", help: "Tasks dead-lettered after their attempts were spent", registers: [registry] });
   const agentUnavailable = new Counter({ name: "baton_agent_unavailable_total", help: "Agents marked offline (agent_unavailable)", labelNames: ["agent"], registers: [registry] });
+  const clockSkewRefusals = new Counter({
+    name: "baton_clock_skew_refusals_total",
+    help: "Agent sessions and signed batches refused because the agent's clock is beyond the replay window (other signature and replay refusals are not counted here)",
+    registers: [registry],
+  });
   const directivesSent = new Counter({ name: "baton_directives_sent_total", help: "Directive writes to agent streams, resends included", labelNames: ["action"], registers: [registry] });
   const acks = new Counter({ name: "baton_directive_acks_total", help: "Directive acks, by outcome", labelNames: ["outcome"], registers: [registry] });
   const completionTime = new Histogram({
@@ -66,6 +71,7 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     if (succeeded + failed > 0) successRate.set({ coordinator_id: coordinatorId }, succeeded / (succeeded + failed));
   };
   const onOffline = (agent: { agentId: string }) => agentUnavailable.inc({ agent: agent.agentId });
+  const onClockSkew = () => clockSkewRefusals.inc();
   const onSent = (d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective) => directivesSent.inc({ action: d.parameters?.kind.case ?? "unknown" });
   const onAck = (ack: import("../../gen/baton/v1/coordination_pb.js").DirectiveAck) => acks.inc({ outcome: ["unspecified", "accepted", "rejected", "not_now"][ack.outcome] ?? "unknown" });
   const onCompleted = (_c: unknown, d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective | undefined) => {
@@ -73,6 +79,7 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
   };
   coordinator.on("task.updated", onTask);
   coordinator.on("agent.offline", onOffline);
+  coordinator.on("agent.clock_skew_refused", onClockSkew);
   coordinator.on("directive.sent", onSent);
   coordinator.on("directive.ack", onAck);
   coordinator.on("directive.completed", onCompleted);
@@ -81,6 +88,7 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     detach() {
       coordinator.off("task.updated", onTask);
       coordinator.off("agent.offline", onOffline);
+      coordinator.off("agent.clock_skew_refused", onClockSkew);
       coordinator.off("directive.sent", onSent);
       coordinator.off("directive.ack", onAck);
       coordinator.off("directive.completed", onCompleted);

@@ -35,18 +35,25 @@ export interface RawSession {
   close(): void;
 }
 
+/** Options of openRawSession. */
+export interface RawSessionOptions {
+  /** The agent's clock, ms since the epoch (default Date.now): Hello.sent_at, heartbeats and batch timestamps come from it. */
+  now?: () => number;
+}
+
 /** Opens Connect as `agentId` and waits for Welcome; key rotations are applied as they arrive. */
-export async function openRawSession(address: string, credentials: ChannelCredentials, agentId: string): Promise<RawSession> {
+export async function openRawSession(address: string, credentials: ChannelCredentials, agentId: string, options: RawSessionOptions = {}): Promise<RawSession> {
+  const now = options.now ?? Date.now;
   const channel = createChannel(address, credentials);
   const client = createClient(CoordinatorService, channel);
   const outgoing = createAsyncQueue<ConnectRequest>({ capacity: 1000, overflow: "error", name: "raw session" });
-  outgoing.push(create(ConnectRequestSchema, { kind: { case: "hello", value: { agentId, capabilities: ["python"] } } }));
+  outgoing.push(create(ConnectRequestSchema, { kind: { case: "hello", value: { agentId, capabilities: ["python"], sentAt: timestampFromMs(now()) } } }));
   const responses = client.connect(outgoing)[Symbol.asyncIterator]();
   const first = await responses.next();
   if (first.done || first.value.kind.case !== "welcome") throw new Error("no Welcome");
   const welcome = first.value.kind.value;
   // Heartbeats keep the session alive however short the server's interval is.
-  const beat = setInterval(() => outgoing.push(create(ConnectRequestSchema, { kind: { case: "heartbeat", value: {} } })), 50);
+  const beat = setInterval(() => outgoing.push(create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: timestampFromMs(now()) } } })), 50);
   beat.unref();
   const session: RawSession = {
     welcome,
@@ -54,7 +61,7 @@ export async function openRawSession(address: string, credentials: ChannelCreden
     received: [],
     send: (frame) => outgoing.push(create(ConnectRequestSchema, frame)),
     signedReports(reports, o = {}) {
-      const batch = create(AgentReportsSchema, { messageId: o.messageId ?? randomUUID(), sentAt: timestampFromMs(o.sentAtMs ?? Date.now()), sender: o.sender ?? agentId, reports: reports.map((r) => create(AgentReportSchema, r)) });
+      const batch = create(AgentReportsSchema, { messageId: o.messageId ?? randomUUID(), sentAt: timestampFromMs(o.sentAtMs ?? now()), sender: o.sender ?? agentId, reports: reports.map((r) => create(AgentReportSchema, r)) });
       return signEnvelope(session.keyring!, toBinary(AgentReportsSchema, batch));
     },
     decode: (envelope) => fromBinary(CoordinatorMessagesSchema, envelope.payload),

@@ -13,5 +13,14 @@ export {
 } from "./keyring.js";
 export { SIGNATURE_BYTES, signEnvelope, signWith, verifyEnvelope } from "./signing.js";
 export { NONCE_BYTES, SEALED_DIRECTIVE_TYPE, TAG_BYTES, open, seal, type SealContext } from "./sealing.js";
-export { DEFAULT_REPLAY_MAX_ENTRIES, DEFAULT_REPLAY_WINDOW_MS, createReplayGuard, type ReplayGuard, type ReplayGuardOptions } from "./replay-guard.js";
+export {
+  ClockSkewError,
+  DEFAULT_REPLAY_MAX_ENTRIES,
+  DEFAULT_REPLAY_WINDOW_MS,
+  TimestampWindowError,
+  createReplayGuard,
+  describeSkew,
+  type ReplayGuard,
+  type ReplayGuardOptions,
+} from "./replay-guard.js";
 export { openSignedBatch, type BatchHeader } from "./signed-batch.js";
