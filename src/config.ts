@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./rpc/index.js";
+import { DEFAULT_CONNECTION_LIMITS, DEFAULT_TRANSPORT_LIMITS, type ConnectionLimits, type TransportLimits } from "./rpc/index.js";
+import { DEFAULT_PAYLOAD_LIMITS, ENVELOPE_RESERVE_BYTES, type PayloadLimits } from "./protocol/index.js";
 import { addressList } from "./security/index.js";
 
 /** The whole configuration of a baton process: one typed object. */
@@ -102,18 +103,38 @@ export interface BatonConfig {
     retryDelayMs: number;
     /** How long every member of a coalition has to accept, ms, unless the task says. Default 5000. */
     coalitionFormationMs: number;
+    /** Tasks not yet ended (pending, assigned or running) the coordinator holds; a submit or resubmit beyond is RESOURCE_EXHAUSTED. Default 100000. */
+    maxOpen: number;
+    /** Bytes of those tasks' specs (input included, as encoded), at most; a submit beyond is RESOURCE_EXHAUSTED. Default 268435456 (256 MiB). */
+    maxOpenBytes: number;
   };
   /** The journal. */
   store: {
     /** "sqlite" (durable, the default) or "memory" (nothing survives a restart). */
     kind: "sqlite" | "memory";
-    /** Folder of the SQLite journal. Default "data". */
+    /** Folder of the SQLite journal, its state file and the lock that keeps a second server out. Default "data". */
     dataDir: string;
     /** SQLite synchronous mode: FULL survives power loss, NORMAL a process crash. Default "FULL". */
     synchronous: "FULL" | "NORMAL";
+    /** The key file that seals tasks' sensitive_input at rest (AES-256-GCM): base64 of 32 bytes a line, the first sealing, any others older keys still read. Default "<certsDir>/journal.key". */
+    keyFile: string;
+    /** The same keys given directly, base64, comma-separated (BATON_JOURNAL_KEY); when set, keyFile is not read. Default "". */
+    key: string;
   };
-  /** grpc-js transport limits. */
-  transport: TransportLimits;
+  /**
+   * grpc-js transport limits, and the listener's limits on connections before grpc-js sees
+   * them: tlsHandshakeTimeoutMs (5000), prefaceTimeoutMs (5000), maxConnections (20000),
+   * maxConnectionsPerAddress (1000), maxConnectionsPerAddressExempt (loopback).
+   */
+  transport: TransportLimits & ConnectionLimits;
+  /**
+   * What the server accepts, sized so that every answer, event and directive built from it
+   * fits a transport message: maxTaskSpecBytes (1 MiB: a task's spec serialized, input and
+   * sensitive_input included), maxHelloBytes (16 KiB), maxHelloCapabilities (256),
+   * maxHelloLabels (64), maxHelloResources (256). Ids and names are at most 256 characters
+   * and reasons 16384, whatever these say (src/rpc/validate.ts).
+   */
+  limits: PayloadLimits;
   /** Logging. */
   log: {
     /** pino level. Default "info". */
@@ -174,9 +195,10 @@ export function defaultConfig(): BatonConfig {
     },
     delivery: { retryCount: 3, backoffInitialMs: 500, backoffMaxMs: 10_000, leaseMs: 60_000 },
     breaker: { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 10, rollingCountTimeoutMs: 60_000 },
-    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000 },
-    store: { kind: "sqlite", dataDir: "data", synchronous: "FULL" },
-    transport: { ...DEFAULT_TRANSPORT_LIMITS },
+    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000, maxOpen: 100_000, maxOpenBytes: 256 * 1024 * 1024 },
+    store: { kind: "sqlite", dataDir: "data", synchronous: "FULL", keyFile: "", key: "" },
+    transport: { ...DEFAULT_TRANSPORT_LIMITS, ...DEFAULT_CONNECTION_LIMITS, maxConnectionsPerAddressExempt: [...DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddressExempt] },
+    limits: { ...DEFAULT_PAYLOAD_LIMITS },
     log: { level: "info", protocolLevel: "info" },
     shutdownGraceMs: 5000,
     adminListen: "127.0.0.1:9464",
@@ -214,19 +236,28 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_HEARTBEAT_MISSES", "session.heartbeatMisses", "int"],
   ["BATON_STATUS_TIMEOUT_MS", "session.statusTimeoutMs", "int"],
   ["BATON_ACK_TIMEOUT_MS", "session.ackTimeoutMs", "int"],
+  ["BATON_MAX_TASK_SPEC_BYTES", "limits.maxTaskSpecBytes", "int"],
   ["BATON_LOG_LEVEL", "log.level", "string"],
   ["BATON_DATA_DIR", "store.dataDir", "string"],
   ["BATON_STORE", "store.kind", "string"],
+  ["BATON_JOURNAL_KEY", "store.key", "string"],
+  ["BATON_JOURNAL_KEY_FILE", "store.keyFile", "string"],
   ["BATON_DISCONNECT_GRACE_MS", "session.disconnectGraceMs", "int"],
   ["BATON_RETRY_COUNT", "delivery.retryCount", "int"],
   ["BATON_LEASE_MS", "delivery.leaseMs", "int"],
   ["BATON_BREAKER_RESET_MS", "breaker.resetTimeoutMs", "int"],
   ["BATON_MAX_ATTEMPTS", "tasks.maxAttempts", "int"],
+  ["BATON_MAX_OPEN_TASKS", "tasks.maxOpen", "int"],
+  ["BATON_MAX_OPEN_TASK_BYTES", "tasks.maxOpenBytes", "int"],
   ["BATON_SHUTDOWN_GRACE_MS", "shutdownGraceMs", "int"],
   ["BATON_ADMIN_LISTEN", "adminListen", "string"],
   ["BATON_ONLY", "services.only", "string"],
   ["BATON_RESOURCE_MANAGER", "services.resourceManager", "string"],
   ["BATON_PERFORMANCE_MONITOR", "services.performanceMonitor", "string"],
+  ["BATON_TLS_HANDSHAKE_TIMEOUT_MS", "transport.tlsHandshakeTimeoutMs", "int"],
+  ["BATON_PREFACE_TIMEOUT_MS", "transport.prefaceTimeoutMs", "int"],
+  ["BATON_MAX_CONNECTIONS", "transport.maxConnections", "int"],
+  ["BATON_MAX_CONNECTIONS_PER_ADDRESS", "transport.maxConnectionsPerAddress", "int"],
 ];
 
 function parseValue(raw: string, kind: Kind, source: string): string | number | boolean | string[] {
@@ -305,6 +336,7 @@ export function buildConfig(...layers: ConfigOverrides[]): BatonConfig {
   config.tls.certFile ||= `${dir}/coordinator.pem`;
   config.tls.keyFile ||= `${dir}/coordinator.key`;
   config.tls.revokedFile ||= `${dir}/revoked.json`;
+  config.store.keyFile ||= `${dir}/journal.key`;
   validateConfig(config);
   return config;
 }
@@ -339,6 +371,11 @@ function validateConfig(c: BatonConfig): void {
     ["session.outboxCapacity", c.session.outboxCapacity],
     ["session.maxBatch", c.session.maxBatch],
     ["session.disconnectGraceMs", c.session.disconnectGraceMs],
+    ["limits.maxTaskSpecBytes", c.limits.maxTaskSpecBytes],
+    ["limits.maxHelloBytes", c.limits.maxHelloBytes],
+    ["limits.maxHelloCapabilities", c.limits.maxHelloCapabilities],
+    ["limits.maxHelloLabels", c.limits.maxHelloLabels],
+    ["limits.maxHelloResources", c.limits.maxHelloResources],
     ["delivery.backoffInitialMs", c.delivery.backoffInitialMs],
     ["delivery.backoffMaxMs", c.delivery.backoffMaxMs],
     ["delivery.leaseMs", c.delivery.leaseMs],
@@ -348,9 +385,13 @@ function validateConfig(c: BatonConfig): void {
     ["tasks.maxAttempts", c.tasks.maxAttempts],
     ["tasks.maxDeliveries", c.tasks.maxDeliveries],
     ["tasks.coalitionFormationMs", c.tasks.coalitionFormationMs],
+    ["tasks.maxOpen", c.tasks.maxOpen],
+    ["tasks.maxOpenBytes", c.tasks.maxOpenBytes],
     ["transport.maxReceiveMessageBytes", c.transport.maxReceiveMessageBytes],
     ["transport.maxSendMessageBytes", c.transport.maxSendMessageBytes],
     ["transport.maxConcurrentStreams", c.transport.maxConcurrentStreams],
+    ["transport.maxConnections", c.transport.maxConnections],
+    ["transport.maxConnectionsPerAddress", c.transport.maxConnectionsPerAddress],
     ["tls.reloadIntervalMs", c.tls.reloadIntervalMs],
     ["security.keyRotationMs", c.security.keyRotationMs],
     ["security.replayWindowMs", c.security.replayWindowMs],
@@ -361,16 +402,34 @@ function validateConfig(c: BatonConfig): void {
   if (c.session.defaultMaxInFlight > c.session.maxInFlightLimit) {
     throw new ConfigError(`session.defaultMaxInFlight (${c.session.defaultMaxInFlight}) exceeds session.maxInFlightLimit (${c.session.maxInFlightLimit})`);
   }
+  // A task travels whole in its answers, events and directive, with its history, result and
+  // envelope beside it: half a message leaves them room (as 1 MiB does in the 4 MiB default).
+  const messageBytes = Math.min(c.transport.maxSendMessageBytes, c.transport.maxReceiveMessageBytes);
+  for (const [name, value] of [["limits.maxTaskSpecBytes", c.limits.maxTaskSpecBytes], ["limits.maxHelloBytes", c.limits.maxHelloBytes]] as const) {
+    if (value > messageBytes / 2 - ENVELOPE_RESERVE_BYTES) {
+      throw new ConfigError(`${name} (${value}) must be at most half of the smaller of transport.maxSendMessageBytes and transport.maxReceiveMessageBytes (${messageBytes}) less ${ENVELOPE_RESERVE_BYTES} bytes of envelope, so that what is built from it fits a message`);
+    }
+  }
   if (c.session.outboxCapacity < c.session.maxInFlightLimit) {
     throw new ConfigError(`session.outboxCapacity (${c.session.outboxCapacity}) must hold at least session.maxInFlightLimit (${c.session.maxInFlightLimit}) directives`);
   }
   const MAX_TIMER_MS = 2_147_483_647;
   // Node's timers overflow past 2^31 - 1 ms to 1 ms: a huge age would close every connection at once.
-  for (const [name, v] of [["transport.keepaliveTimeoutMs", c.transport.keepaliveTimeoutMs], ["transport.maxConnectionIdleMs", c.transport.maxConnectionIdleMs]] as const) {
+  for (const [name, v] of [
+    ["transport.keepaliveTimeoutMs", c.transport.keepaliveTimeoutMs],
+    ["transport.maxConnectionIdleMs", c.transport.maxConnectionIdleMs],
+    ["transport.tlsHandshakeTimeoutMs", c.transport.tlsHandshakeTimeoutMs],
+    ["transport.prefaceTimeoutMs", c.transport.prefaceTimeoutMs],
+  ] as const) {
     if (!Number.isInteger(v) || v <= 0 || v > MAX_TIMER_MS) throw new ConfigError(`${name} must be a whole number from 1 to ${MAX_TIMER_MS}, got ${v}`);
   }
   for (const [name, v] of [["transport.maxConnectionAgeMs", c.transport.maxConnectionAgeMs], ["transport.maxConnectionAgeGraceMs", c.transport.maxConnectionAgeGraceMs]] as const) {
     if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS) throw new ConfigError(`${name} must be a whole number from 0 to ${MAX_TIMER_MS} (0 turns the age limit off), got ${v}`);
+  }
+  try {
+    addressList(c.transport.maxConnectionsPerAddressExempt);
+  } catch (err) {
+    throw new ConfigError(`transport.maxConnectionsPerAddressExempt: ${(err as Error).message}`);
   }
   if (c.transport.keepaliveTimeMs < 10_000) {
     // grpc-js servers refuse clients that ping more often than min_ping_interval (10 s here).
@@ -382,6 +441,10 @@ function validateConfig(c: BatonConfig): void {
   if (c.delivery.leaseMs <= c.session.heartbeatIntervalMs) throw new ConfigError(`delivery.leaseMs (${c.delivery.leaseMs}) must exceed session.heartbeatIntervalMs (${c.session.heartbeatIntervalMs})`);
   if (!["sqlite", "memory"].includes(c.store.kind)) throw new ConfigError(`store.kind must be "sqlite" or "memory", got ${JSON.stringify(c.store.kind)}`);
   if (!["FULL", "NORMAL"].includes(c.store.synchronous)) throw new ConfigError(`store.synchronous must be "FULL" or "NORMAL"`);
+  // The same shape as a key file's lines (store/secret-box.ts); the value is never echoed.
+  c.store.key.split(",").forEach((k, i) => {
+    if (c.store.key && !/^[A-Za-z0-9+/]{43}=$/.test(k.trim())) throw new ConfigError(`store.key (BATON_JOURNAL_KEY): entry ${i + 1} is not a journal key (base64 of 32 bytes: 44 characters)`);
+  });
   if (!["info", "debug"].includes(c.log.protocolLevel)) throw new ConfigError(`log.protocolLevel must be "info" or "debug"`);
   if (!["required", "off"].includes(c.security.messageSecurity)) throw new ConfigError(`security.messageSecurity must be "required" or "off", got ${JSON.stringify(c.security.messageSecurity)}`);
   if (!Number.isInteger(c.security.keyGraceMs) || c.security.keyGraceMs < 0) throw new ConfigError(`security.keyGraceMs must be 0 or more, got ${c.security.keyGraceMs}`);

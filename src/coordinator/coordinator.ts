@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, equals, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import type { Store as JournalStore } from "../store/index.js";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Action, AgentState, ResourceSchema } from "../../gen/baton/v1/common_pb.js";
@@ -37,6 +37,7 @@ import { clockSkewRefusal, helloClockSkew } from "./clock-skew.js";
 import { DirectiveOutbox, type GiveUp } from "./directive-outbox.js";
 import { nextState, type RoundTrigger } from "./round-state.js";
 import { TaskJournal } from "./task-journal.js";
+import { isOpen, nextTaskState, type TaskEvent } from "./task-state.js";
 
 /** An agent as the coordinator holds it, across sessions. */
 export interface AgentRuntime {
@@ -76,6 +77,10 @@ interface TaskRuntime {
   coalition: CoalitionRuntime | undefined;
   /** Settles when the submit that created it is durable (or failed): a duplicate submit waits for it. */
   created?: Promise<void>;
+  /** Its place in creation order: ListTasks pages by it, so a page survives state changes. */
+  seq: number;
+  /** Its spec's encoded size, counted against tasks.maxOpenBytes while it is open. */
+  bytes: number;
 }
 
 interface CoalitionRuntime {
@@ -143,6 +148,8 @@ const SETTLED_MEMORY = 100_000;
 // Written to learn whether the journal takes writes again after one failed.
 const WRITE_PROBE_KEY = "probe/writable";
 
+const compareIds = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 function actionOf(d: CoordinationDirective): string {
   return d.parameters?.kind.case === "formCoalition" ? "form_coalition" : d.parameters?.kind.case === "adjustResources" ? "adjust_resources" : "assign_task";
 }
@@ -192,6 +199,11 @@ function directiveFor(task: Task, agentId: string, correlationId: string, resour
 export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly agentsById = new Map<string, AgentRuntime>();
   private readonly tasks = new Map<string, TaskRuntime>();
+  /** Every task in creation order (ListTasks), the pending ones (scheduling), counts by state: kept by moveTask. */
+  private readonly order: TaskRuntime[] = [];
+  private readonly pendingTasks = new Set<TaskRuntime>();
+  private readonly stateCounts = new Map<TaskState, number>();
+  private open = { tasks: 0, bytes: 0 };
   /** Live (unsettled) directives. */
   private readonly directives = new Map<string, JournalDirective>();
   /** Every directive of a task still open, superseded ones included: a late success still counts. */
@@ -270,7 +282,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       session?.close(reason);
     }
     for (const map of [this.agentsById, this.tasks, this.directives, this.directiveTask, this.rounds, this.taskRound, this.reportedUtilization]) map.clear();
-    for (const set of [this.settled, this.claimedAgents, this.claimedTasks, this.triggers]) set.clear();
+    for (const set of [this.settled, this.claimedAgents, this.claimedTasks, this.triggers, this.pendingTasks]) set.clear();
+    this.clearTaskIndex();
     void this.recover();
   }
 
@@ -284,6 +297,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       } catch (err) {
         this.logger.debug({ err: (err as Error).message, retry_ms: waitMs }, "journal still cannot be written");
         for (const map of [this.agentsById, this.tasks, this.directives, this.directiveTask]) map.clear();
+        this.clearTaskIndex();
         continue;
       }
       this.recovering = false;
@@ -335,7 +349,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private async load(): Promise<void> {
     const { tasks, directives, sessions } = await this.journal.load();
-    for (const task of tasks) this.tasks.set(task.spec!.taskId, this.taskRuntime(task));
+    // The journal holds tasks by id; creation order is rebuilt once, here.
+    tasks.sort((a, b) => Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n)) || (a.createdAt?.nanos ?? 0) - (b.createdAt?.nanos ?? 0) || compareIds(a.spec!.taskId, b.spec!.taskId));
+    for (const task of tasks) this.addTask(this.taskRuntime(task));
     const sessionOf = new Map(sessions.map((s) => [s.agentId, s]));
     const now = this.now();
     for (const jd of directives) {
@@ -356,6 +372,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }
       this.track(agent, d.directiveId);
     }
+    // A task assigned when the coordinator stopped is pending again unless its directive was restored.
+    for (const rt of this.order) if ((rt.task.state === TaskState.ASSIGNED || rt.task.state === TaskState.RUNNING) && rt.directives.size === 0) this.moveTask(rt, "restored");
     for (const s of sessions) {
       const agent = this.agentsById.get(s.agentId);
       if (agent && s.nextSequence > agent.outbox.nextSequence) agent.outbox = this.newOutbox(agent.maxInFlight, s.nextSequence, agent.outbox);
@@ -829,7 +847,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const formed = !rt?.coalition || rt.coalition.accepted.size === rt.directives.size;
     if (rt && formed && rt.coalition) clearTimeout(rt.coalition.timer);
     if (rt && rt.directives.has(id) && formed && rt.task.state === TaskState.ASSIGNED) {
-      rt.task.state = TaskState.RUNNING;
+      this.moveTask(rt, "accepted");
       rt.task.updatedAt = timestampNow();
       change.tasks = [rt.task];
       this.publishTask(rt.task, "accepted");
@@ -864,12 +882,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const spec = rt.task.spec!;
     const maxAttempts = spec.maxAttempts || this.config.tasks.maxAttempts;
     if (counted >= maxAttempts || deliveries >= this.config.tasks.maxDeliveries) {
-      rt.task.state = TaskState.DEAD_LETTERED;
+      this.moveTask(rt, "dead_lettered");
       rt.task.reason = counted >= maxAttempts ? `${counted} attempts failed; last: ${outcome}: ${reason}` : `${deliveries} deliveries without success; last: ${outcome}: ${reason}`;
       rt.task.assignedAgents = [];
       this.logger.warn({ task_id: spec.taskId, outcome, reason: rt.task.reason }, "task dead-lettered");
     } else {
-      rt.task.state = TaskState.PENDING;
+      this.moveTask(rt, "retry");
       rt.task.assignedAgents = [];
       rt.task.reason = `${outcome}: ${reason}`;
       const backoff = COUNTED.has(outcome) ? this.config.tasks.retryDelayMs * 2 ** Math.max(0, counted - 1) : 0;
@@ -973,7 +991,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       }
       this.roundTaskEnded(rt.task.spec!.taskId, true, jd?.directive ? actionOf(jd.directive) : "assign_task", jd?.directive ? this.now() - timestampMsOf(jd.directive) : 0);
       this.performance?.recordDirective(agent.agentId, true);
-      rt.task.state = TaskState.SUCCEEDED;
+      this.moveTask(rt, "succeeded");
       if (completion.result) rt.task.result = completion.result;
       rt.task.reason = "";
       rt.task.updatedAt = timestampNow();
@@ -1002,7 +1020,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   private deadLetter(rt: TaskRuntime, reason: string): void {
-    rt.task.state = TaskState.DEAD_LETTERED;
+    this.moveTask(rt, "dead_lettered");
     this.roundTaskEnded(rt.task.spec!.taskId, false, "assign_task", 0);
     rt.task.reason = reason;
     rt.task.updatedAt = timestampNow();
@@ -1054,8 +1072,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const now = this.now();
     let wake = Number.POSITIVE_INFINITY;
     const fresh: TaskRuntime[] = [];
-    for (const rt of this.tasks.values()) {
-      if (rt.task.state !== TaskState.PENDING || this.claimedTasks.has(rt.task.spec!.taskId)) continue;
+    for (const rt of this.pendingTasks) {
+      if (this.claimedTasks.has(rt.task.spec!.taskId)) continue;
       if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
       else if (!this.taskRound.has(rt.task.spec!.taskId)) fresh.push(rt);
     }
@@ -1415,7 +1433,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const attemptNo = rt.task.attempts.length + 1;
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: [agent.agentId], directiveIds: [id], startedAt: timestampNow() }));
-    rt.task.state = TaskState.ASSIGNED;
+    this.moveTask(rt, "assigned");
     rt.task.assignedAgents = [agent.agentId];
     rt.task.updatedAt = timestampNow();
     rt.directives = new Set([id]);
@@ -1445,7 +1463,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
           this.release(id);
           rt.task.attempts.pop();
           rt.directives.clear();
-          rt.task.state = TaskState.PENDING;
+          this.moveTask(rt, "retry");
           rt.task.assignedAgents = [];
           this.logger.debug({ task_id: rt.task.spec!.taskId, agent_id: agent.agentId, err: (err as Error).message }, "breaker refused a delivery");
           this.roundTaskEnded(rt.task.spec!.taskId, false, "assign_task", 0);
@@ -1516,7 +1534,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const attemptNo = rt.task.attempts.length + 1;
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: attemptNo, agents: members.map((m) => m.agentId), directiveIds: directives.map((d) => d.directiveId), startedAt: timestampNow() }));
-    rt.task.state = TaskState.ASSIGNED;
+    this.moveTask(rt, "assigned");
     rt.task.assignedAgents = members.map((m) => m.agentId);
     rt.task.updatedAt = timestampNow();
     rt.directives = new Set(directives.map((d) => d.directiveId));
@@ -1564,9 +1582,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private taskRuntime(task: Task): TaskRuntime {
     const excluded = new Set<string>();
     for (const a of task.attempts) if (a.outcome === "rejected") for (const agent of a.agents) excluded.add(agent);
-    // A task assigned when the coordinator stopped is pending again unless its directive is restored.
-    if (task.state === TaskState.ASSIGNED || task.state === TaskState.RUNNING) task.state = TaskState.PENDING;
-    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined };
+    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes: toBinary(TaskSpecSchema, task.spec!).byteLength };
   }
 
   /** Accepts a task; resolves once it is durable. The same task_id submits once. */
@@ -1594,15 +1610,17 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       await existing.created;
       return { task: existing.task, created: false };
     }
+    const bytes = toBinary(TaskSpecSchema, spec).byteLength;
+    this.assertRoomFor(bytes);
     const task = create(TaskSchema, { spec, state: TaskState.PENDING, submitter, createdAt: timestampNow(), updatedAt: timestampNow() });
-    const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined };
+    const rt: TaskRuntime = { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes };
     // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
     rt.created = this.durably({ tasks: [task] }, `task ${spec.taskId}`);
-    this.tasks.set(spec.taskId, rt);
+    this.addTask(rt);
     try {
       await rt.created;
     } catch (err) {
-      if (this.tasks.get(spec.taskId) === rt) this.tasks.delete(spec.taskId);
+      // The failed write has dropped the whole unacknowledged state (onJournalFailed), this task with it.
       throw err;
     } finally {
       delete rt.created;
@@ -1614,9 +1632,50 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   /** How many tasks are in each state. */
   taskCounts(): Map<TaskState, number> {
-    const counts = new Map<TaskState, number>();
-    for (const rt of this.tasks.values()) counts.set(rt.task.state, (counts.get(rt.task.state) ?? 0) + 1);
-    return counts;
+    return new Map(this.stateCounts);
+  }
+
+  /** Refuses new open work beyond tasks.maxOpen and tasks.maxOpenBytes: pending work is bounded, not held until the heap runs out. */
+  private assertRoomFor(bytes: number): void {
+    const { maxOpen, maxOpenBytes } = this.config.tasks;
+    if (this.open.tasks >= maxOpen) throw new BatonError(Code.RESOURCE_EXHAUSTED, `the coordinator holds ${this.open.tasks} open tasks, its limit (tasks.maxOpen, BATON_MAX_OPEN_TASKS); submit again once some have finished`);
+    if (this.open.bytes + bytes > maxOpenBytes) {
+      throw new BatonError(Code.RESOURCE_EXHAUSTED, `open tasks hold ${this.open.bytes} bytes of specs; this one (${bytes} bytes) would pass the limit of ${maxOpenBytes} (tasks.maxOpenBytes, BATON_MAX_OPEN_TASK_BYTES); submit again once some have finished`);
+    }
+  }
+
+  private addTask(rt: TaskRuntime): void {
+    rt.seq = this.order.length;
+    this.order.push(rt);
+    this.tasks.set(rt.task.spec!.taskId, rt);
+    this.countState(rt, rt.task.state, 1);
+  }
+
+  /** The one way a task's state changes: by the task state table, keeping the indexes and the bounds. */
+  private moveTask(rt: TaskRuntime, event: TaskEvent): void {
+    const next = nextTaskState(rt.task.state, event);
+    this.countState(rt, rt.task.state, -1);
+    rt.task.state = next;
+    this.countState(rt, next, 1);
+  }
+
+  private countState(rt: TaskRuntime, state: TaskState, delta: 1 | -1): void {
+    this.stateCounts.set(state, (this.stateCounts.get(state) ?? 0) + delta);
+    if (isOpen(state)) {
+      this.open.tasks += delta;
+      this.open.bytes += delta * rt.bytes;
+    }
+    if (state === TaskState.PENDING) {
+      if (delta > 0) this.pendingTasks.add(rt);
+      else this.pendingTasks.delete(rt);
+    }
+  }
+
+  private clearTaskIndex(): void {
+    this.order.length = 0;
+    this.pendingTasks.clear();
+    this.stateCounts.clear();
+    this.open = { tasks: 0, bytes: 0 };
   }
 
   /** One task. */
@@ -1627,20 +1686,29 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return rt.task;
   }
 
-  /** Tasks in creation order, filtered by state, paged by task id. */
+  /**
+   * Tasks in creation order, filtered by state, paged by task id: a page continues after the
+   * named task's place in creation order, whatever its state is now, so paging never breaks
+   * when a task changes state between pages.
+   */
   listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string } {
+    this.assertServing();
     const wanted = new Set(states);
-    const all = [...this.tasks.values()]
-      .map((t) => t.task)
-      .filter((t) => wanted.size === 0 || wanted.has(t.state))
-      .sort((a, b) => Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n)) || (a.createdAt?.nanos ?? 0) - (b.createdAt?.nanos ?? 0) || a.spec!.taskId.localeCompare(b.spec!.taskId));
     let start = 0;
     if (after) {
-      start = all.findIndex((t) => t.spec!.taskId === after) + 1;
-      if (start === 0) throw invalidArgument("page_token does not name a task of this listing");
+      const from = this.tasks.get(after);
+      if (!from) throw invalidArgument("page_token does not name a task of this listing");
+      start = from.seq + 1;
     }
-    const tasks = all.slice(start, start + pageSize);
-    return { tasks, next: start + pageSize < all.length ? tasks.at(-1)!.spec!.taskId : "" };
+    const tasks: Task[] = [];
+    for (let i = start; i < this.order.length; i++) {
+      const task = this.order[i]!.task;
+      if (wanted.size > 0 && !wanted.has(task.state)) continue;
+      // One more than the page: then there is a next page.
+      if (tasks.length === pageSize) return { tasks, next: tasks.at(-1)!.spec!.taskId };
+      tasks.push(task);
+    }
+    return { tasks, next: "" };
   }
 
   /** Cancels a task; its agent is told and its handler's signal aborts. */
@@ -1654,7 +1722,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     if (isTerminal(rt.task.state)) throw failedPrecondition(`task ${taskId} has already ended (${TaskState[rt.task.state]})`);
     this.closeAttempt(rt.task, "cancelled", reason);
-    rt.task.state = TaskState.CANCELLED;
+    this.moveTask(rt, "cancelled");
     rt.task.reason = reason || "cancelled";
     rt.task.assignedAgents = [];
     rt.task.updatedAt = timestampNow();
@@ -1673,7 +1741,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
     if (rt.task.state !== TaskState.DEAD_LETTERED) throw failedPrecondition(`only a dead-lettered task can be resubmitted; ${taskId} is ${TaskState[rt.task.state]}`);
     rt.task.attempts.push(create(TaskAttemptSchema, { attempt: rt.task.attempts.length + 1, outcome: "resubmitted", startedAt: timestampNow(), endedAt: timestampNow() }));
-    rt.task.state = TaskState.PENDING;
+    this.assertRoomFor(rt.bytes);
+    this.moveTask(rt, "resubmitted");
     rt.task.reason = "resubmitted";
     rt.excluded.clear();
     rt.notBefore = 0;
