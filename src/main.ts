@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { certs, serve, serveConfig, UsageError } from "./cli/index.js";
+import { certs, journal, serve, serveConfig, UsageError } from "./cli/index.js";
 import { ConfigError } from "./config.js";
 
 const USAGE = `baton: a gRPC coordination server for multi-agent systems
@@ -14,6 +14,9 @@ usage:
   baton certs issue --role <role> --name <name> [--dir certs] [--days n] [--dns a,b]
   baton certs renew  --name <name> [--dir certs] [--days n] [--revoke-old]
   baton certs revoke (--name <name> | --serial <hex>) [--dir certs] [--reason text]
+  baton certs journal-key [--dir certs]
+  baton journal check|adopt [--config file.json] [--data-dir dir]
+  baton journal reset [--config file.json] [--data-dir dir] [--force]
 
 roles: coordinator, managed_agent, resource_manager, performance_monitor, operator
 environment: BATON_CONFIG, BATON_LISTEN, BATON_CERTS_DIR, BATON_TRUST_DOMAIN,
@@ -80,6 +83,12 @@ async function main(argv: string[]): Promise<number> {
       strict: true,
     });
     for (const line of await certs(sub, values, process.env)) process.stdout.write(`${line}\n`);
+    return 0;
+  }
+  if (command === "journal") {
+    const [sub, ...args] = rest;
+    const { values } = parseArgs({ args, options: { config: { type: "string" }, "data-dir": { type: "string" }, force: { type: "boolean" } }, strict: true });
+    for (const line of journal(sub, values, process.env)) process.stdout.write(`${line}\n`);
     return 0;
   }
   throw new UsageError(`unknown command ${JSON.stringify(command)}`);

@@ -1,3 +1,6 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { createJournalKeyFile } from "../store/index.js";
 import { ROLES, initCertificateAuthority, issueToDirectory, normalizeSerial, renewInDirectory, revokeInDirectory, type RoleName } from "../security/index.js";
 
 /** Flags of `baton certs`. */
@@ -26,13 +29,23 @@ function parseDays(days: string | undefined): number | undefined {
   return value;
 }
 
-/** `baton certs init`, `issue`, `renew` and `revoke`; returns the lines to print. */
+// The journal key beside the certificates (store.keyFile's default): made when missing, never replaced.
+function journalKey(dir: string): string {
+  const path = join(dir, "journal.key");
+  return createJournalKeyFile(path) ? `wrote ${path} (the journal key: seals sensitive_input at rest; back it up apart from the data)` : `kept ${path} (the journal key is never replaced)`;
+}
+
+/** `baton certs init`, `issue`, `renew`, `revoke` and `journal-key`; returns the lines to print. */
 export async function certs(sub: string | undefined, flags: CertsFlags, env: Record<string, string | undefined>): Promise<string[]> {
   const dir = flags.dir ?? env.BATON_CERTS_DIR ?? "certs";
   const trustDomain = flags["trust-domain"] ?? env.BATON_TRUST_DOMAIN ?? "baton.local";
   if (sub === "init") {
     const ca = await initCertificateAuthority({ dir, trustDomain, force: flags.force ?? false });
-    return [`wrote ${ca.certPath} and ${ca.keyPath} (trust domain ${trustDomain})`];
+    return [`wrote ${ca.certPath} and ${ca.keyPath} (trust domain ${trustDomain})`, journalKey(dir)];
+  }
+  if (sub === "journal-key") {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return [journalKey(dir)];
   }
   if (sub === "issue") {
     const role = flags.role;
@@ -81,5 +94,5 @@ export async function certs(sub: string | undefined, flags: CertsFlags, env: Rec
     const who = result.spiffeId !== undefined ? ` (${result.spiffeId})` : "";
     return [result.added ? `revoked serial ${result.serial}${who}` : `serial ${result.serial}${who} was already revoked`];
   }
-  throw new UsageError(`unknown certs command ${JSON.stringify(sub ?? "")}: use init, issue, renew or revoke`);
+  throw new UsageError(`unknown certs command ${JSON.stringify(sub ?? "")}: use init, issue, renew, revoke or journal-key`);
 }

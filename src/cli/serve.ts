@@ -2,6 +2,7 @@ import { buildConfig, configFromEnv, configFromFile, type BatonConfig, type Conf
 import { createLogger, type Logger } from "../logging.js";
 import { ensureDevelopmentCertificates } from "../security/index.js";
 import { BatonServer } from "../server/index.js";
+import { createJournalKeyFile } from "../store/index.js";
 
 /** Flags of `baton serve`, already parsed. */
 export interface ServeFlags {
@@ -42,8 +43,15 @@ export async function serve(config: BatonConfig, logger: Logger = createLogger({
   if (config.tls.devCerts) {
     const made = await ensureDevelopmentCertificates({ dir: config.tls.certsDir, trustDomain: config.tls.trustDomain });
     logger.info({ certs_dir: config.tls.certsDir, created: made.created }, "development certificates ready");
+    if (config.store.kind === "sqlite" && !config.store.key && createJournalKeyFile(config.store.keyFile)) logger.info({ key_file: config.store.keyFile }, "development journal key made");
   }
   const server = new BatonServer({ config, logger });
-  await server.start();
+  try {
+    await server.start();
+  } catch (err) {
+    // What the start took (the data directory's lock, the journal) is given back before the error is reported.
+    await server.shutdown({ graceMs: 0 }).catch(() => {});
+    throw err;
+  }
   return { server, logger };
 }

@@ -1,7 +1,9 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
+import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { TaskSchema, type Task } from "../../gen/baton/v1/control_pb.js";
 import { JournalDirectiveSchema, JournalSessionSchema, type JournalDirective, type JournalSession } from "../../gen/baton/v1/journal_pb.js";
-import type { Store, WriteOp } from "../store/index.js";
+import { failedPrecondition } from "../errors.js";
+import { JournalError, type Store, type WriteOp } from "../store/index.js";
 
 /** What the journal holds, read back at start. */
 export interface JournalContents {
@@ -21,10 +23,19 @@ export interface JournalChange {
 const TASK = "task/";
 const DIRECTIVE = "directive/";
 const SESSION = "session/";
+// A task's sensitive_input, sealed with the store's secret box, beside its task record
+// (which is written without it): "sealed-input/<task id>".
+const SEALED_INPUT = "sealed-input/";
+// What a sealed input is bound to: moved under another task id, it does not open.
+const sealContext = (taskId: string) => `task/${taskId}/sensitive_input`;
 
 /**
  * The coordinator's state as protobuf records in a Store. Changes made in the same tick
  * are committed together (group commit): one durable write, however many callers.
+ *
+ * A task's sensitive_input never rests in plain text in a durable store: it is sealed
+ * (AES-256-GCM, store.secrets) into its own record, written once per input, and joined
+ * back at load. In a store that keeps nothing (memory) it stays in the task record.
  */
 export class TaskJournal {
   private pending: WriteOp[] = [];
@@ -33,19 +44,25 @@ export class TaskJournal {
   private writing: Promise<void> = Promise.resolve();
   /** The first failed write: from then on every commit is refused (see commit). */
   private failure: unknown;
+  // Inputs whose sealed record is durable under the current key (the objects themselves:
+  // a task's spec does not change, and a new spec object is sealed anew).
+  private readonly sealed = new WeakSet<JsonObject>();
+  private readonly sealsSecrets: boolean;
 
   /** `onFailure` runs once, at the first write that fails. */
   constructor(
     private readonly store: Store,
     private readonly onFailure: (err: unknown) => void = () => {},
-  ) {}
+  ) {
+    this.sealsSecrets = store.durable !== false;
+  }
 
   /** Whether a write has failed: this journal takes no more changes. */
   get failed(): boolean {
     return this.failure !== undefined;
   }
 
-  /** Reads every record (at start). */
+  /** Reads every record (at start); a JournalError for a record that does not decode or a sealed input that does not open. */
   async load(): Promise<JournalContents> {
     const all = async (prefix: string) => {
       const out: Array<[string, Uint8Array]> = [];
@@ -57,11 +74,38 @@ export class TaskJournal {
         after = page.at(-1)![0];
       }
     };
-    return {
-      tasks: (await all(TASK)).map(([, v]) => fromBinary(TaskSchema, v)),
-      directives: (await all(DIRECTIVE)).map(([, v]) => fromBinary(JournalDirectiveSchema, v)),
-      sessions: (await all(SESSION)).map(([, v]) => fromBinary(JournalSessionSchema, v)),
+    const decode = <S extends DescMessage>(schema: S, [key, value]: [string, Uint8Array]): MessageShape<S> => {
+      try {
+        return fromBinary(schema, value);
+      } catch (err) {
+        throw new JournalError(`the journal ${this.store.name ?? ""} has a record ${key} that does not decode (${(err as Error).message}): it is damaged`);
+      }
     };
+    const tasks = (await all(TASK)).map((entry) => decode(TaskSchema, entry));
+    const contents: JournalContents = {
+      tasks,
+      directives: (await all(DIRECTIVE)).map((entry) => decode(JournalDirectiveSchema, entry)),
+      sessions: (await all(SESSION)).map((entry) => decode(JournalSessionSchema, entry)),
+    };
+    const byId = new Map(tasks.map((t) => [t.spec!.taskId, t]));
+    const reseal = new Set<Task>();
+    for (const [key, value] of await all(SEALED_INPUT)) {
+      const task = byId.get(key.slice(SEALED_INPUT.length));
+      if (!task?.spec) continue;
+      const box = this.store.secrets;
+      if (!box) throw new JournalError(`the journal ${this.store.name ?? ""} holds sealed sensitive_input (${key}) but was opened without a key (store.keyFile)`);
+      const input = toJson(StructSchema, fromBinary(StructSchema, box.open(value, sealContext(task.spec.taskId)))) as JsonObject;
+      task.spec.sensitiveInput = input;
+      // Sealed under an older key: sealed again under the current one below, so the old key can be retired.
+      if (box.keyIdOf(value) === box.currentKeyId) this.sealed.add(input);
+      else reseal.add(task);
+    }
+    if (this.sealsSecrets) {
+      // Written by a baton that kept sensitive_input in the task record: sealed now.
+      for (const t of tasks) if (t.spec?.sensitiveInput && !this.sealed.has(t.spec.sensitiveInput)) reseal.add(t);
+      if (reseal.size > 0) await this.commit({ tasks: [...reseal] });
+    }
+    return contents;
   }
 
   /**
@@ -72,17 +116,44 @@ export class TaskJournal {
    */
   commit(change: JournalChange): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.refusal());
-    for (const t of change.tasks ?? []) this.pending.push({ type: "put", key: TASK + t.spec!.taskId, value: toBinary(TaskSchema, t) });
+    const sealing: JsonObject[] = [];
+    try {
+      const ops = (change.tasks ?? []).flatMap((t) => this.taskOps(t, sealing));
+      this.pending.push(...ops);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     for (const d of change.directives ?? []) this.pending.push({ type: "put", key: DIRECTIVE + d.directive!.directiveId, value: toBinary(JournalDirectiveSchema, d) });
     for (const s of change.sessions ?? []) this.pending.push({ type: "put", key: SESSION + s.agentId, value: toBinary(JournalSessionSchema, s) });
     for (const id of change.deleteDirectives ?? []) this.pending.push({ type: "delete", key: DIRECTIVE + id });
-    return new Promise((resolve, reject) => {
+    const written = new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
     });
+    if (sealing.length === 0) return written;
+    return written.then(() => {
+      for (const input of sealing) this.sealed.add(input);
+    });
+  }
+
+  // The task record, and its sealed input when it has one not yet durable; `sealing` collects the inputs sealed.
+  private taskOps(task: Task, sealing: JsonObject[]): WriteOp[] {
+    const spec = task.spec!;
+    const input = spec.sensitiveInput;
+    if (!input || !this.sealsSecrets) return [{ type: "put", key: TASK + spec.taskId, value: toBinary(TaskSchema, task) }];
+    // The coordinator keeps the input in memory to seal it for the agent: only the record goes without.
+    const { sensitiveInput: _kept, ...withoutInput } = spec;
+    const ops: WriteOp[] = [{ type: "put", key: TASK + spec.taskId, value: toBinary(TaskSchema, { ...task, spec: withoutInput }) }];
+    if (!this.sealed.has(input)) {
+      const box = this.store.secrets;
+      if (!box) throw failedPrecondition(`task ${spec.taskId} has sensitive_input, which the journal ${this.store.name ?? ""} seals at rest, but no key is configured (store.keyFile)`);
+      ops.push({ type: "put", key: SEALED_INPUT + spec.taskId, value: box.seal(toBinary(StructSchema, fromJson(StructSchema, input)), sealContext(spec.taskId)) });
+      sealing.push(input);
+    }
+    return ops;
   }
 
   private flush(): void {

@@ -24,6 +24,8 @@ export function createMemoryStore(): Store {
   };
 
   return {
+    name: "memory",
+    durable: false,
     async write(ops: WriteOp[], conditions: Condition[] = []) {
       check();
       assertBatch(ops, conditions);

@@ -1,11 +1,71 @@
-import { join } from "node:path";
-import type { BatonConfig } from "../config.js";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { ConfigError, type BatonConfig } from "../config.js";
+import { lockDirectory } from "./dir-lock.js";
 import { createMemoryStore } from "./memory-store.js";
+import { createSecretBox, parseJournalKeys, type SecretBox } from "./secret-box.js";
 import { openSqliteStore } from "./sqlite-store.js";
 import type { Store } from "./store.js";
 
-/** The store the configuration names: SQLite in dataDir (the default), or memory. */
+/** The journal's file in a data directory. */
+export const JOURNAL_FILE = "journal.sqlite";
+
+/**
+ * The store the configuration names: SQLite in dataDir (the default), or memory. The
+ * SQLite journal holds its data directory for this process (a second server refuses)
+ * until close(), is checked whole before use, and seals secrets with the journal key.
+ */
 export async function openConfiguredStore(config: BatonConfig): Promise<Store> {
   if (config.store.kind === "memory") return createMemoryStore();
-  return openSqliteStore({ path: join(config.store.dataDir, "journal.sqlite"), synchronous: config.store.synchronous });
+  const secrets = journalSecrets(config);
+  const { dataDir } = config.store;
+  makeDataDir(dataDir);
+  const lock = lockDirectory(dataDir);
+  let store: Store;
+  try {
+    store = openSqliteStore({ path: join(dataDir, JOURNAL_FILE), synchronous: config.store.synchronous, secrets });
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  return {
+    ...store,
+    async close() {
+      try {
+        await store.close();
+      } finally {
+        lock.release();
+      }
+    },
+  };
+}
+
+/** Makes the data directory (0700) if missing; a ConfigError naming it when it cannot be. */
+export function makeDataDir(dataDir: string): void {
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ConfigError(`store.dataDir ${dataDir} cannot be made (${e.code ?? e.message}): the server keeps its journal there`);
+  }
+}
+
+/** The journal's keys, from store.key (BATON_JOURNAL_KEY) or store.keyFile; a ConfigError naming the setting when there are none. */
+export function journalSecrets(config: BatonConfig): SecretBox {
+  if (config.store.key) {
+    return createSecretBox(config.store.key.split(",").map((k) => Buffer.from(k.trim(), "base64")), "store.key (BATON_JOURNAL_KEY)");
+  }
+  const path = config.store.keyFile;
+  const source = `store.keyFile ${path}`;
+  if (!existsSync(path)) {
+    const make = basename(path) === "journal.key" ? `\`baton certs journal-key --dir ${dirname(path)}\`` : "`openssl rand -base64 32`";
+    throw new ConfigError(`${source} does not exist: the journal seals tasks' sensitive_input at rest with it; make one with ${make} (\`baton certs init\` and \`baton serve --dev-certs\` make <certsDir>/journal.key too), or set BATON_JOURNAL_KEY`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${source} cannot be read: ${(err as Error).message}`);
+  }
+  return createSecretBox(parseJournalKeys(text, source), source);
 }

@@ -1,3 +1,5 @@
+import type { SecretBox } from "./secret-box.js";
+
 // The journal's contract, kept to what etcd can do in one Txn (compares, then puts and
 // deletes), so an etcd implementation can follow without changing callers.
 
@@ -28,6 +30,12 @@ export interface Store {
   scan(prefix: string, options?: ScanOptions): Promise<Array<[string, Uint8Array]>>;
   /** Flushes and closes; later calls reject. */
   close(): Promise<void>;
+  /** Where the data rests, for messages (a file; "memory"). */
+  readonly name?: string;
+  /** False when nothing outlives the process (memory), so secrets need no sealing; a store that does not say is durable. */
+  readonly durable?: boolean;
+  /** Seals secrets (a task's sensitive_input) before they rest here; absent when no key was given. */
+  readonly secrets?: SecretBox;
 }
 
 /** The longest key, in UTF-8 bytes (etcd allows more; 1 KiB keeps SQLite's index pages dense). */

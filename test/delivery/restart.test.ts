@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,7 @@ beforeAll(async () => {
   pki = await makePki();
   dir = mkdtempSync(join(tmpdir(), "baton-restart-"));
   const op = await pki.issue("operator", "operator");
-  for (const [name, content] of Object.entries({ "ca.pem": pki.ca.certPem, "coordinator.pem": pki.server.certPem, "coordinator.key": pki.server.keyPem, "operator.pem": op.certPem, "operator.key": op.keyPem })) {
+  for (const [name, content] of Object.entries({ "ca.pem": pki.ca.certPem, "coordinator.pem": pki.server.certPem, "coordinator.key": pki.server.keyPem, "operator.pem": op.certPem, "operator.key": op.keyPem, "journal.key": `${randomBytes(32).toString("base64")}\n` })) {
     writeFileSync(join(dir, name), content, { mode: 0o600 });
   }
   writeFileSync(

@@ -18,6 +18,7 @@ import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js"
 import { Code } from "../../src/errors.js";
 import { clientCredentials, createChannel, createClient, type Channel, type ServiceClient } from "../../src/rpc/index.js";
 import { ensureDevelopmentCertificates, issueToDirectory } from "../../src/security/index.js";
+import { createJournalKeyFile } from "../../src/store/index.js";
 import { TcpProxy } from "../harness/tcp-proxy.js";
 import { ROOT, TSX } from "../helpers/process.js";
 
@@ -99,6 +100,8 @@ function spawnAgent(a: (typeof agents)[number]): void {
 
 async function main(): Promise<number> {
   await ensureDevelopmentCertificates({ dir: certs, trustDomain });
+  // The journal key, where the coordinator looks by default (<certsDir>/journal.key).
+  createJournalKeyFile(join(certs, "journal.key"));
   writeFileSync(join(work, "baton.json"), JSON.stringify(config));
   let coordinator = await startCoordinator();
   log(`coordinator on ${coordinator.port}; data in ${work}`);

@@ -15,6 +15,9 @@ export class LogCapture extends Writable {
   }
 }
 
+/** A fixed journal key (base64 of 32 bytes) for test servers: a real key, for test data only. */
+export const TEST_JOURNAL_KEY = Buffer.alloc(32, 0x42).toString("base64");
+
 /** A started server on 127.0.0.1:0 with the test PKI. */
 export interface TestServer {
   server: BatonServer;
@@ -32,7 +35,8 @@ export interface TestServer {
  * memory, or with `fromFiles` from the configured files (renewed files are picked up).
  */
 export async function startServer(pki: TestPki, overrides: ConfigOverrides = {}, store?: Store, fromFiles = false): Promise<TestServer> {
-  const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain }, store: { kind: "memory" }, adminListen: "127.0.0.1:0" }, overrides);
+  // The journal key is there for tests that switch to the SQLite store (it seals sensitive_input at rest).
+  const config = buildConfig({ listen: "127.0.0.1:0", tls: { trustDomain: pki.trustDomain }, store: { kind: "memory", key: TEST_JOURNAL_KEY }, adminListen: "127.0.0.1:0" }, overrides);
   const logs = new LogCapture();
   const logger = createLogger({ level: process.env.BATON_TEST_LOG ?? "debug", destination: logs });
   const server = new BatonServer({ config, logger, ...(store ? { store } : {}) });
