@@ -1,4 +1,4 @@
-export { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
+export { createConnectionMetrics, createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 export { startAdminServer, type AdminServer } from "./admin-server.js";
 export { PerformanceStore, createPerformanceMonitorService } from "./performance-monitor.js";
 export { remotePerformanceMonitor } from "./remote-sink.js";

@@ -95,3 +95,22 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     },
   };
 }
+
+/** The gRPC listener's metrics: connections it closed before grpc-js served them, by reason, and those open at scrape time. */
+export function createConnectionMetrics(registry: Registry, openConnections: () => number): { refused(reason: string): void } {
+  const refused = new Counter({
+    name: "baton_connections_refused_total",
+    help: "Connections the listener closed, by reason (max_connections, max_connections_per_address, tls_handshake_timeout, tls_handshake_failed, preface_timeout, bad_preface, no_credentials, accept_error)",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "baton_connections_open",
+    help: "TCP connections open on the gRPC port, in their handshake or served",
+    registers: [registry],
+    collect() {
+      this.set(openConnections());
+    },
+  });
+  return { refused: (reason) => refused.inc({ reason }) };
+}

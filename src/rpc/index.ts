@@ -3,6 +3,7 @@ export { createChannel, createClient, type CallOptions, type Channel, type Clien
 export { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
 export { assertValid, findViolation } from "./validate.js";
 export { clientChannelOptions, serverChannelOptions, DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./channel-options.js";
+export { ConnectionGuard, DEFAULT_CONNECTION_LIMITS, type ConnectionGuardOptions, type ConnectionLimits, type ConnectionRefusal } from "./connection-guard.js";
 export { addReflection } from "./reflection.js";
 export { createHealth, ServingStatus, type HealthState } from "./health.js";
 export { clientCredentials, serverCredentials, readTlsFiles, type TlsFiles, type TlsMaterial } from "./credentials.js";

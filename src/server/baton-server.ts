@@ -13,9 +13,9 @@ import { Coordinator } from "../coordinator/index.js";
 import { unavailable } from "../errors.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
-import { createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
+import { createConnectionMetrics, createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { adaptService, addReflection, clientChannelOptions, clientCredentials, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type TlsMaterial } from "../rpc/index.js";
+import { adaptService, addReflection, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { AccessControl } from "./access-control.js";
@@ -57,6 +57,9 @@ export class BatonServer {
   /** Authentication, the capability policy and revocation, applied to every call. */
   readonly access: AccessControl;
   private reloading: ReloadingCredentials | undefined;
+  /** The listener in front of grpc-js (connection caps, TLS and preface deadlines); there once start() binds. */
+  private listener: ConnectionGuard | undefined;
+  private readonly connectionMetrics = createConnectionMetrics(this.registry, () => this.listener?.open ?? 0);
 
   constructor(private readonly options: BatonServerOptions) {
     const { config } = options;
@@ -138,6 +141,15 @@ export class BatonServer {
     return this.reloading.credentials;
   }
 
+  /** The listener that accepts for grpc-js: it refuses connections past the caps and closes those too slow to speak. */
+  private guardConnections(credentials: ServerCredentials): ConnectionGuard {
+    const { transport, mesh } = this.options.config;
+    // Behind a mesh every connection comes from a sidecar: a per-address cap would cap them all.
+    const exempt = [...transport.maxConnectionsPerAddressExempt, ...(mesh.enabled ? mesh.trustedPeers : [])];
+    const limits = { ...transport, maxConnectionsPerAddressExempt: exempt };
+    return new ConnectionGuard({ server: this.server, credentials, limits, logger: this.options.logger, onRefused: this.connectionMetrics.refused });
+  }
+
   /** Binds and serves; resolves with the bound port (useful with port 0). */
   async start(credentials?: ServerCredentials): Promise<number> {
     if (this.currentState !== "new") throw new Error(`cannot start a server that is ${this.currentState}`);
@@ -157,9 +169,8 @@ export class BatonServer {
       if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.registry, this.logger);
     }
     const { host, port } = parseListen(this.options.config.listen);
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
-    }).catch((err: unknown) => {
+    this.listener = this.guardConnections(credentials);
+    this.boundPort = await this.listener.listen(host, port).catch((err: unknown) => {
       this.currentState = "stopped";
       throw err;
     });
@@ -173,6 +184,7 @@ export class BatonServer {
     if (this.currentState === "stopped" || this.currentState === "stopping") return;
     const graceMs = options.graceMs ?? this.options.config.shutdownGraceMs;
     this.currentState = "stopping";
+    this.listener?.close();
     this.health.shutdown();
     const stopping = this.coordinatorInstance?.shutdown();
     this.shutdownController.abort();
