@@ -5,6 +5,21 @@ export const Code = status;
 /** A gRPC status code. */
 export type Code = status;
 
+/** How much of a caller's value an error message quotes, characters. */
+export const QUOTE_CHARS = 64;
+
+/**
+ * Longest error message, characters. A status message travels in the HTTP/2 trailers,
+ * which the peer caps (grpc-js: 8 KiB of metadata by default); past that the caller gets
+ * no answer at all. Messages quote with quote(), so this only guards against a slip.
+ */
+export const MAX_MESSAGE_CHARS = 1024;
+
+/** A caller's value for an error message: JSON-quoted, at most QUOTE_CHARS of it, "…" when cut. */
+export function quote(value: string, max = QUOTE_CHARS): string {
+  return value.length > max ? `${JSON.stringify(value.slice(0, max))}…` : JSON.stringify(value);
+}
+
 /** The one error type that carries a gRPC status code (like connect's ConnectError). */
 export class BatonError extends Error {
   override readonly name = "BatonError";
@@ -14,7 +29,7 @@ export class BatonError extends Error {
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message, options);
   }
 
   /** Wraps anything thrown: a BatonError stays as it is, anything else becomes INTERNAL. */

@@ -1,19 +1,27 @@
-import type { Agent, Control } from "../../gen/baton/v1/control_pb.js";
+import { AgentSchema, TaskSchema, type Agent, type Control } from "../../gen/baton/v1/control_pb.js";
 import { toAgentMessage, type Coordinator } from "../coordinator/index.js";
-import { invalidArgument, notFound } from "../errors.js";
+import { invalidArgument, notFound, quote, resourceExhausted } from "../errors.js";
 import type { EventLog } from "../events/index.js";
-import type { HandlerContext, ServiceImpl } from "../rpc/index.js";
+import { countWithin, elementBytes, messageBudget } from "../protocol/index.js";
+import { DEFAULT_TRANSPORT_LIMITS, type HandlerContext, type ServiceImpl } from "../rpc/index.js";
 
 function submitterOf(ctx: HandlerContext): string {
   return (ctx.identity as { uri?: string } | undefined)?.uri ?? "";
 }
 
+/** How the Control service sizes its answers. */
+export interface ControlServiceOptions {
+  /** Most bytes of tasks in a ListTasks page, or of agents in ListAgents; default messageBudget of the default transport limits. */
+  answerBudgetBytes?: number;
+}
+
 /** The Control service over the coordinator (got per call: it exists once the server has started) and the event log. */
-export function createControlService(getCoordinator: () => Coordinator, events: EventLog): ServiceImpl<typeof Control> {
+export function createControlService(getCoordinator: () => Coordinator, events: EventLog, options: ControlServiceOptions = {}): ServiceImpl<typeof Control> {
+  const budget = options.answerBudgetBytes ?? messageBudget(DEFAULT_TRANSPORT_LIMITS);
   const agent = (id: string): Agent => {
     const coordinator = getCoordinator();
     const rt = coordinator.agent(id);
-    if (!rt) throw notFound(`no agent ${JSON.stringify(id)} is known`);
+    if (!rt) throw notFound(`no agent ${quote(id)} is known`);
     return toAgentMessage(rt);
   };
   return {
@@ -32,7 +40,11 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       const coordinator = getCoordinator();
       await coordinator.durable();
       if (req.pageSize > 1000) throw invalidArgument(`page_size must be at most 1000, got ${req.pageSize}`);
-      const { tasks, next } = coordinator.listTasks(req.states, req.pageSize || 100, req.pageToken);
+      const page = coordinator.listTasks(req.states, req.pageSize || 100, req.pageToken);
+      // A page also stops before it would outgrow a message; the next page starts after its last task.
+      const fit = countWithin(page.tasks, (t) => elementBytes(TaskSchema, t), budget);
+      const tasks = page.tasks.slice(0, fit);
+      const next = fit < page.tasks.length ? tasks.at(-1)!.spec!.taskId : page.next;
       return { $typeName: "baton.v1.ListTasksResponse", tasks, nextPageToken: next };
     },
     async cancelTask(req) {
@@ -48,6 +60,10 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       await coordinator.durable();
       const wanted = new Set(req.states);
       const agents = coordinator.agents().filter((a) => wanted.size === 0 || wanted.has(a.state)).map(toAgentMessage);
+      // ListAgents has no pages (yet): an answer that would outgrow a message is refused
+      // plainly rather than cut short. Hello's limits keep each agent small.
+      const bytes = agents.reduce((sum, a) => sum + elementBytes(AgentSchema, a), 0);
+      if (bytes > budget) throw resourceExhausted(`ListAgents: the ${agents.length} agents take ${bytes} bytes, over the ${budget} bytes one answer holds; narrow it with states, or read agents one at a time with GetAgent`);
       return { $typeName: "baton.v1.ListAgentsResponse", agents };
     },
     async getAgent(req) {

@@ -1,11 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { durationFromMs, StructSchema, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { AgentStatusRequestSchema, type AgentStatusResponse, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
 import type { KeyRotation, SignedEnvelope } from "../../gen/baton/v1/security_pb.js";
 import {
   AgentReportsSchema,
   ConnectResponseSchema,
+  CoordinatorMessageSchema,
   CoordinatorMessagesSchema,
   type AgentReports,
   type ConnectResponse,
@@ -13,7 +15,8 @@ import {
   type CoordinatorMessages,
   type Hello,
 } from "../../gen/baton/v1/session_pb.js";
-import { decodeRequest } from "../rpc/index.js";
+import { messageBudget } from "../protocol/index.js";
+import { decodeRequest, DEFAULT_TRANSPORT_LIMITS } from "../rpc/index.js";
 import { ClockSkewError, describeSkew, openSignedBatch, seal, SEALED_DIRECTIVE_TYPE, signWith, TimestampWindowError, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
@@ -35,6 +38,11 @@ export interface AgentSessionOptions {
   maxInFlight: number;
   outboxCapacity: number;
   maxBatch: number;
+  /**
+   * Most bytes of messages batched into one stream message; default: what the default
+   * transport limit holds (messageBudget). A message bigger than this still goes, alone.
+   */
+  maxBatchBytes?: number;
   logger: Logger;
   protocolLevel: "info" | "debug";
   /** Called once when the session ends, with the error that ended it (undefined: a clean end). */
@@ -52,6 +60,14 @@ export interface SessionSecurity {
   /** The sensitive input of the task a directive runs, to be sealed for the agent. */
   sensitiveInputOf: (directive: CoordinationDirective) => JsonObject | undefined;
 }
+
+/** A message ready for a batch, with its encoding (which sizes the batch and, when signed, is its payload). */
+interface Encoded {
+  message: CoordinatorMessage;
+  bytes: Uint8Array;
+}
+
+const MESSAGES_FIELD = CoordinatorMessagesSchema.field.messages.number;
 
 type Outgoing = { kind: "message"; message: CoordinatorMessage } | { kind: "frame"; frame: ConnectResponse } | { kind: "rotation"; rotation: KeyRotation };
 
@@ -93,6 +109,7 @@ export class AgentSession {
   readonly identity: string;
   readonly peer: string;
   readonly maxInFlight: number;
+  private readonly maxBatchBytes: number;
   readonly connectedAt = new Date();
   lastSeen = Date.now();
   private readonly outbox: AsyncQueue<Outgoing>;
@@ -111,6 +128,7 @@ export class AgentSession {
     this.identity = options.identity;
     this.peer = options.peer;
     this.maxInFlight = options.maxInFlight;
+    this.maxBatchBytes = options.maxBatchBytes ?? messageBudget(DEFAULT_TRANSPORT_LIMITS);
     this.outbox = createAsyncQueue<Outgoing>({
       capacity: options.outboxCapacity,
       overflow: "error",
@@ -188,20 +206,23 @@ export class AgentSession {
         continue;
       }
       // Everything queued while the stream was busy goes out together; consecutive
-      // messages share one stream message (batching with no added latency when quiet).
+      // messages share one stream message (batching with no added latency when quiet),
+      // as many as maxBatch and maxBatchBytes allow.
       const items = this.outbox.drain();
-      let batch: CoordinatorMessage[] = [];
+      let batch: Encoded[] = [];
+      let batchBytes = 0;
       const flush = (): ConnectResponse | undefined => {
         if (batch.length === 0) return undefined;
         const messages = batch;
         batch = [];
+        batchBytes = 0;
         return this.batchFrame(messages);
       };
       for (const item of items) {
         if (item.kind === "rotation") {
           const pending = flush();
           if (pending) yield pending;
-          yield this.batchFrame([{ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "keyRotation", value: item.rotation } }]);
+          yield this.batchFrame([this.encode({ $typeName: "baton.v1.CoordinatorMessage", kind: { case: "keyRotation", value: item.rotation } })]);
           // From here the agent holds the new key.
           const newest = item.rotation.keys[0]?.keyId;
           this.signingKey = (newest && this.options.security?.keyring.find(newest)) || this.signingKey;
@@ -211,7 +232,16 @@ export class AgentSession {
           if (pending) yield pending;
           yield item.frame;
         } else {
-          batch.push(item.message);
+          let encoded = this.encode(item.message);
+          // Each message adds its bytes plus a tag and a length prefix to the batch.
+          const bytes = encoded.bytes.length + 6;
+          if (batch.length > 0 && batchBytes + bytes > this.maxBatchBytes) {
+            yield flush()!;
+            // Sealed again under the key the next batch is signed with: the old one may have expired during the write.
+            encoded = this.encode(item.message);
+          }
+          batch.push(encoded);
+          batchBytes += bytes;
           if (batch.length >= this.options.maxBatch) yield flush()!;
         }
       }
@@ -221,14 +251,28 @@ export class AgentSession {
     if (this.closeError) throw this.closeError;
   }
 
-  /** One stream message carrying a batch: signed (sensitive input sealed) when message security is on. */
-  private batchFrame(messages: CoordinatorMessage[]): ConnectResponse {
-    const batch: CoordinatorMessages = create(CoordinatorMessagesSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.coordinatorId, messages });
+  /** The key batches are signed and sealed with now: the one the agent is known to hold. */
+  private batchKey(security: SessionSecurity): MessageKey {
+    return security.keyring.find(this.signingKey!.keyId) ?? security.keyring.current();
+  }
+
+  /** A message as it goes into a batch (its sensitive input sealed when message security is on), and its encoding. */
+  private encode(message: CoordinatorMessage): Encoded {
     const security = this.options.security;
-    if (!security) return create(ConnectResponseSchema, { kind: { case: "messages", value: batch } });
-    const key = security.keyring.find(this.signingKey!.keyId) ?? security.keyring.current();
-    batch.messages = messages.map((m) => this.sealSensitive(m, security, key));
-    return create(ConnectResponseSchema, { kind: { case: "signedMessages", value: signWith(key, toBinary(CoordinatorMessagesSchema, batch)) } });
+    const prepared = security ? this.sealSensitive(message, security, this.batchKey(security)) : message;
+    return { message: prepared, bytes: toBinary(CoordinatorMessageSchema, prepared) };
+  }
+
+  /** One stream message carrying a batch: signed when message security is on. */
+  private batchFrame(entries: Encoded[]): ConnectResponse {
+    const head: CoordinatorMessages = create(CoordinatorMessagesSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.coordinatorId });
+    const security = this.options.security;
+    if (!security) return create(ConnectResponseSchema, { kind: { case: "messages", value: { ...head, messages: entries.map((e) => e.message) } } });
+    // The signed payload is the batch's own fields followed by each message as encoded to
+    // size it: a repeated field's elements are just concatenated, so nothing is encoded twice.
+    const writer = new BinaryWriter().raw(toBinary(CoordinatorMessagesSchema, head));
+    for (const e of entries) writer.tag(MESSAGES_FIELD, WireType.LengthDelimited).bytes(e.bytes);
+    return create(ConnectResponseSchema, { kind: { case: "signedMessages", value: signWith(this.batchKey(security), writer.finish()) } });
   }
 
   // Sealed at send time under the session's key, so a redelivery after a reconnect is sealed for the new keys.

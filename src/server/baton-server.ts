@@ -11,6 +11,7 @@ import { createControlService } from "../control/index.js";
 import { EventLog, publishCoordinatorEvents } from "../events/index.js";
 import { Coordinator } from "../coordinator/index.js";
 import { unavailable } from "../errors.js";
+import { messageBudget } from "../protocol/index.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
 import { createConnectionMetrics, createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
@@ -83,7 +84,7 @@ export class BatonServer {
     const served: Array<[string, DescFile, AdaptedService]> = [];
     if (this.runsCoordinator) {
       served.push([CoordinatorService.typeName, file_baton_v1_session, adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter)]);
-      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, createControlService(() => this.coordinator, this.events), adapter)]);
+      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport) }), adapter)]);
     }
     if (this.runsResourceManager) served.push([ResourceManager.typeName, file_baton_v1_resource_manager, adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter)]);
     if (this.runsPerformanceMonitor) served.push([PerformanceMonitor.typeName, file_baton_v1_performance_monitor, adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter)]);
