@@ -42,7 +42,7 @@ function size(path: string): number | undefined {
 
 /**
  * Checks a journal before it is opened for writing, through a read-only connection, so a
- * damaged one is left exactly as it was: SQLite's quick_check, then its header against the
+ * damaged one keeps its data as it was found: SQLite's quick_check, then its header against the
  * state file (unless `ignoreState`: adopting the journal as it is). Throws a JournalError
  * naming the file, what is wrong and the way out.
  */

@@ -54,7 +54,8 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
 
   mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
   const files = journalFiles(options.path, options.statePath);
-  // Read-only first: a journal that fails the check is left exactly as it was found.
+  // Read-only first: a journal that fails the check keeps its data as it was found (SQLite may
+  // add the -shm index, and an empty -wal where one was missing).
   const found = inspectJournal(files);
   // better-sqlite3's timeout is SQLite's busy_timeout, set before the first pragma, which may wait too.
   const db = new Database(options.path, { timeout: BUSY_TIMEOUT_MS });

@@ -3,11 +3,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Control, TaskSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
 import type { CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
 import { createAgent } from "../../src/agent/index.js";
 import { certs } from "../../src/cli/index.js";
 import { buildConfig, configFromEnv, ConfigError, type ConfigOverrides } from "../../src/config.js";
+import { TaskJournal } from "../../src/coordinator/task-journal.js";
+import { Code } from "../../src/errors.js";
+import { createSecretBox, openConfiguredStore, openSqliteStore } from "../../src/store/index.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
@@ -115,6 +119,51 @@ describe("sensitive_input at rest", () => {
   it("the memory store needs no key (nothing rests)", async () => {
     fx.srv = await startServer(fx.pki);
     await (await operator(fx.srv)).submitTask({ task: { taskId: "vault-4", requiredCapabilities: ["vault"], sensitiveInput: { k: "v" } } });
+  });
+});
+
+describe("sealed inputs in the journal's records", () => {
+  const task = (taskId: string, sensitiveInput?: Record<string, string>) => create(TaskSchema, { spec: { taskId, requiredCapabilities: ["vault"], ...(sensitiveInput ? { sensitiveInput } : {}) }, state: TaskState.PENDING });
+
+  it("a journal written with the input in the task record (before sealing) is sealed at its first load", async () => {
+    const { dataDir, keyFile } = journalDir();
+    const config = buildConfig({ store: storeSection(dataDir, keyFile) });
+    const store = await openConfiguredStore(config);
+    // What an earlier baton wrote: the whole task, input included, in one record.
+    await store.write([{ type: "put", key: "task/old-1", value: toBinary(TaskSchema, task("old-1", { token: "legacy-plain" })) }]);
+    const journal = new TaskJournal(store);
+    const { tasks } = await journal.load();
+    expect(tasks[0]!.spec!.sensitiveInput).toEqual({ token: "legacy-plain" });
+    expect(Buffer.from((await store.get("task/old-1"))!).includes("legacy-plain")).toBe(false);
+    expect(await store.get("sealed-input/old-1")).toBeDefined();
+    await journal.close();
+    const again = new TaskJournal(await openConfiguredStore(config));
+    expect((await again.load()).tasks[0]!.spec!.sensitiveInput).toEqual({ token: "legacy-plain" });
+    await again.close();
+  });
+
+  it("a sealed input moved to another task does not open", async () => {
+    const { dataDir } = journalDir();
+    const box = createSecretBox([Buffer.alloc(32, 1)], "a test key");
+    const path = join(dataDir, "journal.sqlite");
+    const journal = new TaskJournal(openSqliteStore({ path, secrets: box }));
+    await journal.load();
+    await journal.commit({ tasks: [task("a", { token: "for-a" }), task("b", { token: "for-b" })] });
+    await journal.close();
+    const store = openSqliteStore({ path, secrets: box });
+    const sealedA = (await store.get("sealed-input/a"))!;
+    await store.write([{ type: "put", key: "sealed-input/b", value: sealedA }]);
+    await expect(new TaskJournal(store).load()).rejects.toThrow(/task\/b\/sensitive_input.*does not authenticate/);
+    await store.close();
+  });
+
+  it("a durable store opened without a key refuses a task with sensitive_input (FAILED_PRECONDITION naming store.keyFile)", async () => {
+    const { dataDir } = journalDir();
+    const journal = new TaskJournal(openSqliteStore({ path: join(dataDir, "journal.sqlite") }));
+    await journal.load();
+    await expect(journal.commit({ tasks: [task("c", { token: "x" })] })).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION, message: expect.stringMatching(/store\.keyFile/) });
+    await journal.commit({ tasks: [task("d")] });
+    await journal.close();
   });
 });
 
