@@ -46,12 +46,6 @@ export async function serve(config: BatonConfig, logger: Logger = createLogger({
     if (config.store.kind === "sqlite" && !config.store.key && createJournalKeyFile(config.store.keyFile)) logger.info({ key_file: config.store.keyFile }, "development journal key made");
   }
   const server = new BatonServer({ config, logger });
-  try {
-    await server.start();
-  } catch (err) {
-    // What the start took (the data directory's lock, the journal) is given back before the error is reported.
-    await server.shutdown({ graceMs: 0 }).catch(() => {});
-    throw err;
-  }
+  await server.start();
   return { server, logger };
 }
