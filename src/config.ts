@@ -287,7 +287,8 @@ export function configFromEnv(env: Record<string, string | undefined>): ConfigOv
   const out: Record<string, unknown> = {};
   for (const [name, path, kind] of ENV) {
     const raw = env[name];
-    if (raw !== undefined && raw !== "") setPath(out, path, parseValue(raw, kind, name));
+    if (raw === undefined || (raw === "" && !EMPTY_IS_A_VALUE.has(name))) continue;
+    setPath(out, path, parseValue(raw, kind, name));
   }
   return out as ConfigOverrides;
 }
@@ -298,6 +299,29 @@ export function configFromFile(path: string): ConfigOverrides {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
+// For these "" is a setting (it turns the endpoint off, as documented), not "unset".
+const EMPTY_IS_A_VALUE = new Set(["BATON_ADMIN_LISTEN"]);
+
+// The `baton serve` flags that set a configuration path, for messages that say how to change it.
+const FLAGS: Record<string, string> = {
+  coordinatorId: "--coordinator-id",
+  listen: "--listen",
+  adminListen: "--admin-listen",
+  "tls.certsDir": "--certs-dir",
+  "tls.trustDomain": "--trust-domain",
+  "tls.devCerts": "--dev-certs",
+  "log.level": "--log-level",
+  "services.only": "--only",
+  "services.resourceManager": "--resource-manager",
+  "services.performanceMonitor": "--performance-monitor",
+};
+
+/** Every way to set a configuration path, for error messages: "--listen / BATON_LISTEN / listen in the config file". */
+export function whereToSet(path: string): string {
+  const env = ENV.find(([, p]) => p === path)?.[0];
+  return [FLAGS[path], env, `${path} in the config file`].filter(Boolean).join(" / ");
+}
+
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   try {
@@ -342,15 +366,15 @@ export function buildConfig(...layers: ConfigOverrides[]): BatonConfig {
 }
 
 /** Splits "host:port" (or "[::1]:port"). */
-export function parseListen(listen: string): { host: string; port: number } {
+export function parseListen(listen: string, setting = "listen"): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
-  if (!m || Number(m[2]) > 65535) throw new ConfigError(`listen must be host:port, got ${JSON.stringify(listen)}`);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${setting} must be host:port, got ${JSON.stringify(listen)}`);
   return { host: m[1]!, port: Number(m[2]) };
 }
 
 function validateConfig(c: BatonConfig): void {
   parseListen(c.listen);
-  if (c.adminListen) parseListen(c.adminListen);
+  if (c.adminListen) parseListen(c.adminListen, "adminListen");
   c.resources.forEach((r, i) => {
     if (typeof r !== "object" || !r || typeof r.agentId !== "string" || !r.agentId || typeof r.resourceId !== "string" || !r.resourceId || typeof r.kind !== "string" || typeof r.capacity !== "number" || r.capacity < 0) {
       throw new ConfigError(`resources[${i}] must be { agentId, resourceId, kind, capacity >= 0 }`);

@@ -5,7 +5,8 @@ import { ConfigError } from "./config.js";
 const USAGE = `baton: a gRPC coordination server for multi-agent systems
 
 usage:
-  baton serve [--listen host:port] [--config file.json] [--certs-dir dir]
+  baton serve [--listen host:port] [--admin-listen host:port|""]
+              [--config file.json] [--certs-dir dir]
               [--trust-domain name] [--dev-certs] [--log-level level]
               [--coordinator-id id]
               [--only all|coordinator|resource-manager|performance-monitor]
@@ -35,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: "string" },
         listen: { type: "string" },
+        "admin-listen": { type: "string" },
         "certs-dir": { type: "string" },
         "trust-domain": { type: "string" },
         "dev-certs": { type: "boolean" },

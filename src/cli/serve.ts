@@ -8,6 +8,8 @@ import { createJournalKeyFile } from "../store/index.js";
 export interface ServeFlags {
   config?: string;
   listen?: string;
+  /** "" turns the admin endpoint off. */
+  "admin-listen"?: string;
   "certs-dir"?: string;
   "trust-domain"?: string;
   "dev-certs"?: boolean;
@@ -22,6 +24,8 @@ export interface ServeFlags {
 export function serveConfig(flags: ServeFlags, env: Record<string, string | undefined>): BatonConfig {
   const fromFlags: ConfigOverrides = {};
   if (flags.listen) fromFlags.listen = flags.listen;
+  // Unlike the other flags, "" is a value here: it turns the admin endpoint off.
+  if (flags["admin-listen"] !== undefined) fromFlags.adminListen = flags["admin-listen"];
   if (flags["coordinator-id"]) fromFlags.coordinatorId = flags["coordinator-id"];
   const tls: NonNullable<ConfigOverrides["tls"]> = {};
   if (flags["certs-dir"]) tls.certsDir = flags["certs-dir"];

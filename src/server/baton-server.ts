@@ -20,6 +20,7 @@ import { adaptService, addReflection, clientChannelOptions, clientCredentials, C
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { AccessControl } from "./access-control.js";
+import { checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
 
 /** Where a server is in its life. */
 export type ServerState = "new" | "starting" | "serving" | "stopping" | "stopped";
@@ -139,6 +140,7 @@ export class BatonServer {
       return ServerCredentials.createInsecure();
     }
     this.reloading = reloadingServerCredentials(config.tls, { intervalMs: config.tls.reloadIntervalMs, logger: this.logger });
+    checkOwnTrustDomain(readTlsFiles(config.tls).cert, config.tls.certFile, config.tls.trustDomain, this.logger);
     return this.reloading.credentials;
   }
 
@@ -151,11 +153,20 @@ export class BatonServer {
     return new ConnectionGuard({ server: this.server, credentials, limits, logger: this.options.logger, onRefused: this.connectionMetrics.refused });
   }
 
-  /** Binds and serves; resolves with the bound port (useful with port 0). */
+  /** Binds and serves; resolves with the bound port (useful with port 0). A failed start closes whatever it had opened. */
   async start(credentials?: ServerCredentials): Promise<number> {
     if (this.currentState !== "new") throw new Error(`cannot start a server that is ${this.currentState}`);
-    credentials ??= this.defaultCredentials();
     this.currentState = "starting";
+    try {
+      return await this.open(credentials ?? this.defaultCredentials());
+    } catch (err) {
+      // Half-started, the process would live on: an admin port answering ok, the journal open, timers running.
+      await this.shutdown({ graceMs: 0 }).catch((closing: unknown) => this.logger.warn({ err: closing }, "closing after a failed start failed"));
+      throw err;
+    }
+  }
+
+  private async open(credentials: ServerCredentials): Promise<number> {
     const { config, logger } = this.options;
     if (this.runsCoordinator) {
       const store = this.options.store ?? (await openConfiguredStore(config));
@@ -167,14 +178,18 @@ export class BatonServer {
       this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
       await this.coordinatorInstance.start();
       this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
-      if (config.adminListen) this.admin = await startAdminServer(parseListen(config.adminListen), this.registry, this.logger);
     }
     const { host, port } = parseListen(this.options.config.listen);
     this.listener = this.guardConnections(credentials);
     this.boundPort = await this.listener.listen(host, port).catch((err: unknown) => {
-      this.currentState = "stopped";
-      throw err;
+      throw listenFailure(err, config.listen, "listen");
     });
+    // Only once gRPC is bound: /healthz must not answer ok for a server that could not listen.
+    if (this.runsCoordinator && config.adminListen) {
+      this.admin = await startAdminServer(parseListen(config.adminListen, "adminListen"), this.registry, this.logger).catch((err: unknown) => {
+        throw listenFailure(err, config.adminListen, "adminListen");
+      });
+    }
     this.currentState = "serving";
     this.logger.info({ listen: `${host}:${this.boundPort}`, serves: [...this.health.services] }, "baton serving");
     return this.boundPort;
