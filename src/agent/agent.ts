@@ -38,6 +38,7 @@ import {
   type ReplayGuard,
 } from "../security/index.js";
 import { createAsyncQueue, delay, type AsyncQueue } from "../streams/index.js";
+import { backoffMs, finalRefusal, type SessionEnd } from "./reconnect.js";
 
 /** How an agent connects and what it offers. */
 export interface AgentOptions {
@@ -61,6 +62,13 @@ export interface AgentOptions {
   utilization?: () => number;
   /** Reconnect after a transient failure (default true), with exponential backoff and jitter. */
   reconnect?: boolean;
+  /**
+   * Let the first connect() wait for a coordinator that is not up yet, retrying with the
+   * same backoff until it answers (default false: connect() rejects on the first failure).
+   * A refusal (PERMISSION_DENIED, UNAUTHENTICATED, an untrusted coordinator certificate...)
+   * still rejects at once; so does close() or the signal.
+   */
+  waitForCoordinator?: boolean;
   /** First reconnect delay, ms (default 100); doubled up to reconnectMaxMs (default 5000). */
   reconnectInitialMs?: number;
   reconnectMaxMs?: number;
@@ -106,10 +114,17 @@ export interface ReceivedDirective extends DirectiveContext {
   fail(error: { code?: string; message: string; retryable?: boolean }): void;
 }
 
-/** Why the agent stopped. */
-export interface SessionEnd {
-  code: Code;
-  message: string;
+export type { SessionEnd };
+
+/** The next attempt at a session, after `end`. */
+export interface Reconnecting {
+  end: SessionEnd;
+  /** 1 for the first attempt since the last Welcome (or since the start), then 2, 3... */
+  attempt: number;
+  /** How long the agent waits before it, ms. */
+  delayMs: number;
+  /** Whether this agent has had a session since it started (false while the first connect waits). */
+  everConnected: boolean;
 }
 
 /** What an agent tells its user. */
@@ -117,6 +132,7 @@ export interface AgentEvents {
   welcome: [welcome: Welcome];
   drain: [drain: Drain];
   disconnected: [end: SessionEnd];
+  reconnecting: [next: Reconnecting];
   closed: [end: SessionEnd];
 }
 
@@ -129,9 +145,6 @@ interface Tracked {
 }
 
 type Outgoing = { kind: "report"; report: AgentReport } | { kind: "frame"; frame: ConnectRequest };
-
-// Statuses after which reconnecting cannot help: the coordinator refused this agent.
-const FINAL = new Set([Code.PERMISSION_DENIED, Code.UNAUTHENTICATED, Code.INVALID_ARGUMENT, Code.FAILED_PRECONDITION, Code.ABORTED, Code.UNIMPLEMENTED]);
 
 /**
  * A managed agent's side of the session. It says Hello, answers status requests, sends
@@ -191,7 +204,10 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     return this.unacked.size;
   }
 
-  /** Opens the session and resolves with the first Welcome; a refusal rejects. Later failures reconnect. */
+  /**
+   * Opens the session and resolves with the first Welcome; a refusal rejects, and so does any
+   * first failure unless `waitForCoordinator`. Later failures reconnect.
+   */
   connect(): Promise<Welcome> {
     const welcomed = new Promise<Welcome>((resolve, reject) => (this.firstWelcome = { resolve, reject }));
     void this.loop();
@@ -200,25 +216,32 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
 
   private async loop(): Promise<void> {
     let failures = 0;
-    const initial = this.options.reconnectInitialMs ?? 100;
-    const max = this.options.reconnectMaxMs ?? 5000;
+    let everConnected = false;
+    const o = this.options;
     while (!this.stopping) {
       const end = await this.runSession();
       if (this.stopping) return this.finish({ code: Code.OK, message: "closed by the agent" });
       const welcomed = this.welcome !== undefined;
+      everConnected ||= welcomed;
       this.welcome = undefined;
       this.emit("disconnected", end);
-      // A refusal is final; so is a first connect that never got a Welcome (tell the caller, don't retry forever).
-      if (FINAL.has(end.code) || this.options.reconnect === false || this.firstWelcome) {
-        this.firstWelcome?.reject(new BatonError(end.code, end.message));
+      const refusal = finalRefusal(end);
+      // A first connect that never got a Welcome tells its caller, unless told to wait for the coordinator.
+      const giveUp = refusal ?? (o.reconnect === false || (this.firstWelcome && !o.waitForCoordinator) ? end : undefined);
+      if (giveUp) {
+        this.firstWelcome?.reject(new BatonError(giveUp.code, giveUp.message));
         this.firstWelcome = undefined;
-        return this.finish(end);
+        return this.finish(giveUp);
       }
       failures = welcomed ? 1 : failures + 1;
-      const base = Math.min(max, initial * 2 ** (failures - 1));
-      const wait = Math.round(base / 2 + Math.random() * (base / 2));
+      const wait = backoffMs(failures, o.reconnectInitialMs ?? 100, o.reconnectMaxMs ?? 5000);
       this.logger.info({ code: Code[end.code], reason: end.message, retry_in_ms: wait }, "session lost; reconnecting");
-      await delay(wait, this.closing.signal).catch(() => {});
+      this.emit("reconnecting", { end, attempt: failures, delayMs: wait, everConnected });
+      // Kept alive: in an agent process that does nothing else, this wait is all there is
+      // between the coordinator going away and its return (an unref()ed timer would let the process exit).
+      await delay(wait, this.closing.signal, { keepAlive: true }).catch(() => {});
+      // A fresh channel, without the old one's own backoff (grpc-js waits up to 2 min between tries).
+      if (!this.stopping) this.redial();
     }
     this.finish({ code: Code.OK, message: "closed by the agent" });
   }
@@ -434,6 +457,11 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     return createChannel(this.options.address, this.options.credentials, clientChannelOptions());
   }
 
+  private redial(): void {
+    this.channel.close();
+    this.channel = this.dial();
+  }
+
   private startHeartbeats(intervalMs: number): void {
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => {
@@ -442,8 +470,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         this.logger.warn("no heartbeat from the coordinator; reconnecting");
         this.streamAbort?.abort(unavailable("the coordinator stopped sending heartbeats"));
         // Nor is the connection trusted: a new call on a half-dead one waits for keepalive (40 s).
-        this.channel.close();
-        this.channel = this.dial();
+        this.redial();
         return;
       }
       this.outbox?.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: this.timestamp(), lastSequence: this.lastSequence } } }) });
@@ -629,6 +656,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     for (const tracked of this.seen.values()) if (!tracked.done) tracked.controller.abort(new BatonError(Code.UNAVAILABLE, "the agent stopped"));
     this.inbox.close();
     this.channel.close();
+    // Closed while the first connect still waited: its caller hears why.
+    this.firstWelcome?.reject(new BatonError(end.code === Code.OK ? Code.CANCELLED : end.code, end.code === Code.OK ? "the agent closed before the coordinator welcomed it" : end.message));
+    this.firstWelcome = undefined;
     this.logger.info({ code: Code[end.code], reason: end.message }, "agent stopped");
     this.resolveEnd(end);
     this.emit("closed", end);
@@ -641,7 +671,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   async close(options: { flushMs?: number } = {}): Promise<SessionEnd> {
     if (this.ended) return this.endPromise;
     const deadline = Date.now() + (options.flushMs ?? 1000);
-    while (this.unacked.size > 0 && this.welcome && Date.now() < deadline) await delay(10);
+    while (this.unacked.size > 0 && this.welcome && Date.now() < deadline) await delay(10, undefined, { keepAlive: true });
     this.stopping = true;
     // Half-close: the coordinator sees the stream end cleanly; cancel only if it does not answer.
     this.outbox?.close();

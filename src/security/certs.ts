@@ -250,3 +250,39 @@ export function readCertificateInfo(certPem: string): CertificateInfo {
     notAfter: new Date(x.validTo),
   };
 }
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * Why a peer that trusts `ca` would refuse this certificate and key in the TLS handshake
+ * (unreadable, key mismatch, not yet valid, expired, not issued by a CA in the bundle), or
+ * undefined when it would not. A refused client sees only a dropped connection; this says why.
+ */
+export function certificateProblem(tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer }, now: Date = new Date()): string | undefined {
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(tls.cert);
+  } catch (err) {
+    return `the certificate is not a PEM certificate: ${(err as Error).message}`;
+  }
+  try {
+    if (!leaf.checkPrivateKey(createPrivateKey(tls.key))) return "the private key does not belong to the certificate";
+  } catch (err) {
+    return `the private key does not load: ${(err as Error).message}`;
+  }
+  if (now < new Date(leaf.validFrom)) return `the certificate is not valid until ${new Date(leaf.validFrom).toISOString()}`;
+  if (now > new Date(leaf.validTo)) return `the certificate expired on ${new Date(leaf.validTo).toISOString()}`;
+  const cas: X509Certificate[] = [];
+  for (const pem of tls.ca.toString().match(PEM_CERTIFICATE) ?? []) {
+    try {
+      cas.push(new X509Certificate(pem));
+    } catch {
+      // An unreadable entry in the bundle trusts nothing; the others may still issue the leaf.
+    }
+  }
+  if (cas.length === 0) return "the CA bundle holds no PEM certificate";
+  if (!cas.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey))) {
+    return `the certificate was not issued by the CA (${cas.map((ca) => readCertificateInfo(ca.toString()).subjectCN ?? ca.subject).join(", ")})`;
+  }
+  return undefined;
+}

@@ -1,7 +1,7 @@
 export { ROLES, checkSpiffeId, isRole, isValidSegment, parseSpiffeId, spiffeId, type RoleName, type SpiffeCheck, type SpiffeIdentity } from "./spiffe.js";
 export { parseSubjectAltName, type SubjectAltNameEntry } from "./subject-alt-name.js";
 export { identityFromPeerCertificate, identityFromUri, type IdentityResult } from "./identity.js";
-export { caTrustDomain, createCertificateAuthority, issueCertificate, readCertificateInfo, type CaOptions, type CertificateInfo, type IssueOptions, type IssuedPem } from "./certs.js";
+export { caTrustDomain, certificateProblem, createCertificateAuthority, issueCertificate, readCertificateInfo, type CaOptions, type CertificateInfo, type IssueOptions, type IssuedPem } from "./certs.js";
 export {
   DEFAULT_CERTS_DIR,
   DEFAULT_TRUST_DOMAIN,
