@@ -61,17 +61,18 @@ const SETTINGS = 0x4;
 // SETTINGS_MAX_FRAME_SIZE's initial value (RFC 9113 6.5.2): a first SETTINGS cannot be larger.
 const MAX_FIRST_FRAME = 16_384;
 
-/** "complete" once the magic and a whole SETTINGS frame have arrived; "bad" as soon as the bytes cannot be a preface. */
-function prefaceState(buf: Buffer): "partial" | "complete" | "bad" {
-  const magic = Math.min(buf.length, MAGIC.length);
-  if (!buf.subarray(0, magic).equals(MAGIC.subarray(0, magic))) return "bad";
-  if (buf.length < MAGIC.length + FRAME_HEADER) return "partial";
+/** The bytes a preface needs before its first frame's payload. */
+const PREFACE_HEAD = MAGIC.length + FRAME_HEADER;
+
+/** How long the magic plus the first SETTINGS frame are, read from their first PREFACE_HEAD bytes; undefined if they cannot be a preface. */
+function prefaceLength(buf: Buffer): number | undefined {
+  if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
   const length = buf.readUIntBE(MAGIC.length, 3);
   const type = buf[MAGIC.length + 3];
   const flags = buf[MAGIC.length + 4];
   const stream = buf.readUInt32BE(MAGIC.length + 5) & 0x7fffffff;
-  if (type !== SETTINGS || flags !== 0 || stream !== 0 || length % 6 !== 0 || length > MAX_FIRST_FRAME) return "bad";
-  return buf.length >= MAGIC.length + FRAME_HEADER + length ? "complete" : "partial";
+  if (type !== SETTINGS || flags !== 0 || stream !== 0 || length % 6 !== 0 || length > MAX_FIRST_FRAME) return undefined;
+  return PREFACE_HEAD + length;
 }
 
 /** The peer's address as one key, whatever family the listener accepted it on. */
@@ -85,11 +86,11 @@ function peerKey(address: string | undefined): string {
  * is logged at once, the others are counted and summed up in one line when the window ends.
  */
 function rateLimitedWarn(logger: Logger, intervalMs: number) {
-  const windows = new Map<string, { suppressed: number; timer: NodeJS.Timeout }>();
+  const windows = new Map<string, { suppressed: number; message: string; timer: NodeJS.Timeout }>();
   const flush = (reason: string) => {
     const w = windows.get(reason);
     windows.delete(reason);
-    if (w?.suppressed) logger.warn({ reason, suppressed: w.suppressed, interval_ms: intervalMs }, `${w.suppressed} more connections closed (${reason})`);
+    if (w?.suppressed) logger.warn({ reason, suppressed: w.suppressed, interval_ms: intervalMs }, `${w.message}: ${w.suppressed} more (${reason}) in ${intervalMs / 1000} s`);
   };
   return {
     warn(reason: string, fields: Record<string, unknown>, message: string): void {
@@ -101,7 +102,7 @@ function rateLimitedWarn(logger: Logger, intervalMs: number) {
       logger.warn({ ...fields, reason }, message);
       const timer = setTimeout(() => flush(reason), intervalMs);
       timer.unref();
-      windows.set(reason, { suppressed: 0, timer });
+      windows.set(reason, { suppressed: 0, message, timer });
     },
     close(): void {
       for (const [reason, w] of windows) {
@@ -261,9 +262,11 @@ export class ConnectionGuard {
   }
 
   private accept(socket: Socket): void {
+    // A socket error ends in "close", which is what the guard tracks.
     socket.on("error", () => {});
     const { limits } = this.options;
-    if (this.closed) return void socket.destroy();
+    // Closing, or a peer already gone (it has no address to count it by).
+    if (this.closed || !socket.remoteAddress) return void socket.destroy();
     if (this.tracked.size >= limits.maxConnections) return this.refuse(socket, "max_connections", { limit: limits.maxConnections });
     const peer = peerKey(socket.remoteAddress);
     const fromPeer = this.perAddress.get(peer) ?? 0;
@@ -302,21 +305,33 @@ export class ConnectionGuard {
    * in its socket first (nodejs/node#35475). Past the deadline the connection is closed.
    */
   private awaitPreface(socket: Socket, conn: Tracked): void {
-    let received = Buffer.alloc(0);
+    // Chunks are joined only once enough has arrived, so bytes that trickle in cost no copying.
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let needed = PREFACE_HEAD;
     const timer = setTimeout(() => {
       socket.off("readable", onReadable);
-      this.refuse(socket, "preface_timeout", { limit_ms: this.options.limits.prefaceTimeoutMs, received: received.length });
+      this.refuse(socket, "preface_timeout", { limit_ms: this.options.limits.prefaceTimeoutMs, received });
     }, this.options.limits.prefaceTimeoutMs);
     timer.unref();
     const onReadable = () => {
       let chunk: Buffer | null;
-      while ((chunk = socket.read() as Buffer | null) !== null) received = Buffer.concat([received, chunk]);
-      const state = prefaceState(received);
-      if (state === "partial") return;
+      while ((chunk = socket.read() as Buffer | null) !== null) {
+        chunks.push(chunk);
+        received += chunk.length;
+      }
+      if (received < needed) return;
+      const bytes = Buffer.concat(chunks, received);
+      chunks.splice(0, chunks.length, bytes);
+      const length = prefaceLength(bytes);
+      if (length !== undefined && received < length) {
+        needed = length;
+        return;
+      }
       clearTimeout(timer);
       socket.off("readable", onReadable);
-      if (state === "bad") return this.refuse(socket, "bad_preface", { received: received.length });
-      socket.unshift(received);
+      if (length === undefined) return this.refuse(socket, "bad_preface", { received });
+      socket.unshift(bytes);
       conn.injected = true;
       this.injector.injectConnection(socket);
     };

@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, createServer as createNetServer, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { describe, expect, it } from "vitest";
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
@@ -192,6 +192,42 @@ describe("HTTP/2 preface deadline", () => {
     const closedAt = await allClosed(held, 20_000, "the server to close the stalled plaintext prefaces");
     closedAt.forEach((at, i) => expect(at - held[i]!.connectedAt).toBeGreaterThanOrEqual(deadlineMs - 100));
     expect(await refused(fx.srv, "preface_timeout")).toBe(20);
+  });
+
+  it("a preface that arrives a byte at a time within the deadline is served (the bytes read are handed on)", async () => {
+    fx.srv = await startServer(fx.pki, { mesh: { enabled: true, trustedPeers: ["127.0.0.1"] } }, undefined, true);
+    const target = fx.srv.port;
+    // A forwarder that writes the client's first 80 bytes (the preface and its SETTINGS) one by one.
+    const splitter = createNetServer((client) => {
+      const upstream = netConnect({ host: "127.0.0.1", port: target });
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+      upstream.pipe(client);
+      let left = 80;
+      let chain = Promise.resolve();
+      client.on("data", (chunk: Buffer) => {
+        const head = chunk.subarray(0, Math.max(0, left));
+        const rest = chunk.subarray(head.length);
+        left -= head.length;
+        chain = chain.then(async () => {
+          for (const byte of head) {
+            upstream.write(Buffer.from([byte]));
+            await new Promise((r) => setTimeout(r, 2));
+          }
+          if (rest.length > 0) upstream.write(rest);
+        });
+      });
+      client.on("end", () => void chain.then(() => upstream.end()));
+    });
+    await new Promise<void>((resolve) => splitter.listen(0, "127.0.0.1", resolve));
+    fx.defer(() => new Promise((resolve) => splitter.close(resolve)));
+    const port = (splitter.address() as { port: number }).port;
+    const channel = createChannel(`127.0.0.1:${port}`, grpcCredentials.createInsecure());
+    fx.defer(() => channel.close());
+    const headers = { "x-forwarded-client-cert": "URI=spiffe://baton.local/operator/ops" };
+    expect((await createClient(Health, channel).check({ service: "" }, { headers, deadline: 10_000 })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect(await refused(fx.srv, "preface_timeout")).toBe(0);
+    expect(await refused(fx.srv, "bad_preface")).toBe(0);
   });
 });
 
