@@ -209,6 +209,10 @@ describe("the example agent, alone in its process", () => {
     }
     expect(agent.child.exitCode).toBeNull();
     expect(agent.stderr()).toBe("");
+    // Stopped by its operator, it closes its session cleanly and exits 0.
+    agent.child.kill("SIGTERM");
+    expect(await agent.exited).toBe(0);
+    expect(agent.stdout()).toMatch(/session ended: closed by the agent/);
   }, 300_000);
 
   it("waits for a coordinator that is not up yet, then connects and runs a task", async () => {
