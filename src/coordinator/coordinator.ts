@@ -24,7 +24,7 @@ import { DeliveryState, JournalDirectiveSchema, JournalSessionSchema, type Journ
 import { ConnectResponseSchema, HelloSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Hello } from "../../gen/baton/v1/session_pb.js";
 import type { BatonConfig } from "../config.js";
 import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, notFound, permissionDenied, quote, unauthenticated, unavailable } from "../errors.js";
-import { logProtocolMessage, type Logger } from "../logging.js";
+import { logFailure, logProtocolMessage, type Logger } from "../logging.js";
 import { assertHelloFits, assertProtocolValid, assertTaskSpecFits, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
 import { createKeyring, createReplayGuard, type ClockSkewError, type SpiffeIdentity } from "../security/index.js";
@@ -615,7 +615,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // Once the session has ended, the stream's own end status comes back here: nothing failed.
       if (session.isClosed) return;
       const error = BatonError.from(err);
-      if (error.code === Code.INTERNAL) logger.error({ err }, "agent session failed");
+      if (error.code === Code.INTERNAL) logFailure(logger, err, "agent session failed");
       session.close(error);
     }
   }

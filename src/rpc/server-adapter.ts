@@ -17,7 +17,7 @@ import {
 } from "@grpc/grpc-js";
 import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { BatonError, Code, invalidArgument, toBatonError } from "../errors.js";
-import type { Logger } from "../logging.js";
+import { logFailure, type Logger } from "../logging.js";
 import { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
 import { headersOf } from "./guard-interceptor.js";
 import { redact } from "./redact.js";
@@ -155,7 +155,7 @@ function makeContext(method: DescMethod, path: string, call: AnyCall, options: A
 
 function failure(err: unknown, logger: Logger): BatonError {
   const error = toBatonError(err);
-  if (error.code === Code.INTERNAL) logger.error({ err }, "handler failed");
+  if (error.code === Code.INTERNAL) logFailure(logger, err, "handler failed");
   else if (error.code !== Code.CANCELLED) logger.debug({ code: Code[error.code], reason: error.message }, "call refused");
   return error;
 }
