@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_CONNECTION_LIMITS, DEFAULT_TRANSPORT_LIMITS, type ConnectionLimits, type TransportLimits } from "./rpc/index.js";
-import { DEFAULT_PAYLOAD_LIMITS, ENVELOPE_RESERVE_BYTES, type PayloadLimits } from "./protocol/index.js";
+import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "./protocol/index.js";
 import { addressList } from "./security/index.js";
 
 /** The whole configuration of a baton process: one typed object. */
@@ -430,8 +430,8 @@ function validateConfig(c: BatonConfig): void {
   // envelope beside it: half a message leaves them room (as 1 MiB does in the 4 MiB default).
   const messageBytes = Math.min(c.transport.maxSendMessageBytes, c.transport.maxReceiveMessageBytes);
   for (const [name, value] of [["limits.maxTaskSpecBytes", c.limits.maxTaskSpecBytes], ["limits.maxHelloBytes", c.limits.maxHelloBytes]] as const) {
-    if (value > messageBytes / 2 - ENVELOPE_RESERVE_BYTES) {
-      throw new ConfigError(`${name} (${value}) must be at most half of the smaller of transport.maxSendMessageBytes and transport.maxReceiveMessageBytes (${messageBytes}) less ${ENVELOPE_RESERVE_BYTES} bytes of envelope, so that what is built from it fits a message`);
+    if (value > messageBytes / 2) {
+      throw new ConfigError(`${name} (${value}) must be at most half of the smaller of transport.maxSendMessageBytes and transport.maxReceiveMessageBytes (${messageBytes}), so that what is built from it fits a message`);
     }
   }
   if (c.session.outboxCapacity < c.session.maxInFlightLimit) {

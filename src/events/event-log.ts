@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { EventSchema, type Event } from "../../gen/baton/v1/control_pb.js";
-import { BatonError, Code, invalidArgument } from "../errors.js";
+import { BatonError, Code, invalidArgument, quote } from "../errors.js";
 import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
 import { TopicIndex } from "./topic-index.js";
 import { isValidPattern } from "./topic-pattern.js";
@@ -143,7 +143,7 @@ export class EventLog {
     const { maxPatterns, maxPatternBytes, maxPatternSegments } = this.limits;
     if (patterns.length > maxPatterns) throw invalidArgument(`topics has ${patterns.length} patterns; at most ${maxPatterns} are allowed in one call`);
     for (const [i, p] of patterns.entries()) {
-      const shown = JSON.stringify(p.length > 64 ? `${p.slice(0, 64)}...` : p);
+      const shown = quote(p);
       const bytes = Buffer.byteLength(p);
       if (bytes > maxPatternBytes) throw invalidArgument(`topics[${i}] ${shown} is ${bytes} bytes; a pattern may be at most ${maxPatternBytes} bytes`);
       const segments = p.split(".").length;

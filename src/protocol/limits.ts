@@ -41,7 +41,8 @@ export const ENVELOPE_RESERVE_BYTES = 64 * 1024;
 /** Bytes a batch of messages or a page of results may hold so that, wrapped, it fits the transport. */
 export function messageBudget(transport: Pick<TransportLimits, "maxSendMessageBytes" | "maxReceiveMessageBytes">): number {
   // What the server sends must also fit what peers accept; they are taken to use the same limits as the server.
-  return Math.min(transport.maxSendMessageBytes, transport.maxReceiveMessageBytes) - ENVELOPE_RESERVE_BYTES;
+  const limit = Math.min(transport.maxSendMessageBytes, transport.maxReceiveMessageBytes);
+  return limit - Math.min(ENVELOPE_RESERVE_BYTES, limit / 2);
 }
 
 /** Bytes one element adds to a repeated message field: the element plus its tag and length prefix. */

@@ -5,7 +5,7 @@ import {
   HealthCheckResponseSchema,
   type HealthCheckResponse,
 } from "../../gen/grpc/health/v1/health_pb.js";
-import { notFound } from "../errors.js";
+import { notFound, quote } from "../errors.js";
 import type { ServiceImpl } from "./server-adapter.js";
 
 export { ServingStatus };
@@ -44,7 +44,7 @@ export function createHealth(services: string[]): HealthState {
     impl: {
       async check(req) {
         const status = statuses.get(req.service);
-        if (status === undefined) throw notFound(`unknown service ${JSON.stringify(req.service)}`);
+        if (status === undefined) throw notFound(`unknown service ${quote(req.service)}`);
         return response(status);
       },
       async *watch(req, ctx) {

@@ -18,7 +18,8 @@ export const MAX_ID_CHARS = 256;
 export const MAX_TEXT_CHARS = 16_384;
 
 // Free text by field name; every other string field names something, and names are short.
-const TEXT_FIELDS = new Set(["reason", "message", "description"]);
+// WatchEvents topic patterns are bounded by the event log's own, documented limits.
+const TEXT_FIELDS = new Set(["reason", "message", "description", "topics"]);
 
 // Payloads: their size is bounded as a whole (limits.maxTaskSpecBytes), not string by string.
 const PAYLOAD_TYPES = new Set(["google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"]);

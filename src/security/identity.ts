@@ -1,4 +1,5 @@
 import type { PeerCertificate } from "node:tls";
+import { quote } from "../errors.js";
 import { checkSpiffeId, type SpiffeIdentity } from "./spiffe.js";
 import { parseSubjectAltName } from "./subject-alt-name.js";
 
@@ -23,7 +24,7 @@ export function identityFromPeerCertificate(cert: PeerCertificate | undefined, t
 /** The identity a SPIFFE URI names (from a certificate or a sidecar's header), if it is a baton id in `trustDomain`. */
 export function identityFromUri(uri: string, trustDomain: string): IdentityResult {
   const checked = checkSpiffeId(uri);
-  if (!checked.ok) return { ok: false, reason: `${JSON.stringify(uri)} is not a SPIFFE id of the form spiffe://<trust-domain>/<role>/<name>: ${checked.reason}` };
+  if (!checked.ok) return { ok: false, reason: `${quote(uri)} is not a SPIFFE id of the form spiffe://<trust-domain>/<role>/<name>: ${checked.reason}` };
   if (checked.identity.trustDomain !== trustDomain) return { ok: false, reason: `${uri} is not in trust domain ${trustDomain}` };
   return { ok: true, identity: checked.identity };
 }

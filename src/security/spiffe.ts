@@ -1,3 +1,5 @@
+import { quote } from "../errors.js";
+
 /** The protocol's roles, as the SPIFFE path names them. */
 export const ROLES = ["coordinator", "managed_agent", "resource_manager", "performance_monitor", "operator"] as const;
 
@@ -45,9 +47,9 @@ export function checkSpiffeId(uri: string): SpiffeCheck {
   const parts = uri.slice(prefix.length).split("/");
   if (parts.length !== 3) return { ok: false, reason: `it has ${parts.length - 1} path segments, not <role>/<name>` };
   const [trustDomain, role, name] = parts as [string, string, string];
-  if (!isValidSegment(trustDomain)) return { ok: false, reason: `trust domain ${JSON.stringify(trustDomain)} is not ${SEGMENT_RULE}` };
-  if (!isRole(role)) return { ok: false, reason: `role ${JSON.stringify(role)} is not one of ${ROLES.join(", ")}` };
-  if (!isValidSegment(name)) return { ok: false, reason: `name ${JSON.stringify(name)} is not ${SEGMENT_RULE}` };
+  if (!isValidSegment(trustDomain)) return { ok: false, reason: `trust domain ${quote(trustDomain)} is not ${SEGMENT_RULE}` };
+  if (!isRole(role)) return { ok: false, reason: `role ${quote(role)} is not one of ${ROLES.join(", ")}` };
+  if (!isValidSegment(name)) return { ok: false, reason: `name ${quote(name)} is not ${SEGMENT_RULE}` };
   return { ok: true, identity: { uri, trustDomain, role, name } };
 }
 

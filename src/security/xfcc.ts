@@ -1,3 +1,5 @@
+import { quote } from "../errors.js";
+
 /** The header Envoy sets with the client certificate it verified. */
 export const XFCC_HEADER = "x-forwarded-client-cert";
 
@@ -23,7 +25,7 @@ export function parseXfcc(header: string): XfccParse {
     const eq = header.indexOf("=", i);
     if (eq < 0) return { ok: false, reason: `${XFCC_HEADER}: ${JSON.stringify(header.slice(i, i + 40))} is not Key=value` };
     const key = header.slice(i, eq).trim().toLowerCase();
-    if (!/^[a-z]+$/.test(key)) return { ok: false, reason: `${XFCC_HEADER}: bad key ${JSON.stringify(key)}` };
+    if (!/^[a-z]+$/.test(key)) return { ok: false, reason: `${XFCC_HEADER}: bad key ${quote(key)}` };
     i = eq + 1;
     let value = "";
     if (header[i] === '"') {

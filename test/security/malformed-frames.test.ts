@@ -85,7 +85,7 @@ describe("malformed input", () => {
   });
 
   it("a message over the size limit is RESOURCE_EXHAUSTED", async () => {
-    srv = await startServer(pki, { transport: { maxReceiveMessageBytes: 1024 } as never });
+    srv = await startServer(pki, { transport: { maxReceiveMessageBytes: 1024 } as never, limits: { maxTaskSpecBytes: 512, maxHelloBytes: 512 } });
     const control = createClient(Control, await rawClient("operator", "ops"));
     await expect(control.getAgent({ agentId: "x".repeat(4096) })).rejects.toMatchObject({ code: Code.RESOURCE_EXHAUSTED });
   });

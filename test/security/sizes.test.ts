@@ -5,7 +5,8 @@ import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf"
 import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { Control, TaskSpecSchema, TaskState, type Event } from "../../gen/baton/v1/control_pb.js";
 import { ConnectRequestSchema, Coordinator as CoordinatorService, type ConnectRequest } from "../../gen/baton/v1/session_pb.js";
-import { Code } from "../../src/errors.js";
+import { buildConfig, ConfigError } from "../../src/config.js";
+import { Code, quote } from "../../src/errors.js";
 import { createClient, type ServiceClient } from "../../src/rpc/index.js";
 import { createAsyncQueue } from "../../src/streams/index.js";
 import { useFixture } from "../helpers/fixture.js";
@@ -83,6 +84,18 @@ describe("task size", () => {
     // Nothing was journaled, and the same channel keeps working.
     expect(await outcomeOf(control.getTask({ taskId: "too-big" }))).toMatchObject({ code: Code.NOT_FOUND });
     expect((await control.listTasks({})).tasks).toHaveLength(0);
+  });
+
+  it("the limit is a setting, checked at start against the transport's message size", async () => {
+    expect(() => buildConfig({ limits: { maxTaskSpecBytes: 3 * 1024 * 1024 } })).toThrow(ConfigError);
+    expect(() => buildConfig({ limits: { maxTaskSpecBytes: 3 * 1024 * 1024 } })).toThrow(/limits\.maxTaskSpecBytes/);
+    expect(() => buildConfig({ limits: { maxHelloBytes: 0 } })).toThrow(/limits\.maxHelloBytes/);
+    expect(buildConfig({ limits: { maxTaskSpecBytes: 8 * 1024 * 1024 }, transport: { maxReceiveMessageBytes: 32 * 1024 * 1024, maxSendMessageBytes: 32 * 1024 * 1024 } }).limits.maxTaskSpecBytes).toBe(8 * 1024 * 1024);
+    fx.srv = await startServer(fx.pki, { limits: { maxTaskSpecBytes: 64 * 1024 } });
+    const control = await operator();
+    const refused = await outcomeOf(control.submitTask({ task: { taskId: "medium", requiredCapabilities: ["python"], input: { blob: "x".repeat(100 * 1024) } } }));
+    expect(refused).toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/65536/) });
+    expect(await outcomeOf(control.submitTask({ task: { taskId: "small", requiredCapabilities: ["python"], input: { blob: "x".repeat(60 * 1024) } } }))).toBe("ok");
   });
 
   it("input and sensitive_input count together", async () => {
@@ -230,6 +243,11 @@ describe("Hello size", () => {
 
 describe("ids", () => {
   const huge = "t".repeat(1024 * 1024);
+
+  it("quote() shows at most 64 characters of a value", () => {
+    expect(quote("short")).toBe('"short"');
+    expect(quote("x".repeat(1000))).toBe(`"${"x".repeat(64)}"…`);
+  });
 
   it("a 1 MB id to GetTask is INVALID_ARGUMENT with a short message, and the connection stays usable", async () => {
     fx.srv = await startServer(fx.pki);

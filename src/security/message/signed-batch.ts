@@ -1,7 +1,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { SignedEnvelope } from "../../../gen/baton/v1/security_pb.js";
-import { invalidArgument, permissionDenied } from "../../errors.js";
+import { invalidArgument, permissionDenied, quote } from "../../errors.js";
 import type { Keyring } from "./keyring.js";
 import type { ReplayGuard } from "./replay-guard.js";
 import { verifyEnvelope } from "./signing.js";
@@ -24,7 +24,7 @@ export function openSignedBatch<T extends BatchHeader>(keyring: Keyring, replay:
   const bytes = verifyEnvelope(keyring, envelope);
   const batch = decode(bytes);
   // The sender check also stops reflection: a batch one side signed never passes as the other's.
-  if (batch.sender !== expectedSender) throw permissionDenied(`a signed batch from ${JSON.stringify(batch.sender)} arrived on the session of ${JSON.stringify(expectedSender)}`);
+  if (batch.sender !== expectedSender) throw permissionDenied(`a signed batch from ${quote(batch.sender)} arrived on the session of ${JSON.stringify(expectedSender)}`);
   if (!batch.messageId) throw invalidArgument("a signed batch needs a message_id");
   if (!batch.sentAt) throw invalidArgument("a signed batch needs sent_at");
   replay.check(batch.messageId, timestampMs(batch.sentAt));
