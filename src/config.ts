@@ -58,6 +58,8 @@ export interface BatonConfig {
     helloTimeoutMs: number;
     /** How long a status request waits for the agent's answer, ms. Default 5000. */
     statusTimeoutMs: number;
+    /** The spec's state_consistency sync_interval, ms: agents push their status at most this often, and a round asks only agents whose status is older. Default 100. */
+    syncIntervalMs: number;
     /** How long the coordinator waits for a DirectiveAck, ms. Default 10000. */
     ackTimeoutMs: number;
     /** In-flight cap for an agent whose Hello asks for 0. Default 16. */
@@ -107,6 +109,8 @@ export interface BatonConfig {
     maxOpen: number;
     /** Bytes of those tasks' specs (input included, as encoded), at most; a submit beyond is RESOURCE_EXHAUSTED. Default 268435456 (256 MiB). */
     maxOpenBytes: number;
+    /** Tasks one Control.SubmitTasks call may carry (the call is also bounded by transport.maxReceiveMessageBytes). Default 1000. */
+    maxBulk: number;
   };
   /** The journal. */
   store: {
@@ -139,7 +143,7 @@ export interface BatonConfig {
   log: {
     /** pino level. Default "info". */
     level: string;
-    /** Level of the per-message protocol log lines ("info" or "debug"). Default "info". */
+    /** Level of the per-message protocol log lines ("info" or "debug"). Default "debug": about ten lines a task stay off the hot path; state changes stay at info. */
     protocolLevel: "info" | "debug";
   };
   /** How long shutdown waits for calls to finish before forcing, ms. Default 5000. */
@@ -186,6 +190,7 @@ export function defaultConfig(): BatonConfig {
       heartbeatMisses: 3,
       helloTimeoutMs: 10_000,
       statusTimeoutMs: 5000,
+      syncIntervalMs: 100,
       ackTimeoutMs: 10_000,
       defaultMaxInFlight: 16,
       maxInFlightLimit: 1000,
@@ -195,11 +200,11 @@ export function defaultConfig(): BatonConfig {
     },
     delivery: { retryCount: 3, backoffInitialMs: 500, backoffMaxMs: 10_000, leaseMs: 60_000 },
     breaker: { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 10, rollingCountTimeoutMs: 60_000 },
-    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000, maxOpen: 100_000, maxOpenBytes: 256 * 1024 * 1024 },
+    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000, maxOpen: 100_000, maxOpenBytes: 256 * 1024 * 1024, maxBulk: 1000 },
     store: { kind: "sqlite", dataDir: "data", synchronous: "FULL", keyFile: "", key: "" },
     transport: { ...DEFAULT_TRANSPORT_LIMITS, ...DEFAULT_CONNECTION_LIMITS, maxConnectionsPerAddressExempt: [...DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddressExempt] },
     limits: { ...DEFAULT_PAYLOAD_LIMITS },
-    log: { level: "info", protocolLevel: "info" },
+    log: { level: "info", protocolLevel: "debug" },
     shutdownGraceMs: 5000,
     adminListen: "127.0.0.1:9464",
     services: { only: "all", resourceManager: "", performanceMonitor: "" },
@@ -235,6 +240,7 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_HEARTBEAT_INTERVAL_MS", "session.heartbeatIntervalMs", "int"],
   ["BATON_HEARTBEAT_MISSES", "session.heartbeatMisses", "int"],
   ["BATON_STATUS_TIMEOUT_MS", "session.statusTimeoutMs", "int"],
+  ["BATON_SYNC_INTERVAL_MS", "session.syncIntervalMs", "int"],
   ["BATON_ACK_TIMEOUT_MS", "session.ackTimeoutMs", "int"],
   ["BATON_MAX_TASK_SPEC_BYTES", "limits.maxTaskSpecBytes", "int"],
   ["BATON_LOG_LEVEL", "log.level", "string"],
@@ -293,12 +299,6 @@ export function configFromEnv(env: Record<string, string | undefined>): ConfigOv
   return out as ConfigOverrides;
 }
 
-/** Overrides from a JSON file shaped like BatonConfig. */
-export function configFromFile(path: string): ConfigOverrides {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
 // For these "" is a setting (it turns the endpoint off, as documented), not "unset".
 const EMPTY_IS_A_VALUE = new Set(["BATON_ADMIN_LISTEN"]);
 
@@ -322,6 +322,12 @@ export function whereToSet(path: string): string {
   return [FLAGS[path], env, `${path} in the config file`].filter(Boolean).join(" / ");
 }
 
+/** Overrides from a JSON file shaped like BatonConfig. */
+export function configFromFile(path: string): ConfigOverrides {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   try {
@@ -411,6 +417,7 @@ function validateConfig(c: BatonConfig): void {
     ["tasks.coalitionFormationMs", c.tasks.coalitionFormationMs],
     ["tasks.maxOpen", c.tasks.maxOpen],
     ["tasks.maxOpenBytes", c.tasks.maxOpenBytes],
+    ["tasks.maxBulk", c.tasks.maxBulk],
     ["transport.maxReceiveMessageBytes", c.transport.maxReceiveMessageBytes],
     ["transport.maxSendMessageBytes", c.transport.maxSendMessageBytes],
     ["transport.maxConcurrentStreams", c.transport.maxConcurrentStreams],
@@ -471,6 +478,9 @@ function validateConfig(c: BatonConfig): void {
   });
   if (!["info", "debug"].includes(c.log.protocolLevel)) throw new ConfigError(`log.protocolLevel must be "info" or "debug"`);
   if (!["required", "off"].includes(c.security.messageSecurity)) throw new ConfigError(`security.messageSecurity must be "required" or "off", got ${JSON.stringify(c.security.messageSecurity)}`);
+  if (!Number.isInteger(c.session.syncIntervalMs) || c.session.syncIntervalMs < 0 || c.session.syncIntervalMs > MAX_TIMER_MS) {
+    throw new ConfigError(`session.syncIntervalMs must be a whole number from 0 to ${MAX_TIMER_MS} (0: every round asks every agent), got ${c.session.syncIntervalMs}`);
+  }
   if (!Number.isInteger(c.security.keyGraceMs) || c.security.keyGraceMs < 0) throw new ConfigError(`security.keyGraceMs must be 0 or more, got ${c.security.keyGraceMs}`);
   if (c.mesh.enabled && c.mesh.trustedPeers.length === 0) throw new ConfigError("mesh.enabled needs mesh.trustedPeers: the sidecar addresses whose x-forwarded-client-cert header is believed");
   try {

@@ -164,6 +164,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   private outbox: AsyncQueue<Outgoing> | undefined;
   private streamAbort: AbortController | undefined;
   private welcome: Welcome | undefined;
+  /** When the last pushed status went out (performance.now), and the push waiting for the sync interval. */
+  private statusPushedAt = Number.NEGATIVE_INFINITY;
+  private statusTimer: NodeJS.Timeout | undefined;
   private sessionId = "";
   private lastSequence = 0n;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -483,7 +486,30 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     this.outbox?.push({ kind: "report", report: { $typeName: "baton.v1.AgentReport", kind: report } });
   }
 
-  private answerStatus(request: AgentStatusRequest): void {
+  /**
+   * Pushes this agent's status when its work changed (the synced view the coordinator plans
+   * from), at once unless one went out less than a sync interval ago; then once the interval
+   * is up. A coordinator whose Welcome names no sync interval asks instead.
+   */
+  private statusChanged(): void {
+    const interval = this.welcome?.syncInterval;
+    if (!interval || this.statusTimer) return;
+    const intervalMs = Number(interval.seconds) * 1000 + interval.nanos / 1e6;
+    const wait = this.statusPushedAt + intervalMs - performance.now();
+    const push = () => {
+      this.statusTimer = undefined;
+      this.statusPushedAt = performance.now();
+      this.answerStatus({ requestId: randomUUID() });
+    };
+    // After the reports of this tick, so the status rides in their batch.
+    if (wait <= 0) queueMicrotask(push);
+    else {
+      this.statusTimer = setTimeout(push, wait);
+      this.statusTimer.unref();
+    }
+  }
+
+  private answerStatus(request: Pick<AgentStatusRequest, "requestId">): void {
     const active = [...this.seen.values()].filter((t) => !t.done && t.answer?.outcome === AckOutcome.ACCEPTED);
     this.report({
       case: "statusResponse",
@@ -567,6 +593,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         if (outcome === AckOutcome.NOT_NOW) this.seen.delete(directive.directiveId);
       }
       this.sendAck(tracked);
+      if (outcome === AckOutcome.ACCEPTED) this.statusChanged();
     };
     const finish = (status: CompletionStatus, result?: JsonObject, error?: { code?: string; message: string; retryable?: boolean }) => {
       if (tracked.done) return;
@@ -586,6 +613,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       };
       this.unacked.set(directive.directiveId, completion);
       this.report({ case: "taskCompletion", value: completion });
+      this.statusChanged();
     };
     const agentId = this.options.agentId;
     const received: ReceivedDirective = {
@@ -653,6 +681,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     if (this.ended) return;
     this.ended = end;
     clearInterval(this.heartbeat);
+    clearTimeout(this.statusTimer);
     for (const tracked of this.seen.values()) if (!tracked.done) tracked.controller.abort(new BatonError(Code.UNAVAILABLE, "the agent stopped"));
     this.inbox.close();
     this.channel.close();

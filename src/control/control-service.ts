@@ -30,6 +30,11 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       const { task, created } = await coordinator.submitTask(req.task!, submitterOf(ctx));
       return { $typeName: "baton.v1.SubmitTaskResponse", task, created };
     },
+    async submitTasks(req, ctx) {
+      const coordinator = getCoordinator();
+      const results = await coordinator.submitTasks(req.tasks, submitterOf(ctx));
+      return { $typeName: "baton.v1.SubmitTasksResponse", results: results.map((r) => ({ $typeName: "baton.v1.SubmitTaskResult" as const, ...r })) };
+    },
     async getTask(req) {
       const coordinator = getCoordinator();
       // Reads wait for pending writes: an answer never shows a state the journal may not keep.

@@ -395,7 +395,7 @@ export class AgentSession {
 }
 
 /** The Welcome frame for a session: with the coordinator's time and, when signed, the replay window, so the agent can measure its skew. */
-export function welcomeFrame(session: AgentSession, options: { heartbeatIntervalMs: number; ackTimeoutMs: number; coordinatorId: string; protocolVersion: string; resumed: boolean }): ConnectResponse {
+export function welcomeFrame(session: AgentSession, options: { heartbeatIntervalMs: number; ackTimeoutMs: number; syncIntervalMs: number; coordinatorId: string; protocolVersion: string; resumed: boolean }): ConnectResponse {
   return create(ConnectResponseSchema, {
     kind: {
       case: "welcome",
@@ -410,6 +410,7 @@ export function welcomeFrame(session: AgentSession, options: { heartbeatInterval
         keys: session.keyRotation(),
         serverTime: timestampNow(),
         ...(session.replayWindowMs !== undefined ? { replayWindow: durationFromMs(session.replayWindowMs) } : {}),
+        syncInterval: durationFromMs(options.syncIntervalMs),
       },
     },
   });

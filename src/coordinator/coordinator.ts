@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { create, equals, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import type { Store as JournalStore } from "../store/index.js";
+import { journalKeyHint, type Store as JournalStore } from "../store/index.js";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Action, AgentState, ResourceSchema } from "../../gen/baton/v1/common_pb.js";
 import { CoordinationRoundSchema, CoordinationState, TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type CoordinationRound, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
@@ -63,6 +63,8 @@ export interface AgentRuntime {
   clockSkewMs: number | undefined;
   /** Why its last session ended or was refused; "" while a session is open. */
   stateReason: string;
+  /** When its status (the synced view) last arrived, pushed or asked for; 0: never. */
+  statusAt: number;
 }
 
 interface TaskRuntime {
@@ -375,11 +377,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     // A task assigned when the coordinator stopped is pending again unless its directive was restored.
     for (const rt of this.order) if ((rt.task.state === TaskState.ASSIGNED || rt.task.state === TaskState.RUNNING) && rt.directives.size === 0) this.moveTask(rt, "restored");
     for (const s of sessions) {
-      const agent = this.agentsById.get(s.agentId);
-      if (agent && s.nextSequence > agent.outbox.nextSequence) agent.outbox = this.newOutbox(agent.maxInFlight, s.nextSequence, agent.outbox);
+      // Every journaled session may resume, an idle agent's as much as one with work out.
+      const agent = this.agentRuntime(s.agentId, s.sessionId);
+      if (s.nextSequence > agent.outbox.nextSequence) agent.outbox = this.newOutbox(agent.maxInFlight, s.nextSequence, agent.outbox);
     }
     // Agents with work out have the grace period to come back and resume.
-    for (const agent of this.agentsById.values()) this.startGrace(agent, "the coordinator restarted");
+    // Not coming back is no failure of the agent's own (the coordinator went away): no breaker trips for it.
+    for (const agent of this.agentsById.values()) this.startGrace(agent, "the coordinator restarted", true);
     // Resources from configuration go to the Resource Manager like an agent's own.
     const configured = new Map<string, Array<(typeof this.config.resources)[number]>>();
     for (const r of this.config.resources) configured.set(r.agentId, [...(configured.get(r.agentId) ?? []), r]);
@@ -425,6 +429,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       dueTimer: undefined,
       clockSkewMs: undefined,
       stateReason: "",
+      statusAt: 0,
     };
     rt = created;
     this.agentsById.set(agentId, rt);
@@ -552,7 +557,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.requestSchedule("agent_joined");
     });
     try {
-      yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, coordinatorId: this.config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed }));
+      yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, syncIntervalMs: cfg.syncIntervalMs, coordinatorId: this.config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed }));
     } finally {
       ctx.signal.removeEventListener("abort", onCancel);
       session.close();
@@ -686,7 +691,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         assertProtocolValid(AgentStatusResponseSchema, kind.value);
         this.checkSource(kind.value.sourceAgent, session, "a status response");
         this.logReceived(session, session.statusCorrelation(kind.value.requestId), "agent_status_response", logger);
-        if (!session.resolveStatus(kind.value)) logger.warn({ request_id: kind.value.requestId }, "status response for no pending request");
+        // Asked for or pushed (the synced view, at most once per sync interval): either way the view is fresh.
+        session.resolveStatus(kind.value);
+        agent.statusAt = now;
+        this.reportedUtilization.set(agent.agentId, kind.value.resourceUtilization);
         return;
       }
       case "directiveAck": {
@@ -1232,12 +1240,20 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return [...this.agentsById.values()].filter((a) => a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.list().length > 0);
   }
 
+  /**
+   * Step 2, status collection, from the synced view: agents whose status is at most a sync
+   * interval old are taken as they are; only the others are asked, each with a deadline.
+   */
   private async collectStatus(agents: AgentRuntime[], roundId: string): Promise<Array<AgentRuntime & { utilization?: number }>> {
     const timeoutMs = Math.min(this.config.session.statusTimeoutMs, this.config.session.ackTimeoutMs);
-    const results = await Promise.allSettled(agents.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
+    const now = this.now();
     const answered: Array<AgentRuntime & { utilization?: number }> = [];
+    const stale: AgentRuntime[] = [];
+    for (const a of agents) (a.session && now - a.statusAt <= this.config.session.syncIntervalMs ? answered : stale).push(a);
+    if (stale.length === 0) return answered;
+    const results = await Promise.allSettled(stale.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
     results.forEach((r, i) => {
-      const agent = agents[i]!;
+      const agent = stale[i]!;
       if (r.status === "fulfilled") {
         this.reportedUtilization.set(agent.agentId, r.value.response.resourceUtilization);
         answered.push(agent);
@@ -1600,6 +1616,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       });
     }
     if (spec.target?.agentId && !isValidAgentId(spec.target.agentId)) throw invalidArgument("TaskSpec: target.agent_id is not a valid agent id");
+    if (spec.sensitiveInput && !this.journal.holdsSecrets) {
+      throw failedPrecondition(`TaskSpec: sensitive_input is sealed at rest in the journal, and no journal key is configured: set store.keyFile (${this.config.store.keyFile} does not exist) or BATON_JOURNAL_KEY; ${journalKeyHint(this.config.store.keyFile)}`);
+    }
     if (spec.sensitiveInput && this.config.security.messageSecurity === "off") {
       throw failedPrecondition("TaskSpec: sensitive_input needs message security (security.messageSecurity \"required\") to be sealed for the agent");
     }
@@ -1628,6 +1647,26 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.publishTask(task, "submitted");
     this.requestSchedule("task_submitted");
     return { task, created: true };
+  }
+
+  /**
+   * Accepts many tasks at once, each on its own terms (as submitTask: idempotent by id, its
+   * own refusal), with one durable write for all: each submit's commit joins the same group
+   * commit, since none waits before it has committed.
+   */
+  async submitTasks(specs: TaskSpec[], submitter: string): Promise<Array<{ taskId: string; code: Code; message: string; created: boolean }>> {
+    this.assertServing();
+    if (specs.length === 0) throw invalidArgument("SubmitTasksRequest: tasks is empty");
+    const max = this.config.tasks.maxBulk;
+    if (specs.length > max) throw invalidArgument(`SubmitTasksRequest: ${specs.length} tasks is over the limit of ${max} a call (tasks.maxBulk)`);
+    const outcomes = await Promise.allSettled(specs.map((spec) => this.submitTask(spec, submitter)));
+    return outcomes.map((o, i) => {
+      const taskId = specs[i]!.taskId;
+      if (o.status === "fulfilled") return { taskId, code: Code.OK, message: "", created: o.value.created };
+      const err = BatonError.from(o.reason);
+      if (err.code === Code.INTERNAL) this.logger.error({ err: o.reason, task_id: taskId }, "bulk submit of a task failed");
+      return { taskId, code: err.code, message: err.code === Code.INTERNAL ? "internal error" : err.message, created: false };
+    });
   }
 
   /** How many tasks are in each state. */

@@ -57,6 +57,11 @@ export class TaskJournal {
     this.sealsSecrets = store.durable !== false;
   }
 
+  /** Whether it can hold a task's sensitive_input: sealed at rest under a key, or nowhere durable (memory). */
+  get holdsSecrets(): boolean {
+    return !this.sealsSecrets || this.store.secrets !== undefined;
+  }
+
   /** Whether a write has failed: this journal takes no more changes. */
   get failed(): boolean {
     return this.failure !== undefined;

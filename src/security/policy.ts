@@ -8,6 +8,7 @@ import { isRole, ROLES, type RoleName } from "./spiffe.js";
 export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = Object.freeze({
   "/baton.v1.Coordinator/Connect": "agent.connect",
   "/baton.v1.Control/SubmitTask": "tasks.submit",
+  "/baton.v1.Control/SubmitTasks": "tasks.submit",
   "/baton.v1.Control/ResubmitTask": "tasks.submit",
   "/baton.v1.Control/GetTask": "tasks.read",
   "/baton.v1.Control/ListTasks": "tasks.read",

@@ -1,5 +1,11 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+
+/** How to make a journal key, for the message that asks for one. */
+export function journalKeyHint(path: string): string {
+  const make = basename(path) === "journal.key" ? `\`baton certs journal-key --dir ${dirname(path)}\`` : "`openssl rand -base64 32`";
+  return `make one with ${make} (\`baton certs init\` and \`baton serve --dev-certs\` make <certsDir>/journal.key too), or set BATON_JOURNAL_KEY`;
+}
 import { ConfigError, type BatonConfig } from "../config.js";
 import { lockDirectory } from "./dir-lock.js";
 import { createMemoryStore } from "./memory-store.js";
@@ -50,17 +56,19 @@ export function makeDataDir(dataDir: string): void {
   }
 }
 
-/** The journal's keys, from store.key (BATON_JOURNAL_KEY) or store.keyFile; a ConfigError naming the setting when there are none. */
-export function journalSecrets(config: BatonConfig): SecretBox {
+/**
+ * The journal's keys, from store.key (BATON_JOURNAL_KEY) or store.keyFile; undefined when
+ * neither is there: the journal then takes no task with sensitive_input (FAILED_PRECONDITION
+ * naming the setting), and every other task as usual. A key that is there but unreadable or
+ * malformed is a ConfigError naming the setting.
+ */
+export function journalSecrets(config: BatonConfig): SecretBox | undefined {
   if (config.store.key) {
     return createSecretBox(config.store.key.split(",").map((k) => Buffer.from(k.trim(), "base64")), "store.key (BATON_JOURNAL_KEY)");
   }
   const path = config.store.keyFile;
   const source = `store.keyFile ${path}`;
-  if (!existsSync(path)) {
-    const make = basename(path) === "journal.key" ? `\`baton certs journal-key --dir ${dirname(path)}\`` : "`openssl rand -base64 32`";
-    throw new ConfigError(`${source} does not exist: the journal seals tasks' sensitive_input at rest with it; make one with ${make} (\`baton certs init\` and \`baton serve --dev-certs\` make <certsDir>/journal.key too), or set BATON_JOURNAL_KEY`);
-  }
+  if (!existsSync(path)) return undefined;
   let text: string;
   try {
     text = readFileSync(path, "utf8");

@@ -95,10 +95,17 @@ describe("sensitive_input at rest", () => {
     await expect(startServer(fx.pki, sqlite(dataDir, otherKey))).rejects.toThrow(new RegExp(`sealed with key \\w+.*store\\.keyFile ${otherKey}`));
   });
 
-  it("a start without a key refuses, naming store.keyFile and how to make one", async () => {
+  it("without a key it serves, and refuses only a task with sensitive_input: FAILED_PRECONDITION naming store.keyFile and how to make one", async () => {
     const { dataDir } = journalDir();
     const missing = join(root, "nowhere", "journal.key");
-    await expect(startServer(fx.pki, sqlite(dataDir, missing))).rejects.toThrow(new RegExp(`store\\.keyFile ${missing} does not exist.*baton certs journal-key`));
+    fx.srv = await startServer(fx.pki, sqlite(dataDir, missing));
+    const control = await operator(fx.srv);
+    const refused = await control.submitTask({ task: { taskId: "vault-nokey", requiredCapabilities: ["vault"], sensitiveInput: { k: "v" } } }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: Code.FAILED_PRECONDITION });
+    expect((refused as { details: string }).details).toMatch(new RegExp(`store\\.keyFile \\(${missing} does not exist\\).*baton certs journal-key`));
+    // Nothing was written for it, and other work goes on.
+    await expect(control.getTask({ taskId: "vault-nokey" })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    expect((await control.submitTask({ task: { taskId: "plain", requiredCapabilities: ["vault"] } })).created).toBe(true);
   });
 
   it("rotates: a new key first and the old one after reads the journal and seals it anew; then the old key can go", async () => {

@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/control.proto.
  */
 export const file_baton_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9jb250cm9sLnByb3RvEghiYXRvbi52MSKHAQoOVGFyZ2V0U2VsZWN0b3ISEAoIYWdlbnRfaWQYASABKAkSNAoGbGFiZWxzGAIgAygLMiQuYmF0b24udjEuVGFyZ2V0U2VsZWN0b3IuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCg1Db2FsaXRpb25TcGVjEgwKBHNpemUYASABKA0SDQoFcm9sZXMYAiADKAkSHAoUZm9ybWF0aW9uX3RpbWVvdXRfbXMYAyABKA0i6wMKCFRhc2tTcGVjEhQKB3Rhc2tfaWQYASABKAlCA+BBAhIkCghwcmlvcml0eRgCIAEoDjISLmJhdG9uLnYxLlByaW9yaXR5Eh0KFXJlcXVpcmVkX2NhcGFiaWxpdGllcxgDIAMoCRIsCglyZXNvdXJjZXMYBCADKAsyGS5iYXRvbi52MS5SZXNvdXJjZVJlcXVlc3QSKgoJY29hbGl0aW9uGAUgASgLMhcuYmF0b24udjEuQ29hbGl0aW9uU3BlYxIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGbGFiZWxzGAcgAygLMh4uYmF0b24udjEuVGFza1NwZWMuTGFiZWxzRW50cnkSKAoGdGFyZ2V0GAggASgLMhguYmF0b24udjEuVGFyZ2V0U2VsZWN0b3ISJgoFaW5wdXQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKDG1heF9hdHRlbXB0cxgKIAEoDRI1Cg9zZW5zaXRpdmVfaW5wdXQYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgOAAQEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLEAQoLVGFza0F0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIOCgZhZ2VudHMYAiADKAkSFQoNZGlyZWN0aXZlX2lkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgGIAEoCRIOCgZyZWFzb24YByABKAkiugIKBFRhc2sSIAoEc3BlYxgBIAEoCzISLmJhdG9uLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAIgASgOMhMuYmF0b24udjEuVGFza1N0YXRlEhEKCXN1Ym1pdHRlchgDIAEoCRIXCg9hc3NpZ25lZF9hZ2VudHMYBCADKAkSJwoIYXR0ZW1wdHMYBSADKAsyFS5iYXRvbi52MS5UYXNrQXR0ZW1wdBInCgZyZXN1bHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnJlYXNvbhgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6ChFTdWJtaXRUYXNrUmVxdWVzdBIlCgR0YXNrGAEgASgLMhIuYmF0b24udjEuVGFza1NwZWNCA+BBAiJDChJTdWJtaXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCImCg5HZXRUYXNrUmVxdWVzdBIUCgd0YXNrX2lkGAEgASgJQgPgQQIiLwoPR2V0VGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5iYXRvbi52MS5UYXNrIl4KEExpc3RUYXNrc1JlcXVlc3QSIwoGc3RhdGVzGAEgAygOMhMuYmF0b24udjEuVGFza1N0YXRlEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIksKEUxpc3RUYXNrc1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uYmF0b24udjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOQoRQ2FuY2VsVGFza1JlcXVlc3QSFAoHdGFza19pZBgBIAEoCUID4EECEg4KBnJlYXNvbhgCIAEoCSIyChJDYW5jZWxUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2siKwoTUmVzdWJtaXRUYXNrUmVxdWVzdBIUCgd0YXNrX2lkGAEgASgJQgPgQQIiNAoUUmVzdWJtaXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2si7AMKBUFnZW50EhAKCGFnZW50X2lkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuYmF0b24udjEuQWdlbnRTdGF0ZRIUCgxjYXBhYmlsaXRpZXMYAyADKAkSJQoJcmVzb3VyY2VzGAQgAygLMhIuYmF0b24udjEuUmVzb3VyY2USKwoGbGFiZWxzGAUgAygLMhsuYmF0b24udjEuQWdlbnQuTGFiZWxzRW50cnkSFQoNbWF4X2luX2ZsaWdodBgGIAEoDRIRCglpbl9mbGlnaHQYByABKA0SEgoKc2Vzc2lvbl9pZBgIIAEoCRIwCgxjb25uZWN0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYnJlYWtlchgLIAEoCRIQCghpZGVudGl0eRgMIAEoCRIMCgRwZWVyGA0gASgJEi0KCmNsb2NrX3NrZXcYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMc3RhdGVfcmVhc29uGA8gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoRTGlzdEFnZW50c1JlcXVlc3QSJAoGc3RhdGVzGAEgAygOMhQuYmF0b24udjEuQWdlbnRTdGF0ZSI1ChJMaXN0QWdlbnRzUmVzcG9uc2USHwoGYWdlbnRzGAEgAygLMg8uYmF0b24udjEuQWdlbnQiKAoPR2V0QWdlbnRSZXF1ZXN0EhUKCGFnZW50X2lkGAEgASgJQgPgQQIiMgoQR2V0QWdlbnRSZXNwb25zZRIeCgVhZ2VudBgBIAEoCzIPLmJhdG9uLnYxLkFnZW50IlAKEURyYWluQWdlbnRSZXF1ZXN0EhUKCGFnZW50X2lkGAEgASgJQgPgQQISDgoGcmVhc29uGAIgASgJEhQKDHJlY29ubmVjdF90bxgDIAEoCSI0ChJEcmFpbkFnZW50UmVzcG9uc2USHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCJCChVHZXRBZ2VudFN0YXR1c1JlcXVlc3QSFQoIYWdlbnRfaWQYASABKAlCA+BBAhISCgp0aW1lb3V0X21zGAIgASgNIl4KFkdldEFnZW50U3RhdHVzUmVzcG9uc2USLQoGc3RhdHVzGAEgASgLMh0uYmF0b24udjEuQWdlbnRTdGF0dXNSZXNwb25zZRIVCg1yb3VuZF90cmlwX21zGAIgASgBIucBChFDb29yZGluYXRpb25Sb3VuZBIQCghyb3VuZF9pZBgBIAEoCRIqCgVzdGF0ZRgCIAEoDjIbLmJhdG9uLnYxLkNvb3JkaW5hdGlvblN0YXRlEg8KB3RyaWdnZXIYAyABKAkSEAoIdGFza19pZHMYBCADKAkSEQoJYWdlbnRfaWRzGAUgAygJEi4KCnN0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhgKFkdldENvb3JkaW5hdGlvblJlcXVlc3QiiwEKF0dldENvb3JkaW5hdGlvblJlc3BvbnNlEhYKDmNvb3JkaW5hdG9yX2lkGAEgASgJEisKBnJvdW5kcxgCIAMoCzIbLmJhdG9uLnYxLkNvb3JkaW5hdGlvblJvdW5kEisKBnJlY2VudBgDIAMoCzIbLmJhdG9uLnYxLkNvb3JkaW5hdGlvblJvdW5kIjoKEldhdGNoRXZlbnRzUmVxdWVzdBIOCgZ0b3BpY3MYASADKAkSFAoMYWZ0ZXJfY3Vyc29yGAIgASgEIvUBCgVFdmVudBIOCgZjdXJzb3IYASABKAQSDQoFdG9waWMYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5jb3JyZWxhdGlvbl9pZBgEIAEoCRIeCgR0YXNrGAogASgLMg4uYmF0b24udjEuVGFza0gAEiAKBWFnZW50GAsgASgLMg8uYmF0b24udjEuQWdlbnRIABIsCgVyb3VuZBgMIAEoCzIbLmJhdG9uLnYxLkNvb3JkaW5hdGlvblJvdW5kSAASDgoGcmVhc29uGBQgASgJQgYKBGtpbmQiNQoTV2F0Y2hFdmVudHNSZXNwb25zZRIeCgVldmVudBgBIAEoCzIPLmJhdG9uLnYxLkV2ZW50KsIBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhYKElRBU0tfU1RBVEVfUEVORElORxABEhcKE1RBU0tfU1RBVEVfQVNTSUdORUQQAhIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAxIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAEEhwKGFRBU0tfU1RBVEVfREVBRF9MRVRURVJFRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYq3AEKEUNvb3JkaW5hdGlvblN0YXRlEiIKHkNPT1JESU5BVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0NPT1JESU5BVElPTl9TVEFURV9JRExFEAESIwofQ09PUkRJTkFUSU9OX1NUQVRFX0NPT1JESU5BVElORxACEiAKHENPT1JESU5BVElPTl9TVEFURV9FWEVDVVRJTkcQAxIhCh1DT09SRElOQVRJT05fU1RBVEVfTU9OSVRPUklORxAEEhwKGENPT1JESU5BVElPTl9TVEFURV9FUlJPUhAFMsAGCgdDb250cm9sEkcKClN1Ym1pdFRhc2sSGy5iYXRvbi52MS5TdWJtaXRUYXNrUmVxdWVzdBocLmJhdG9uLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRI+CgdHZXRUYXNrEhguYmF0b24udjEuR2V0VGFza1JlcXVlc3QaGS5iYXRvbi52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouYmF0b24udjEuTGlzdFRhc2tzUmVxdWVzdBobLmJhdG9uLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5iYXRvbi52MS5DYW5jZWxUYXNrUmVxdWVzdBocLmJhdG9uLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJNCgxSZXN1Ym1pdFRhc2sSHS5iYXRvbi52MS5SZXN1Ym1pdFRhc2tSZXF1ZXN0Gh4uYmF0b24udjEuUmVzdWJtaXRUYXNrUmVzcG9uc2USRwoKTGlzdEFnZW50cxIbLmJhdG9uLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuYmF0b24udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkEKCEdldEFnZW50EhkuYmF0b24udjEuR2V0QWdlbnRSZXF1ZXN0GhouYmF0b24udjEuR2V0QWdlbnRSZXNwb25zZRJHCgpEcmFpbkFnZW50EhsuYmF0b24udjEuRHJhaW5BZ2VudFJlcXVlc3QaHC5iYXRvbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUwoOR2V0QWdlbnRTdGF0dXMSHy5iYXRvbi52MS5HZXRBZ2VudFN0YXR1c1JlcXVlc3QaIC5iYXRvbi52MS5HZXRBZ2VudFN0YXR1c1Jlc3BvbnNlElYKD0dldENvb3JkaW5hdGlvbhIgLmJhdG9uLnYxLkdldENvb3JkaW5hdGlvblJlcXVlc3QaIS5iYXRvbi52MS5HZXRDb29yZGluYXRpb25SZXNwb25zZRJMCgtXYXRjaEV2ZW50cxIcLmJhdG9uLnYxLldhdGNoRXZlbnRzUmVxdWVzdBodLmJhdG9uLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_baton_v1_common, file_baton_v1_coordination, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9jb250cm9sLnByb3RvEghiYXRvbi52MSKHAQoOVGFyZ2V0U2VsZWN0b3ISEAoIYWdlbnRfaWQYASABKAkSNAoGbGFiZWxzGAIgAygLMiQuYmF0b24udjEuVGFyZ2V0U2VsZWN0b3IuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCg1Db2FsaXRpb25TcGVjEgwKBHNpemUYASABKA0SDQoFcm9sZXMYAiADKAkSHAoUZm9ybWF0aW9uX3RpbWVvdXRfbXMYAyABKA0i6wMKCFRhc2tTcGVjEhQKB3Rhc2tfaWQYASABKAlCA+BBAhIkCghwcmlvcml0eRgCIAEoDjISLmJhdG9uLnYxLlByaW9yaXR5Eh0KFXJlcXVpcmVkX2NhcGFiaWxpdGllcxgDIAMoCRIsCglyZXNvdXJjZXMYBCADKAsyGS5iYXRvbi52MS5SZXNvdXJjZVJlcXVlc3QSKgoJY29hbGl0aW9uGAUgASgLMhcuYmF0b24udjEuQ29hbGl0aW9uU3BlYxIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGbGFiZWxzGAcgAygLMh4uYmF0b24udjEuVGFza1NwZWMuTGFiZWxzRW50cnkSKAoGdGFyZ2V0GAggASgLMhguYmF0b24udjEuVGFyZ2V0U2VsZWN0b3ISJgoFaW5wdXQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKDG1heF9hdHRlbXB0cxgKIAEoDRI1Cg9zZW5zaXRpdmVfaW5wdXQYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgOAAQEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLEAQoLVGFza0F0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIOCgZhZ2VudHMYAiADKAkSFQoNZGlyZWN0aXZlX2lkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgGIAEoCRIOCgZyZWFzb24YByABKAkiugIKBFRhc2sSIAoEc3BlYxgBIAEoCzISLmJhdG9uLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAIgASgOMhMuYmF0b24udjEuVGFza1N0YXRlEhEKCXN1Ym1pdHRlchgDIAEoCRIXCg9hc3NpZ25lZF9hZ2VudHMYBCADKAkSJwoIYXR0ZW1wdHMYBSADKAsyFS5iYXRvbi52MS5UYXNrQXR0ZW1wdBInCgZyZXN1bHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnJlYXNvbhgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6ChFTdWJtaXRUYXNrUmVxdWVzdBIlCgR0YXNrGAEgASgLMhIuYmF0b24udjEuVGFza1NwZWNCA+BBAiJDChJTdWJtaXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCI8ChJTdWJtaXRUYXNrc1JlcXVlc3QSJgoFdGFza3MYASADKAsyEi5iYXRvbi52MS5UYXNrU3BlY0ID4EECIkIKE1N1Ym1pdFRhc2tzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLmJhdG9uLnYxLlN1Ym1pdFRhc2tSZXN1bHQiUwoQU3VibWl0VGFza1Jlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCRIPCgdjcmVhdGVkGAQgASgIIiYKDkdldFRhc2tSZXF1ZXN0EhQKB3Rhc2tfaWQYASABKAlCA+BBAiIvCg9HZXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2siXgoQTGlzdFRhc2tzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5iYXRvbi52MS5UYXNrU3RhdGUSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiSwoRTGlzdFRhc2tzUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5iYXRvbi52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI5ChFDYW5jZWxUYXNrUmVxdWVzdBIUCgd0YXNrX2lkGAEgASgJQgPgQQISDgoGcmVhc29uGAIgASgJIjIKEkNhbmNlbFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzayIrChNSZXN1Ym1pdFRhc2tSZXF1ZXN0EhQKB3Rhc2tfaWQYASABKAlCA+BBAiI0ChRSZXN1Ym1pdFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzayLsAwoFQWdlbnQSEAoIYWdlbnRfaWQYASABKAkSIwoFc3RhdGUYAiABKA4yFC5iYXRvbi52MS5BZ2VudFN0YXRlEhQKDGNhcGFiaWxpdGllcxgDIAMoCRIlCglyZXNvdXJjZXMYBCADKAsyEi5iYXRvbi52MS5SZXNvdXJjZRIrCgZsYWJlbHMYBSADKAsyGy5iYXRvbi52MS5BZ2VudC5MYWJlbHNFbnRyeRIVCg1tYXhfaW5fZmxpZ2h0GAYgASgNEhEKCWluX2ZsaWdodBgHIAEoDRISCgpzZXNzaW9uX2lkGAggASgJEjAKDGNvbm5lY3RlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF9zZWVuGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdicmVha2VyGAsgASgJEhAKCGlkZW50aXR5GAwgASgJEgwKBHBlZXIYDSABKAkSLQoKY2xvY2tfc2tldxgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxzdGF0ZV9yZWFzb24YDyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5ChFMaXN0QWdlbnRzUmVxdWVzdBIkCgZzdGF0ZXMYASADKA4yFC5iYXRvbi52MS5BZ2VudFN0YXRlIjUKEkxpc3RBZ2VudHNSZXNwb25zZRIfCgZhZ2VudHMYASADKAsyDy5iYXRvbi52MS5BZ2VudCIoCg9HZXRBZ2VudFJlcXVlc3QSFQoIYWdlbnRfaWQYASABKAlCA+BBAiIyChBHZXRBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiUAoRRHJhaW5BZ2VudFJlcXVlc3QSFQoIYWdlbnRfaWQYASABKAlCA+BBAhIOCgZyZWFzb24YAiABKAkSFAoMcmVjb25uZWN0X3RvGAMgASgJIjQKEkRyYWluQWdlbnRSZXNwb25zZRIeCgVhZ2VudBgBIAEoCzIPLmJhdG9uLnYxLkFnZW50IkIKFUdldEFnZW50U3RhdHVzUmVxdWVzdBIVCghhZ2VudF9pZBgBIAEoCUID4EECEhIKCnRpbWVvdXRfbXMYAiABKA0iXgoWR2V0QWdlbnRTdGF0dXNSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5iYXRvbi52MS5BZ2VudFN0YXR1c1Jlc3BvbnNlEhUKDXJvdW5kX3RyaXBfbXMYAiABKAEi5wEKEUNvb3JkaW5hdGlvblJvdW5kEhAKCHJvdW5kX2lkGAEgASgJEioKBXN0YXRlGAIgASgOMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uU3RhdGUSDwoHdHJpZ2dlchgDIAEoCRIQCgh0YXNrX2lkcxgEIAMoCRIRCglhZ2VudF9pZHMYBSADKAkSLgoKc3RhcnRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGAoWR2V0Q29vcmRpbmF0aW9uUmVxdWVzdCKLAQoXR2V0Q29vcmRpbmF0aW9uUmVzcG9uc2USFgoOY29vcmRpbmF0b3JfaWQYASABKAkSKwoGcm91bmRzGAIgAygLMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uUm91bmQSKwoGcmVjZW50GAMgAygLMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uUm91bmQiOgoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg4KBnRvcGljcxgBIAMoCRIUCgxhZnRlcl9jdXJzb3IYAiABKAQi9QEKBUV2ZW50Eg4KBmN1cnNvchgBIAEoBBINCgV0b3BpYxgCIAEoCRItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAQgASgJEh4KBHRhc2sYCiABKAsyDi5iYXRvbi52MS5UYXNrSAASIAoFYWdlbnQYCyABKAsyDy5iYXRvbi52MS5BZ2VudEgAEiwKBXJvdW5kGAwgASgLMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uUm91bmRIABIOCgZyZWFzb24YFCABKAlCBgoEa2luZCI1ChNXYXRjaEV2ZW50c1Jlc3BvbnNlEh4KBWV2ZW50GAEgASgLMg8uYmF0b24udjEuRXZlbnQqwgEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9BU1NJR05FRBACEhYKElRBU0tfU1RBVEVfUlVOTklORxADEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAQSHAoYVEFTS19TVEFURV9ERUFEX0xFVFRFUkVEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBircAQoRQ29vcmRpbmF0aW9uU3RhdGUSIgoeQ09PUkRJTkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXQ09PUkRJTkFUSU9OX1NUQVRFX0lETEUQARIjCh9DT09SRElOQVRJT05fU1RBVEVfQ09PUkRJTkFUSU5HEAISIAocQ09PUkRJTkFUSU9OX1NUQVRFX0VYRUNVVElORxADEiEKHUNPT1JESU5BVElPTl9TVEFURV9NT05JVE9SSU5HEAQSHAoYQ09PUkRJTkFUSU9OX1NUQVRFX0VSUk9SEAUyjAcKB0NvbnRyb2wSRwoKU3VibWl0VGFzaxIbLmJhdG9uLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GhwuYmF0b24udjEuU3VibWl0VGFza1Jlc3BvbnNlEkoKC1N1Ym1pdFRhc2tzEhwuYmF0b24udjEuU3VibWl0VGFza3NSZXF1ZXN0Gh0uYmF0b24udjEuU3VibWl0VGFza3NSZXNwb25zZRI+CgdHZXRUYXNrEhguYmF0b24udjEuR2V0VGFza1JlcXVlc3QaGS5iYXRvbi52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouYmF0b24udjEuTGlzdFRhc2tzUmVxdWVzdBobLmJhdG9uLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5iYXRvbi52MS5DYW5jZWxUYXNrUmVxdWVzdBocLmJhdG9uLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJNCgxSZXN1Ym1pdFRhc2sSHS5iYXRvbi52MS5SZXN1Ym1pdFRhc2tSZXF1ZXN0Gh4uYmF0b24udjEuUmVzdWJtaXRUYXNrUmVzcG9uc2USRwoKTGlzdEFnZW50cxIbLmJhdG9uLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuYmF0b24udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkEKCEdldEFnZW50EhkuYmF0b24udjEuR2V0QWdlbnRSZXF1ZXN0GhouYmF0b24udjEuR2V0QWdlbnRSZXNwb25zZRJHCgpEcmFpbkFnZW50EhsuYmF0b24udjEuRHJhaW5BZ2VudFJlcXVlc3QaHC5iYXRvbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUwoOR2V0QWdlbnRTdGF0dXMSHy5iYXRvbi52MS5HZXRBZ2VudFN0YXR1c1JlcXVlc3QaIC5iYXRvbi52MS5HZXRBZ2VudFN0YXR1c1Jlc3BvbnNlElYKD0dldENvb3JkaW5hdGlvbhIgLmJhdG9uLnYxLkdldENvb3JkaW5hdGlvblJlcXVlc3QaIS5iYXRvbi52MS5HZXRDb29yZGluYXRpb25SZXNwb25zZRJMCgtXYXRjaEV2ZW50cxIcLmJhdG9uLnYxLldhdGNoRXZlbnRzUmVxdWVzdBodLmJhdG9uLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_baton_v1_common, file_baton_v1_coordination, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Which agents may take a task: the replacement for the spec's topic exchange.
@@ -365,6 +365,88 @@ export const SubmitTaskResponseSchema: GenMessage<SubmitTaskResponse> = /*@__PUR
   messageDesc(file_baton_v1_control, 6);
 
 /**
+ * Submit many tasks.
+ *
+ * @generated from message baton.v1.SubmitTasksRequest
+ */
+export type SubmitTasksRequest = Message<"baton.v1.SubmitTasksRequest"> & {
+  /**
+   * The tasks (at least one; at most limits.maxBulkTasks, 1000 by default).
+   *
+   * @generated from field: repeated baton.v1.TaskSpec tasks = 1;
+   */
+  tasks: TaskSpec[];
+};
+
+/**
+ * Describes the message baton.v1.SubmitTasksRequest.
+ * Use `create(SubmitTasksRequestSchema)` to create a new message.
+ */
+export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 7);
+
+/**
+ * One answer per task, in the request's order.
+ *
+ * @generated from message baton.v1.SubmitTasksResponse
+ */
+export type SubmitTasksResponse = Message<"baton.v1.SubmitTasksResponse"> & {
+  /**
+   * @generated from field: repeated baton.v1.SubmitTaskResult results = 1;
+   */
+  results: SubmitTaskResult[];
+};
+
+/**
+ * Describes the message baton.v1.SubmitTasksResponse.
+ * Use `create(SubmitTasksResponseSchema)` to create a new message.
+ */
+export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 8);
+
+/**
+ * What became of one task of a SubmitTasks call.
+ *
+ * @generated from message baton.v1.SubmitTaskResult
+ */
+export type SubmitTaskResult = Message<"baton.v1.SubmitTaskResult"> & {
+  /**
+   * The task's id, as submitted.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * The gRPC status code its own SubmitTask would have answered (0: accepted).
+   *
+   * @generated from field: int32 code = 2;
+   */
+  code: number;
+
+  /**
+   * Why, when code is not 0.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * False when the same task_id had already been submitted (code 0).
+   *
+   * @generated from field: bool created = 4;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message baton.v1.SubmitTaskResult.
+ * Use `create(SubmitTaskResultSchema)` to create a new message.
+ */
+export const SubmitTaskResultSchema: GenMessage<SubmitTaskResult> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 9);
+
+/**
  * Get one task.
  *
  * @generated from message baton.v1.GetTaskRequest
@@ -383,7 +465,7 @@ export type GetTaskRequest = Message<"baton.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 7);
+  messageDesc(file_baton_v1_control, 10);
 
 /**
  * One task.
@@ -404,7 +486,7 @@ export type GetTaskResponse = Message<"baton.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 8);
+  messageDesc(file_baton_v1_control, 11);
 
 /**
  * List tasks.
@@ -439,7 +521,7 @@ export type ListTasksRequest = Message<"baton.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 9);
+  messageDesc(file_baton_v1_control, 12);
 
 /**
  * A page of tasks.
@@ -467,7 +549,7 @@ export type ListTasksResponse = Message<"baton.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 10);
+  messageDesc(file_baton_v1_control, 13);
 
 /**
  * Cancel a task.
@@ -495,7 +577,7 @@ export type CancelTaskRequest = Message<"baton.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 11);
+  messageDesc(file_baton_v1_control, 14);
 
 /**
  * The task after cancellation.
@@ -516,7 +598,7 @@ export type CancelTaskResponse = Message<"baton.v1.CancelTaskResponse"> & {
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 12);
+  messageDesc(file_baton_v1_control, 15);
 
 /**
  * Resubmit a dead-lettered task.
@@ -537,7 +619,7 @@ export type ResubmitTaskRequest = Message<"baton.v1.ResubmitTaskRequest"> & {
  * Use `create(ResubmitTaskRequestSchema)` to create a new message.
  */
 export const ResubmitTaskRequestSchema: GenMessage<ResubmitTaskRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 13);
+  messageDesc(file_baton_v1_control, 16);
 
 /**
  * The task, pending again.
@@ -558,7 +640,7 @@ export type ResubmitTaskResponse = Message<"baton.v1.ResubmitTaskResponse"> & {
  * Use `create(ResubmitTaskResponseSchema)` to create a new message.
  */
 export const ResubmitTaskResponseSchema: GenMessage<ResubmitTaskResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 14);
+  messageDesc(file_baton_v1_control, 17);
 
 /**
  * A managed agent as the coordinator sees it.
@@ -679,7 +761,7 @@ export type Agent = Message<"baton.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 15);
+  messageDesc(file_baton_v1_control, 18);
 
 /**
  * List agents.
@@ -700,7 +782,7 @@ export type ListAgentsRequest = Message<"baton.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 16);
+  messageDesc(file_baton_v1_control, 19);
 
 /**
  * The agents.
@@ -721,7 +803,7 @@ export type ListAgentsResponse = Message<"baton.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 17);
+  messageDesc(file_baton_v1_control, 20);
 
 /**
  * Get one agent.
@@ -742,7 +824,7 @@ export type GetAgentRequest = Message<"baton.v1.GetAgentRequest"> & {
  * Use `create(GetAgentRequestSchema)` to create a new message.
  */
 export const GetAgentRequestSchema: GenMessage<GetAgentRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 18);
+  messageDesc(file_baton_v1_control, 21);
 
 /**
  * One agent.
@@ -763,7 +845,7 @@ export type GetAgentResponse = Message<"baton.v1.GetAgentResponse"> & {
  * Use `create(GetAgentResponseSchema)` to create a new message.
  */
 export const GetAgentResponseSchema: GenMessage<GetAgentResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 19);
+  messageDesc(file_baton_v1_control, 22);
 
 /**
  * Drain an agent.
@@ -798,7 +880,7 @@ export type DrainAgentRequest = Message<"baton.v1.DrainAgentRequest"> & {
  * Use `create(DrainAgentRequestSchema)` to create a new message.
  */
 export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 20);
+  messageDesc(file_baton_v1_control, 23);
 
 /**
  * The agent, draining.
@@ -819,7 +901,7 @@ export type DrainAgentResponse = Message<"baton.v1.DrainAgentResponse"> & {
  * Use `create(DrainAgentResponseSchema)` to create a new message.
  */
 export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 21);
+  messageDesc(file_baton_v1_control, 24);
 
 /**
  * Ask an agent for its status.
@@ -847,7 +929,7 @@ export type GetAgentStatusRequest = Message<"baton.v1.GetAgentStatusRequest"> & 
  * Use `create(GetAgentStatusRequestSchema)` to create a new message.
  */
 export const GetAgentStatusRequestSchema: GenMessage<GetAgentStatusRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 22);
+  messageDesc(file_baton_v1_control, 25);
 
 /**
  * The agent's answer.
@@ -875,7 +957,7 @@ export type GetAgentStatusResponse = Message<"baton.v1.GetAgentStatusResponse"> 
  * Use `create(GetAgentStatusResponseSchema)` to create a new message.
  */
 export const GetAgentStatusResponseSchema: GenMessage<GetAgentStatusResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 23);
+  messageDesc(file_baton_v1_control, 26);
 
 /**
  * A coordination round.
@@ -938,7 +1020,7 @@ export type CoordinationRound = Message<"baton.v1.CoordinationRound"> & {
  * Use `create(CoordinationRoundSchema)` to create a new message.
  */
 export const CoordinationRoundSchema: GenMessage<CoordinationRound> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 24);
+  messageDesc(file_baton_v1_control, 27);
 
 /**
  * Get the coordinator's rounds.
@@ -953,7 +1035,7 @@ export type GetCoordinationRequest = Message<"baton.v1.GetCoordinationRequest"> 
  * Use `create(GetCoordinationRequestSchema)` to create a new message.
  */
 export const GetCoordinationRequestSchema: GenMessage<GetCoordinationRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 25);
+  messageDesc(file_baton_v1_control, 28);
 
 /**
  * The rounds.
@@ -988,7 +1070,7 @@ export type GetCoordinationResponse = Message<"baton.v1.GetCoordinationResponse"
  * Use `create(GetCoordinationResponseSchema)` to create a new message.
  */
 export const GetCoordinationResponseSchema: GenMessage<GetCoordinationResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 26);
+  messageDesc(file_baton_v1_control, 29);
 
 /**
  * Watch events.
@@ -1017,7 +1099,7 @@ export type WatchEventsRequest = Message<"baton.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 27);
+  messageDesc(file_baton_v1_control, 30);
 
 /**
  * A state change.
@@ -1091,7 +1173,7 @@ export type Event = Message<"baton.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 28);
+  messageDesc(file_baton_v1_control, 31);
 
 /**
  * One event.
@@ -1112,7 +1194,7 @@ export type WatchEventsResponse = Message<"baton.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_baton_v1_control, 29);
+  messageDesc(file_baton_v1_control, 32);
 
 /**
  * A task's lifecycle.
@@ -1233,6 +1315,19 @@ export const Control: GenService<{
     methodKind: "unary";
     input: typeof SubmitTaskRequestSchema;
     output: typeof SubmitTaskResponseSchema;
+  },
+  /**
+   * Submit many tasks in one call, for pipelines that submit thousands at once. Each task
+   * is idempotent by its task_id, as with SubmitTask, and answered on its own: one bad task
+   * does not refuse the others. Answered once every accepted task is durable (one journal
+   * write for the whole call).
+   *
+   * @generated from rpc baton.v1.Control.SubmitTasks
+   */
+  submitTasks: {
+    methodKind: "unary";
+    input: typeof SubmitTasksRequestSchema;
+    output: typeof SubmitTasksResponseSchema;
   },
   /**
    * One task.

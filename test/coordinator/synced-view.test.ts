@@ -1,0 +1,45 @@
+import { describe, expect, it } from "vitest";
+import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { createClient } from "../../src/rpc/index.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor } from "../helpers/server.js";
+
+const fx = useFixture();
+
+/** Runs `n` tasks one after another on one agent; returns how many status requests and rounds they took. */
+async function runOneAtATime(n: number): Promise<{ statusRequests: number; rounds: number; syncIntervalMs: number }> {
+  const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
+  const agent = await fx.agent("synced", { capabilities: ["work"] });
+  const welcome = await agent.connect();
+  void agent.run(async () => ({ ok: true }));
+  for (let i = 0; i < n; i++) {
+    await control.submitTask({ task: { taskId: `s${i}`, requiredCapabilities: ["work"] } });
+    await waitFor(() => fx.srv.server.coordinator.getTask(`s${i}`).state === TaskState.SUCCEEDED, 20_000, `task s${i} to succeed`);
+  }
+  const lines = fx.srv.logs.lines;
+  const interval = welcome.syncInterval;
+  return {
+    statusRequests: lines.filter((l) => l.message_type === "agent_status_request").length,
+    rounds: new Set(lines.filter((l) => l.message_type === "coordination_directive").map((l) => l.correlation_id)).size,
+    syncIntervalMs: interval ? Number(interval.seconds) * 1000 + interval.nanos / 1e6 : 0,
+  };
+}
+
+describe("status collection reads the synced view", () => {
+  it("a round asks only agents whose pushed status is older than the sync interval", async () => {
+    // A long interval, so a loaded machine cannot make the pushed view stale between tasks.
+    fx.srv = await startServer(fx.pki, { session: { syncIntervalMs: 10_000 } });
+    const { statusRequests, rounds, syncIntervalMs } = await runOneAtATime(10);
+    expect(syncIntervalMs).toBe(10_000);
+    expect(rounds).toBe(10);
+    // The first round asks (nothing pushed yet); later ones plan from what the agent pushed after each task.
+    expect(statusRequests).toBeLessThanOrEqual(1);
+  });
+
+  it("with a zero interval every round asks every agent, as before", async () => {
+    fx.srv = await startServer(fx.pki, { session: { syncIntervalMs: 0 } });
+    const { statusRequests, rounds } = await runOneAtATime(5);
+    expect(rounds).toBe(5);
+    expect(statusRequests).toBeGreaterThanOrEqual(5);
+  });
+});
