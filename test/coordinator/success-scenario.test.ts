@@ -55,7 +55,10 @@ function agentProcess(id: string): ChildProcess {
 
 describe("the success scenario, end to end", () => {
   it("runs the seven steps with three agents, one killed midway, every message where and when the spec says", async () => {
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 200, heartbeatMisses: 10, disconnectGraceMs: 1000, ackTimeoutMs: 500 }, delivery: { backoffInitialMs: 50, backoffMaxMs: 200, leaseMs: 3000 } });
+    // syncIntervalMs 0: every round asks every agent for its status, as the spec's diagram draws it.
+    // With the synced view (the default) step 2 asks only agents whose pushed status is stale;
+    // test/coordinator/synced-view.test.ts covers that.
+    srv = await startServer(pki, { session: { heartbeatIntervalMs: 200, heartbeatMisses: 10, disconnectGraceMs: 1000, ackTimeoutMs: 500, syncIntervalMs: 0 }, delivery: { backoffInitialMs: 50, backoffMaxMs: 200, leaseMs: 3000 } });
     const procs = ["agent-1", "agent-2", "agent-3"].map(agentProcess);
     await waitFor(() => srv.server.coordinator.agents().filter((a) => a.session).length === 3 || undefined, 20_000, "three agents");
     const ch = createChannel(srv.address, await pki.credentials("operator", "ops"));

@@ -34,6 +34,18 @@ describe("status collection reads the synced view", () => {
     expect(rounds).toBe(10);
     // The first round asks (nothing pushed yet); later ones plan from what the agent pushed after each task.
     expect(statusRequests).toBeLessThanOrEqual(1);
+    // Each round still walks the spec's steps in order, step 2 answered from the view.
+    const steps = ["metrics_request", "system_metrics", "resource_query", "resource_status", "coordination_directive", "directive_ack", "task_completion", "performance_report"];
+    const byRound = new Map<string, string[]>();
+    for (const l of fx.srv.logs.lines) if (typeof l.message_type === "string") byRound.set(l.correlation_id as string, [...(byRound.get(l.correlation_id as string) ?? []), l.message_type]);
+    const { recent } = fx.srv.server.coordinator.coordination();
+    expect(recent.length).toBe(10);
+    for (const round of recent) {
+      const seen = byRound.get(round.roundId) ?? [];
+      const firsts = steps.map((t) => seen.indexOf(t));
+      expect(firsts.every((i) => i >= 0)).toBe(true);
+      expect([...firsts].sort((a, b) => a - b)).toEqual(firsts);
+    }
   });
 
   it("with a zero interval every round asks every agent, as before", async () => {
