@@ -1,0 +1,213 @@
+// Agent processes: each one (bench/agent-host.ts) hosts many SDK agents (createAgent), each
+// with its own certificate and connection, so 1,000-10,000 agents fit on one machine. The
+// parent talks to them over IPC; CPU and memory come from /proc (lib/usage.ts).
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { join } from "node:path";
+import { ROOT, TSX } from "../../test/helpers/process.js";
+import type { BenchPki } from "./pki.js";
+
+/** What the agents do with directives. */
+export type AgentMode =
+  /** Accept, then complete at once (an empty result). */
+  | "complete"
+  /** Accept and keep running until `release()`, then complete. */
+  | "hold"
+  /** Accept, then report progress as fast as the stream takes it until `release()`, then complete. */
+  | "progress";
+
+/** Parent -> agent process. */
+export type HostCommand =
+  | { type: "start"; address: string; caFile: string; agentKey: string; agentCerts: string; first: number; count: number; mode: AgentMode; maxInFlight: number; concurrency: number; deadline: number }
+  | { type: "release" }
+  | { type: "stats" }
+  | { type: "stop" };
+
+/** Counters of one agent process. */
+export interface HostStats {
+  connected: number;
+  completed: number;
+  held: number;
+  /** Progress updates taken off the SDK's outbox onto the stream. */
+  progressSent: number;
+  lost: number;
+}
+
+/** Agent process -> parent. */
+export type HostReport =
+  | { type: "hello" }
+  | { type: "connected"; connected: number }
+  | { type: "connect-done"; connected: number; failed: number; lastError: string }
+  | { type: "lost"; agentId: string; code: string; message: string }
+  | ({ type: "stats" } & HostStats)
+  | { type: "stopped" }
+  | { type: "error"; message: string };
+
+/** Options of startFleet. */
+export interface FleetOptions {
+  pki: BenchPki;
+  address: string;
+  mode: AgentMode;
+  /** Directives each agent takes at once. Default 16. */
+  maxInFlight?: number;
+  /** Agents per process. Default 500. */
+  perHost?: number;
+  /** Connects in progress at once, over all processes. Default 64. */
+  concurrency?: number;
+}
+
+interface Host {
+  child: ChildProcess;
+  connected: number;
+  stats?: (s: HostStats) => void;
+  stopped?: () => void;
+}
+
+/** A set of agent processes that grows with add(). */
+export class Fleet {
+  private readonly hosts: Host[] = [];
+  private next = 0;
+  /** Session ends seen while the fleet ran (each is a lost session the SDK then resumes). */
+  readonly lost: Array<{ agentId: string; code: string; message: string }> = [];
+  private watchers = new Set<() => void>();
+
+  constructor(private readonly options: FleetOptions) {}
+
+  /** Process ids of the agent processes. */
+  get pids(): number[] {
+    return this.hosts.map((h) => h.child.pid!);
+  }
+
+  /** Agents connected now (first Welcome received). */
+  get connected(): number {
+    return this.hosts.reduce((n, h) => n + h.connected, 0);
+  }
+
+  /** Agents asked for so far. */
+  get size(): number {
+    return this.next;
+  }
+
+  /**
+   * Starts `count` more agents (names continue from the last) and resolves when each has
+   * connected or `timeoutMs` has passed: { connected (all of the fleet), seconds, failed, lastError }.
+   */
+  async add(count: number, timeoutMs: number): Promise<{ connected: number; seconds: number; failed: number; lastError: string }> {
+    const perHost = this.options.perHost ?? 500;
+    const first = this.next;
+    if (first + count > this.options.pki.agents) throw new Error(`the bench PKI has ${this.options.pki.agents} agent certificates, ${first + count} are needed`);
+    this.next += count;
+    const shares: Array<[number, number]> = [];
+    for (let i = first; i < first + count; i += perHost) shares.push([i, Math.min(perHost, first + count - i)]);
+    const concurrency = Math.max(2, Math.ceil((this.options.concurrency ?? 64) / shares.length));
+    // Processes start (and load their code) first, so the time is the agents' connecting alone.
+    const hosts = await Promise.all(shares.map(() => this.spawnHost()));
+    const started = performance.now();
+    const deadline = Date.now() + timeoutMs;
+    const results = await Promise.all(hosts.map((h, i) => h.start(shares[i]![0], shares[i]![1], concurrency, deadline)));
+    return {
+      connected: this.connected,
+      seconds: (performance.now() - started) / 1000,
+      failed: results.reduce((s, r) => s + r.failed, 0),
+      lastError: results.map((r) => r.lastError).filter(Boolean).at(-1) ?? "",
+    };
+  }
+
+  /** Resolves when `n` agents are connected (or rejects after `timeoutMs`). */
+  async whenConnected(n: number, timeoutMs: number): Promise<void> {
+    if (this.connected >= n) return;
+    await new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (this.connected < n) return;
+        clearTimeout(timer);
+        this.watchers.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.watchers.delete(check);
+        reject(new Error(`${this.connected} of ${n} agents connected after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.watchers.add(check);
+    });
+  }
+
+  /** Held directives complete (hold and progress modes). */
+  release(): void {
+    for (const h of this.hosts) h.child.send({ type: "release" } satisfies HostCommand);
+  }
+
+  /** Counters summed over the processes. */
+  async stats(): Promise<HostStats> {
+    const all = await Promise.all(this.hosts.map((h) => new Promise<HostStats>((resolve) => ((h.stats = resolve), h.child.send({ type: "stats" } satisfies HostCommand)))));
+    const sum: HostStats = { connected: 0, completed: 0, held: 0, progressSent: 0, lost: 0 };
+    for (const s of all) for (const k of Object.keys(sum) as Array<keyof HostStats>) sum[k] += s[k];
+    return sum;
+  }
+
+  /** Closes every agent, then ends the processes (killed if they do not exit in `graceMs`). */
+  async stop(graceMs = 15_000): Promise<void> {
+    await Promise.all(
+      this.hosts.map(async (h) => {
+        if (h.child.exitCode !== null || h.child.signalCode !== null) return;
+        const exited = once(h.child, "exit");
+        const timer = setTimeout(() => h.child.kill("SIGKILL"), graceMs);
+        h.child.send({ type: "stop" } satisfies HostCommand);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+
+  /** Starts an agent process; resolves once it is ready for its agents. */
+  private async spawnHost(): Promise<{ start(first: number, count: number, concurrency: number, deadline: number): Promise<{ failed: number; lastError: string }> }> {
+    const child = spawn(process.execPath, ["--import", TSX, join(ROOT, "bench/agent-host.ts")], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const host: Host = { child, connected: 0 };
+    this.hosts.push(host);
+    const { pki, address, mode } = this.options;
+    let connected: ((r: { failed: number; lastError: string }) => void) | undefined;
+    let failed: ((err: Error) => void) | undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      failed = reject;
+      child.on("exit", (code, signal) => {
+        if (!host.stopped && code !== 0) failed?.(new Error(`agent process ${child.pid} exited (${code ?? signal}) while starting or connecting`));
+        host.stopped?.();
+      });
+      child.on("message", (m: HostReport) => {
+        switch (m.type) {
+          case "hello":
+            resolve();
+            return;
+          case "connected":
+            host.connected = m.connected;
+            for (const w of [...this.watchers]) w();
+            return;
+          case "connect-done":
+            host.connected = m.connected;
+            connected?.({ failed: m.failed, lastError: m.lastError });
+            return;
+          case "lost":
+            this.lost.push({ agentId: m.agentId, code: m.code, message: m.message });
+            return;
+          case "stats":
+            host.stats?.(m);
+            return;
+          case "stopped":
+            host.stopped = () => {};
+            return;
+          case "error":
+            process.stderr.write(`agent process ${child.pid}: ${m.message}\n`);
+            return;
+        }
+      });
+    });
+    await ready;
+    return {
+      start: (first, count, concurrency, deadline) =>
+        new Promise((resolve, reject) => {
+          connected = resolve;
+          failed = reject;
+          child.send({ type: "start", address, caFile: pki.caFile, agentKey: pki.agentKey, agentCerts: pki.agentCerts, first, count, mode, maxInFlight: this.options.maxInFlight ?? 16, concurrency, deadline } satisfies HostCommand);
+        }),
+    };
+  }
+}

@@ -1,0 +1,136 @@
+// The bench's driver: an operator's Control client, submits with a window of calls in
+// flight, and a WatchEvents stream that timestamps each task event as it arrives.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { readFileSync } from "node:fs";
+import { Control, type TaskSpecSchema } from "../../gen/baton/v1/control_pb.js";
+import { clientCredentials, createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
+import type { BenchPki } from "./pki.js";
+
+/** Task event states the bench waits for (the last segment of task.<id>.<state>). */
+export type TaskEventState = "pending" | "assigned" | "running" | "succeeded" | "dead_lettered" | "cancelled";
+
+/** Event arrival times by task and state. */
+export class TaskWatch {
+  /** taskId -> state -> performance.now() when its event arrived. */
+  readonly seen = new Map<string, Map<string, number>>();
+  /** Events received by state. */
+  readonly counts = new Map<string, number>();
+  error: Error | undefined;
+  private waiters = new Map<string, Array<(at: number) => void>>();
+  private countWaiters = new Set<() => void>();
+
+  /** Records an event "task.<id>.<state>". */
+  record(topic: string, at: number): void {
+    const first = topic.indexOf(".");
+    const last = topic.lastIndexOf(".");
+    if (first < 0 || last <= first || topic.slice(0, first) !== "task") return;
+    const id = topic.slice(first + 1, last);
+    const state = topic.slice(last + 1);
+    let states = this.seen.get(id);
+    if (!states) this.seen.set(id, (states = new Map()));
+    if (states.has(state)) return;
+    states.set(state, at);
+    this.counts.set(state, (this.counts.get(state) ?? 0) + 1);
+    const key = `${id}\0${state}`;
+    for (const w of this.waiters.get(key) ?? []) w(at);
+    this.waiters.delete(key);
+    for (const w of [...this.countWaiters]) w();
+  }
+
+  /** When the task's event in `state` arrived; waits for it (rejects after `timeoutMs`). */
+  async when(taskId: string, state: TaskEventState, timeoutMs: number): Promise<number> {
+    return (await this.whenAny(taskId, [state], timeoutMs)).at;
+  }
+
+  /** The first of the task's events in `states` (rejects after `timeoutMs`). */
+  whenAny(taskId: string, states: TaskEventState[], timeoutMs: number): Promise<{ state: TaskEventState; at: number }> {
+    const known = this.seen.get(taskId);
+    for (const state of states) {
+      const at = known?.get(state);
+      if (at !== undefined) return Promise.resolve({ state, at });
+    }
+    return new Promise((resolve, reject) => {
+      const keys = states.map((state) => `${taskId}\0${state}`);
+      const unregister = () => {
+        clearTimeout(timer);
+        for (const key of keys) this.waiters.delete(key);
+      };
+      const timer = setTimeout(() => {
+        unregister();
+        reject(new Error(`no task.${taskId}.{${states.join(",")}} event within ${timeoutMs} ms${this.error ? ` (watch failed: ${this.error.message})` : ""}`));
+      }, timeoutMs);
+      states.forEach((state, i) => this.waiters.set(keys[i]!, [(at) => (unregister(), resolve({ state, at }))]));
+    });
+  }
+
+  /** Resolves true when `n` events in one of `states` have arrived, false at `deadline` (Date.now() ms). */
+  whenCount(states: TaskEventState[], n: number, deadline: number): Promise<boolean> {
+    const count = () => states.reduce((s, st) => s + (this.counts.get(st) ?? 0), 0);
+    if (count() >= n) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => (clearTimeout(timer), this.countWaiters.delete(check), resolve(ok));
+      const check = () => count() >= n && done(true);
+      const timer = setTimeout(() => done(count() >= n), Math.max(0, deadline - Date.now()));
+      this.countWaiters.add(check);
+    });
+  }
+}
+
+/** An operator's connection to the coordinator. */
+export interface Driver {
+  control: ServiceClient<typeof Control>;
+  watch: TaskWatch;
+  close(): void;
+}
+
+/** Opens a Control client and a watch on `topics` (e.g. "task.*.succeeded"), on one channel so the watch starts before later submits. */
+export function openDriver(pki: BenchPki, address: string, topics: string[]): Driver {
+  const channel = createChannel(address, clientCredentials({ ca: readFileSync(pki.caFile), cert: readFileSync(pki.operatorCert), key: readFileSync(pki.operatorKey) }));
+  const control = createClient(Control, channel);
+  const watch = new TaskWatch();
+  const abort = new AbortController();
+  void (async () => {
+    try {
+      for await (const res of control.watchEvents({ topics }, { signal: abort.signal })) watch.record(res.event?.topic ?? "", performance.now());
+    } catch (err) {
+      if (!abort.signal.aborted) watch.error = err as Error;
+    }
+  })();
+  return { control, watch, close: () => (abort.abort(), channel.close()) };
+}
+
+/** A bench task: no capability needed, a small input. */
+export function benchTask(taskId: string, extra: { target?: { agentId: string } } = {}): MessageInitShape<typeof TaskSpecSchema> {
+  return { ...extra, taskId, input: { bench: true } };
+}
+
+/** Submits tasks with `window` calls in flight until `ids` is exhausted or `deadline` (Date.now() ms). */
+export async function submitAll(
+  control: Driver["control"],
+  ids: readonly string[],
+  window: number,
+  deadline: number,
+  spec: (id: string, i: number) => MessageInitShape<typeof TaskSpecSchema> = (id) => benchTask(id),
+  submittedAt?: Map<string, number>,
+): Promise<{ submitted: number; failed: number; lastError: string }> {
+  let next = 0;
+  let submitted = 0;
+  let failed = 0;
+  let lastError = "";
+  const worker = async () => {
+    while (next < ids.length && Date.now() < deadline) {
+      const i = next++;
+      const id = ids[i]!;
+      submittedAt?.set(id, performance.now());
+      try {
+        await control.submitTask({ task: spec(id, i) }, { deadline: 60_000 });
+        submitted++;
+      } catch (err) {
+        failed++;
+        lastError = (err as Error).message;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(window, ids.length) }, worker));
+  return { submitted, failed, lastError };
+}

@@ -1,0 +1,122 @@
+// Starts the coordinator as a user would: `node --import tsx src/main.ts serve --config
+// <file>` in its own process, on 127.0.0.1 with a free port, a fresh SQLite journal
+// (synchronous FULL, the default), mTLS with the bench PKI and message signing on (the
+// default). Its logs (pino, default level) go to a file in its temp folder.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT, TSX } from "../../test/helpers/process.js";
+import type { BenchPki } from "./pki.js";
+
+/** A running coordinator process. */
+export interface CoordinatorProcess {
+  pid: number;
+  /** "localhost:<port>": dial localhost, the certificate names it. */
+  address: string;
+  /** http://127.0.0.1:<port>/metrics */
+  metricsUrl: string;
+  /** Prometheus text of /metrics. */
+  metrics(): Promise<string>;
+  /** The last error lines of its log (level error or worse), for a failed run's message. */
+  errors(max?: number): string[];
+  /** SIGTERM (graceful shutdown), SIGKILL if it has not exited in `graceMs`; removes its temp folder. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Options of startCoordinator. */
+export interface CoordinatorOptions {
+  pki: BenchPki;
+  /** Config file fields on top of the bench's (defaults otherwise). */
+  config?: Record<string, unknown>;
+  /** Write a CPU profile (node --cpu-prof) into this folder when the process exits. */
+  profileDir?: string;
+  /** How long to wait for "baton serving", ms. */
+  startTimeoutMs?: number;
+}
+
+interface Ready {
+  listen?: string;
+  admin?: string;
+}
+
+/** Starts a coordinator and resolves once it serves gRPC and /metrics. */
+export async function startCoordinator(options: CoordinatorOptions): Promise<CoordinatorProcess> {
+  const { pki } = options;
+  const dir = mkdtempSync(join(tmpdir(), "baton-bench-coordinator-"));
+  const configFile = join(dir, "baton.json");
+  // The journal's key for sealed input at rest, where the coordinator looks for it by default (<certsDir>/journal.key).
+  writeFileSync(join(dir, "journal.key"), `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      listen: "127.0.0.1:0",
+      adminListen: "127.0.0.1:0",
+      tls: { trustDomain: pki.trustDomain, certsDir: dir, caFile: pki.caFile, certFile: pki.coordinatorCert, keyFile: pki.coordinatorKey, revokedFile: join(dir, "revoked.json") },
+      store: { kind: "sqlite", dataDir: join(dir, "data") },
+      ...options.config,
+    }),
+  );
+  const logFile = join(dir, "coordinator.log");
+  const fd = openSync(logFile, "a");
+  const profile = options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : [];
+  const child = spawn(process.execPath, [...profile, "--import", TSX, join(ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: dir, stdio: ["ignore", fd, fd] });
+  closeSync(fd);
+  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+  const tail = () => readFileSync(logFile, "utf8").split("\n").slice(-8).join("\n");
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    const found: Ready = {};
+    let offset = 0;
+    const check = () => {
+      const text = readFileSync(logFile, "utf8");
+      const lines = text.slice(offset, text.lastIndexOf("\n") + 1);
+      offset += lines.length;
+      for (const line of lines.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const entry = JSON.parse(line) as { msg?: string; listen?: string; admin?: string };
+        if (entry.msg === "baton serving") found.listen = entry.listen;
+        if (entry.msg === "admin endpoint serving /metrics") found.admin = entry.admin;
+      }
+      if (found.listen && found.admin) done(() => resolve(found));
+    };
+    const watcher = watch(logFile, check);
+    const timer = setTimeout(() => done(() => reject(new Error(`the coordinator did not log "baton serving" within ${options.startTimeoutMs ?? 60_000} ms:\n${tail()}`))), options.startTimeoutMs ?? 60_000);
+    void exited.then(([code, signal]) => done(() => reject(new Error(`the coordinator exited (${code ?? signal}) before serving:\n${tail()}`))));
+    function done(fn: () => void): void {
+      watcher.close();
+      clearTimeout(timer);
+      fn();
+    }
+    check();
+  });
+  const port = ready.listen!.split(":").at(-1)!;
+  const metricsUrl = `http://${ready.admin}/metrics`;
+  let stopped: Promise<void> | undefined;
+  return {
+    pid: child.pid!,
+    address: `localhost:${port}`,
+    metricsUrl,
+    async metrics() {
+      const res = await fetch(metricsUrl);
+      return res.text();
+    },
+    errors(max = 5) {
+      const lines = readFileSync(logFile, "utf8").split("\n").filter((l) => /"level":(40|50|60|"warn"|"error"|"fatal")/.test(l));
+      return lines.slice(-max);
+    },
+    stop(graceMs = 20_000) {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill("SIGTERM");
+          const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+          await exited;
+          clearTimeout(timer);
+        }
+        rmSync(dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,47 @@
+// ingest: 1,000 agents each running one task and reporting progress on it as fast as
+// their streams take it (HTTP/2 flow control): updates/s accepted, sessions lost.
+import { agentName } from "../lib/pki.js";
+import { withBaton } from "../lib/baton.js";
+import { benchTask, submitAll } from "../lib/control.js";
+import { FigureSet, type ScenarioResult } from "../lib/results.js";
+import type { Scenario } from "../lib/scenario.js";
+
+/** The ingest scenario. */
+export const ingest: Scenario = {
+  name: "ingest",
+  description: "1,000 agents reporting progress as fast as flow control allows: updates/s accepted, sessions lost",
+  agents: (smoke) => (smoke ? 10 : 1000),
+  async run(ctx): Promise<ScenarioResult> {
+    const figures = new FigureSet();
+    const notes: string[] = [];
+    const agents = ctx.smoke ? 10 : 1000;
+    const runMs = ctx.smoke ? 2000 : 8000;
+    await withBaton(ctx, { agents, mode: "progress", topics: ["task.*.running"], connectTimeoutMs: 45_000 }, async (b) => {
+      const n = b.connect.connected;
+      // One task per connected agent, addressed to it, so every agent has a directive to report on.
+      const ids = Array.from({ length: n }, (_, i) => `ingest-${i}`);
+      const sub = await submitAll(b.driver.control, ids, 64, Date.now() + 60_000, (id, i) => benchTask(id, { target: { agentId: agentName(i) } }));
+      const all = await b.driver.watch.whenCount(["running"], sub.submitted, Date.now() + (ctx.smoke ? 60_000 : 45_000));
+      const running = b.driver.watch.counts.get("running") ?? 0;
+      const note = `${running} of ${agents} agents reporting${all ? "" : " (the rest had no directive within the bound)"}`;
+      if (!all || n < agents) notes.push(`ingest: ${note}; ${n} of ${agents} connected in ${b.connect.seconds.toFixed(0)} s`);
+      for (let run = 0; run < ctx.runs; run++) {
+        const lostBefore = b.fleet.lost.length;
+        const before = await b.fleet.stats();
+        const usage = b.measure();
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, runMs));
+        const after = await b.fleet.stats();
+        const seconds = (performance.now() - t0) / 1000;
+        usage.finish(figures, "ingest", `, ${running} agents reporting`);
+        figures.add("ingest.updates_per_s", `progress updates/s accepted, ${running} agents`, "updates/s", (after.progressSent - before.progressSent) / seconds, { target: { op: ">=", value: 100_000 }, note });
+        figures.add("ingest.sessions_lost", `sessions lost in ${runMs / 1000} s`, "sessions", b.fleet.lost.length - lostBefore, { target: { op: "<=", value: 0 } });
+      }
+      const reasons = new Map<string, number>();
+      for (const l of b.fleet.lost) reasons.set(`${l.code}: ${l.message}`, (reasons.get(`${l.code}: ${l.message}`) ?? 0) + 1);
+      for (const [reason, count] of reasons) notes.push(`ingest: ${count} session(s) lost with ${reason}`);
+      b.fleet.release();
+    });
+    return { scenario: "ingest", figures: figures.list(), notes };
+  },
+};

@@ -1,0 +1,110 @@
+// throughput: 100 agents, a window of 512 unary SubmitTask calls in flight, tasks/s
+// succeeded; and the same with bulk submission once Control has a method for it.
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Control } from "../../gen/baton/v1/control_pb.js";
+import { withBaton, type Baton } from "../lib/baton.js";
+import { benchTask, submitAll } from "../lib/control.js";
+import { summarizeProfiles } from "../lib/profile.js";
+import { FigureSet, percentile, type ScenarioResult } from "../lib/results.js";
+import type { BenchContext, Scenario } from "../lib/scenario.js";
+
+const WINDOW = 512;
+const BULK_BATCH = 1000;
+const BULK_WINDOW = 4;
+
+/** Control's bulk submission method (a SubmitTasks-style call taking a list of TaskSpec), when it has one. */
+export function bulkMethod(): { method: DescMethod; field: string } | undefined {
+  for (const method of Control.methods) {
+    if (method.methodKind !== "unary" || !/^(SubmitTasks|BulkSubmit|SubmitBatch)/.test(method.name)) continue;
+    const field = method.input.fields.find((f) => f.fieldKind === "list" && f.listKind === "message" && f.message.typeName === "baton.v1.TaskSpec");
+    if (field) return { method, field: field.localName };
+  }
+  return undefined;
+}
+
+type Submitter = (b: Baton, ids: string[], deadline: number, submittedAt: Map<string, number>) => Promise<{ submitted: number; failed: number; lastError: string }>;
+
+const unary: Submitter = (b, ids, deadline, submittedAt) => submitAll(b.driver.control, ids, WINDOW, deadline, (id) => benchTask(id), submittedAt);
+
+function bulk(method: DescMethod, field: string): Submitter {
+  return async (b, ids, deadline, submittedAt) => {
+    const call = (b.driver.control as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>)[method.localName]!;
+    let next = 0;
+    let submitted = 0;
+    let failed = 0;
+    let lastError = "";
+    const worker = async () => {
+      while (next < ids.length && Date.now() < deadline) {
+        const batch = ids.slice(next, (next += BULK_BATCH));
+        const now = performance.now();
+        for (const id of batch) submittedAt.set(id, now);
+        try {
+          await call({ [field]: batch.map((id) => benchTask(id)) }, { deadline: 60_000 });
+          submitted += batch.length;
+        } catch (err) {
+          failed += batch.length;
+          lastError = (err as Error).message;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: BULK_WINDOW }, worker));
+    return { submitted, failed, lastError };
+  };
+}
+
+async function measure(ctx: BenchContext, figures: FigureSet, how: "unary" | "bulk", submit: Submitter, run: number): Promise<void> {
+  const agents = ctx.smoke ? 10 : 100;
+  const runMs = ctx.smoke ? 2000 : 10_000;
+  const profile = how === "unary" && run === 0;
+  await withBaton(ctx, { agents, mode: "complete", topics: ["task.*.succeeded"], connectTimeoutMs: 60_000, warmup: "succeeded", profile }, async (b) => {
+    const ids = Array.from({ length: ctx.smoke ? 2000 : 200_000 }, (_, i) => `tp-${how}-${run}-${i}`);
+    const submittedAt = new Map<string, number>();
+    const usage = b.measure();
+    const t0 = performance.now();
+    const base = b.driver.watch.counts.get("succeeded") ?? 0;
+    const sub = await submit(b, ids, Date.now() + runMs, submittedAt);
+    const submitSeconds = (performance.now() - t0) / 1000;
+    // Then the backlog drains, for as long again at most: tasks/s is over the whole time.
+    const all = await b.driver.watch.whenCount(["succeeded"], base + sub.submitted, Date.now() + runMs);
+    const seconds = (performance.now() - t0) / 1000;
+    const succeeded = (b.driver.watch.counts.get("succeeded") ?? 0) - base;
+    usage.finish(figures, `throughput.${how}`, `, ${how}`);
+    const latencies: number[] = [];
+    for (const [id, at] of submittedAt) {
+      const done = b.driver.watch.seen.get(id)?.get("succeeded");
+      if (done !== undefined) latencies.push(done - at);
+    }
+    latencies.sort((a, c) => a - c);
+    const label = how === "unary" ? `${WINDOW} unary submits in flight` : `bulk, ${BULK_WINDOW} calls of ${BULK_BATCH} in flight`;
+    const target = how === "unary" ? { op: ">=" as const, value: 5000 } : undefined;
+    figures.add(`throughput.${how}.tasks_per_s`, `tasks succeeded/s, ${agents} agents, ${label}`, "tasks/s", succeeded / seconds, { ...(target ? { target } : {}), note: `${succeeded} of ${sub.submitted} succeeded in ${seconds.toFixed(1)} s${all ? "" : " (bound hit)"}${sub.failed ? `; ${sub.failed} submits failed: ${sub.lastError}` : ""}` });
+    figures.add(`throughput.${how}.submits_per_s`, `submits answered/s, ${how}`, "tasks/s", sub.submitted / submitSeconds);
+    figures.add(`throughput.${how}.latency_p50_ms`, `submit -> succeeded p50 under load, ${how}`, "ms", percentile(latencies, 0.5));
+    figures.add(`throughput.${how}.latency_p99_ms`, `submit -> succeeded p99 under load, ${how}`, "ms", percentile(latencies, 0.99));
+  });
+}
+
+/** The throughput scenario. */
+export const throughput: Scenario = {
+  name: "throughput",
+  description: `100 agents: ${WINDOW} unary submits in flight, and bulk submission (when Control has it); with --profile a coordinator CPU profile`,
+  agents: (smoke) => (smoke ? 10 : 100),
+  async run(ctx): Promise<ScenarioResult> {
+    const figures = new FigureSet();
+    const notes: string[] = [];
+    for (let run = 0; run < ctx.runs; run++) {
+      ctx.log(`throughput: unary, run ${run + 1} of ${ctx.runs}`);
+      await measure(ctx, figures, "unary", unary, run);
+    }
+    const found = bulkMethod();
+    if (!found) figures.text("throughput.bulk.tasks_per_s", "tasks succeeded/s, bulk submission", "n/a: no bulk submission");
+    else {
+      for (let run = 0; run < ctx.runs; run++) {
+        ctx.log(`throughput: bulk (Control.${found.method.name}), run ${run + 1} of ${ctx.runs}`);
+        await measure(ctx, figures, "bulk", bulk(found.method, found.field), run);
+      }
+    }
+    if (ctx.profileDir) notes.push(...summarizeProfiles(ctx.profileDir, 15, ctx.log));
+    return { scenario: "throughput", figures: figures.list(), notes };
+  },
+};
