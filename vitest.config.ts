@@ -3,8 +3,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Generous: on a loaded 2-core machine a test with real processes can take minutes; tests wait on events, so a passing one never waits this long.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     // Real servers and child processes: two cores, so two files at a time.
     pool: "forks",
     maxWorkers: 2,

@@ -78,5 +78,5 @@ describe("Control.WatchEvents: ids a.b and a_b", () => {
     await waitFor(() => dotted.includes("task.end.pending") && underscored.includes("task.end.pending"), 30_000, "both watchers to see the end task");
     expect(dotted).toEqual(["agent.a%2Eb.online", "task.a%2Eb.pending", "task.a%2Eb.cancelled", "task.end.pending"]);
     expect(underscored).toEqual(["agent.a_b.online", "task.a_b.pending", "task.a_b.cancelled", "task.end.pending"]);
-  }, 60_000);
+  }, 180_000);
 });

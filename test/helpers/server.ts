@@ -45,7 +45,7 @@ export async function startServer(pki: TestPki, overrides: ConfigOverrides = {},
 }
 
 /** Resolves when `predicate` holds, polling each few ms; rejects after `timeoutMs`. */
-export async function waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 5000, what = "condition"): Promise<T> {
+export async function waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 30_000, what = "condition"): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = predicate();

@@ -290,7 +290,7 @@ describe("baton certs renew and revoke", () => {
     ["revoke", { serial: "xyz" }, /--serial: .*not hexadecimal/],
     ["renew", {}, /--name is required/],
     ["renew", { name: "op", days: "0" }, /--days must be a positive whole number/],
-    ["rotate", {}, /use init, issue, renew or revoke/],
+    ["rotate", {}, /use init, issue, renew, revoke or journal-key/],
   ])("%s %j is a usage error", async (sub, flags, message) => {
     const err = await certs(sub, { dir, ...flags }, {}).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);

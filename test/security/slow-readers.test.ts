@@ -57,7 +57,7 @@ describe("a peer that does not read", () => {
     expect(healthySeen.some((t) => t.startsWith("task.t0."))).toBe(true);
     expect(healthyError).toBeUndefined();
     await expect(control.listAgents({})).resolves.toBeTruthy();
-  }, 60_000);
+  }, 180_000);
 
   it("an agent is cut off with RESOURCE_EXHAUSTED when its outbox is full; another agent carries on", async () => {
     fx.srv = await startServer(fx.pki, { session: { outboxCapacity: 20, maxInFlightLimit: 16, defaultMaxInFlight: 16, statusTimeoutMs: 30_000 } });
@@ -81,5 +81,5 @@ describe("a peer that does not read", () => {
     const { agent } = await control.getAgent({ agentId: "bystander" });
     expect(agent?.agentId).toBe("bystander");
     expect(bystander.session).toBeDefined();
-  }, 60_000);
+  }, 180_000);
 });
