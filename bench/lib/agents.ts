@@ -1,11 +1,12 @@
 // Agent processes: each one (bench/agent-host.ts) hosts many SDK agents (createAgent), each
 // with its own certificate and connection, so 1,000-10,000 agents fit on one machine. The
 // parent talks to them over IPC; CPU and memory come from /proc (lib/usage.ts).
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
 import { ROOT, TSX } from "../../test/helpers/process.js";
 import type { BenchPki } from "./pki.js";
+import { spawnChild } from "./children.js";
 
 /** What the agents do with directives. */
 export type AgentMode =
@@ -160,7 +161,7 @@ export class Fleet {
 
   /** Starts an agent process; resolves once it is ready for its agents. */
   private async spawnHost(): Promise<{ start(first: number, count: number, concurrency: number, deadline: number): Promise<{ failed: number; lastError: string }> }> {
-    const child = spawn(process.execPath, ["--import", TSX, join(ROOT, "bench/agent-host.ts")], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = spawnChild(process.execPath, ["--import", TSX, join(ROOT, "bench/agent-host.ts")], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     const host: Host = { child, connected: 0 };
     this.hosts.push(host);
     const { pki, address, mode } = this.options;

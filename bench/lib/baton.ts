@@ -1,7 +1,7 @@
 // One baton set-up for a scenario: the coordinator process, agent processes, the driver
 // (Control client and event watch), a warm-up task, and cleanup whatever happens.
 import { Fleet, type AgentMode } from "./agents.js";
-import { benchTask, openDriver, type Driver, type TaskEventState } from "./control.js";
+import { openDriver, warmUp, type Driver, type TaskEventState } from "./control.js";
 import { startCoordinator, type CoordinatorProcess } from "./coordinator.js";
 import type { BenchContext } from "./scenario.js";
 import { measureRoles, type Roles } from "./usage.js";
@@ -45,12 +45,13 @@ export async function withBaton<T>(ctx: BenchContext, options: BatonOptions, bod
     if (connect.connected === 0) throw new Error(`no agent connected: ${connect.lastError}`);
     driver = openDriver(ctx.pki, coordinator.address, options.topics);
     const d = driver;
-    if (options.warmup) {
-      await d.control.submitTask({ task: benchTask("warmup") });
-      await d.watch.when("warmup", options.warmup, 120_000);
-    }
+    if (options.warmup) await warmUp(d, options.warmup, 120_000);
     const roles = (): Roles => ({ coordinator: [coordinator.pid], "agent processes": fleet.pids, "driver (bench)": [process.pid] });
-    return await body({ coordinator, fleet, driver: d, connect, roles, measure: () => measureRoles(roles()) });
+    const result = await body({ coordinator, fleet, driver: d, connect, roles, measure: () => measureRoles(roles()) });
+    // Figures counted from events are wrong if the watch ended: say so rather than report them.
+    if (d.watch.error) throw new Error(`the event watch failed during the run: ${d.watch.error.message}`);
+    if (d.watch.resumes) ctx.log(`  the coordinator cut the event watch off as too slow ${d.watch.resumes} time(s); it resumed from its cursor each time`);
+    return result;
   } catch (err) {
     for (const line of coordinator.errors()) ctx.log(`  coordinator log: ${line.slice(0, 2000)}`);
     throw err;

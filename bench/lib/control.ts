@@ -3,6 +3,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { readFileSync } from "node:fs";
 import { Control, type TaskSpecSchema } from "../../gen/baton/v1/control_pb.js";
+import { Code } from "../../src/errors.js";
 import { clientCredentials, createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
 import type { BenchPki } from "./pki.js";
 
@@ -16,6 +17,8 @@ export class TaskWatch {
   /** Events received by state. */
   readonly counts = new Map<string, number>();
   error: Error | undefined;
+  /** Times the watch was cut off as too slow and resumed from its cursor. */
+  resumes = 0;
   private waiters = new Map<string, Array<(at: number) => void>>();
   private countWaiters = new Set<() => void>();
 
@@ -83,20 +86,54 @@ export interface Driver {
   close(): void;
 }
 
-/** Opens a Control client and a watch on `topics` (e.g. "task.*.succeeded"), on one channel so the watch starts before later submits. */
+/**
+ * Opens a Control client, and a watch on `topics` (e.g. "task.*.succeeded") on a connection
+ * of its own, so hundreds of submits in flight never slow the watch into being cut off.
+ */
 export function openDriver(pki: BenchPki, address: string, topics: string[]): Driver {
-  const channel = createChannel(address, clientCredentials({ ca: readFileSync(pki.caFile), cert: readFileSync(pki.operatorCert), key: readFileSync(pki.operatorKey) }));
+  const creds = () => clientCredentials({ ca: readFileSync(pki.caFile), cert: readFileSync(pki.operatorCert), key: readFileSync(pki.operatorKey) });
+  const channel = createChannel(address, creds());
+  // A subchannel pool of its own: grpc-js would otherwise share one connection between the two.
+  const watchChannel = createChannel(address, creds(), { "grpc.use_local_subchannel_pool": 1 });
   const control = createClient(Control, channel);
   const watch = new TaskWatch();
   const abort = new AbortController();
+  const watchClient = createClient(Control, watchChannel);
   void (async () => {
-    try {
-      for await (const res of control.watchEvents({ topics }, { signal: abort.signal })) watch.record(res.event?.topic ?? "", performance.now());
-    } catch (err) {
-      if (!abort.signal.aborted) watch.error = err as Error;
+    let cursor = 0n;
+    for (;;) {
+      try {
+        for await (const res of watchClient.watchEvents({ topics, afterCursor: cursor }, { signal: abort.signal })) {
+          cursor = res.event?.cursor ?? cursor;
+          watch.record(res.event?.topic ?? "", performance.now());
+        }
+        return;
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        // A burst of events can overfill the watcher's queue (RESOURCE_EXHAUSTED): resume from the cursor, as clients are told to.
+        if ((err as { code?: number }).code === Code.RESOURCE_EXHAUSTED && cursor > 0n && watch.resumes++ < 1000) continue;
+        watch.error = err as Error;
+        return;
+      }
     }
   })();
-  return { control, watch, close: () => (abort.abort(), channel.close()) };
+  return { control, watch, close: () => (abort.abort(), channel.close(), watchChannel.close()) };
+}
+
+/** Submits warm-up tasks until one's event in `state` arrives: the watch is live from then on. */
+export async function warmUp(driver: Driver, state: TaskEventState, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (let i = 0; ; i++) {
+    const id = `warmup-${i}`;
+    await driver.control.submitTask({ task: benchTask(id) });
+    try {
+      // A watch that started after this submit misses its event; the next warm-up is after it.
+      await driver.watch.when(id, state, Math.max(1000, Math.min(10_000, until - Date.now())));
+      return;
+    } catch (err) {
+      if (Date.now() >= until || driver.watch.error) throw err;
+    }
+  }
 }
 
 /** A bench task: no capability needed, a small input. */

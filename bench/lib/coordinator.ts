@@ -2,14 +2,14 @@
 // <file>` in its own process, on 127.0.0.1 with a free port, a fresh SQLite journal
 // (synchronous FULL, the default), mTLS with the bench PKI and message signing on (the
 // default). Its logs (pino, default level) go to a file in its temp folder.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, watch, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, TSX } from "../../test/helpers/process.js";
 import type { BenchPki } from "./pki.js";
+import { spawnChild } from "./children.js";
 
 /** A running coordinator process. */
 export interface CoordinatorProcess {
@@ -42,6 +42,18 @@ interface Ready {
   admin?: string;
 }
 
+function lastBytes(path: string, n: number): string {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(n, size));
+    readSync(fd, buf, 0, buf.length, size - buf.length);
+    return buf.toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Starts a coordinator and resolves once it serves gRPC and /metrics. */
 export async function startCoordinator(options: CoordinatorOptions): Promise<CoordinatorProcess> {
   const { pki } = options;
@@ -62,13 +74,14 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   const logFile = join(dir, "coordinator.log");
   const fd = openSync(logFile, "a");
   const profile = options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : [];
-  const child = spawn(process.execPath, [...profile, "--import", TSX, join(ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: dir, stdio: ["ignore", fd, fd] });
+  const child = spawnChild(process.execPath, [...profile, "--import", TSX, join(ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: dir, stdio: ["ignore", fd, fd] });
   closeSync(fd);
   const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  const tail = () => readFileSync(logFile, "utf8").split("\n").slice(-8).join("\n");
+  const tail = () => lastBytes(logFile, 8192).split("\n").slice(-8).join("\n");
   const ready = await new Promise<Ready>((resolve, reject) => {
     const found: Ready = {};
     let offset = 0;
+    let settled = false;
     const check = () => {
       const text = readFileSync(logFile, "utf8");
       const lines = text.slice(offset, text.lastIndexOf("\n") + 1);
@@ -85,6 +98,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     const timer = setTimeout(() => done(() => reject(new Error(`the coordinator did not log "baton serving" within ${options.startTimeoutMs ?? 60_000} ms:\n${tail()}`))), options.startTimeoutMs ?? 60_000);
     void exited.then(([code, signal]) => done(() => reject(new Error(`the coordinator exited (${code ?? signal}) before serving:\n${tail()}`))));
     function done(fn: () => void): void {
+      if (settled) return;
+      settled = true;
       watcher.close();
       clearTimeout(timer);
       fn();
@@ -103,7 +118,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       return res.text();
     },
     errors(max = 5) {
-      const lines = readFileSync(logFile, "utf8").split("\n").filter((l) => /"level":(40|50|60|"warn"|"error"|"fatal")/.test(l));
+      // The log of a busy run is hundreds of MB: its end says what went wrong.
+      const lines = lastBytes(logFile, 1 << 20).split("\n").filter((l) => /"level":(40|50|60|"warn"|"error"|"fatal")/.test(l));
       return lines.slice(-max);
     },
     stop(graceMs = 20_000) {

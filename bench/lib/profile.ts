@@ -53,7 +53,8 @@ export function topSelfTime(profile: CpuProfile, n: number): { busyMs: number; t
 /** Prints the top functions of each profile in `dir`; returns them as note lines. */
 export function summarizeProfiles(dir: string, n: number, log: (line: string) => void): string[] {
   const notes: string[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
+  // CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: thread 0 is the main one; others are loader workers.
+  for (const file of readdirSync(dir).filter((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f))) {
     const { busyMs, top } = topSelfTime(JSON.parse(readFileSync(join(dir, file), "utf8")) as CpuProfile, n);
     log(`\n  coordinator CPU profile ${join(dir, file)}: busy ${(busyMs / 1000).toFixed(1)} s; top ${n} by self time:`);
     top.forEach((t, i) => log(`  ${String(i + 1).padStart(3)}. ${t.pct.toFixed(1).padStart(5)} %  ${t.name}  ${t.where}`));

@@ -16,12 +16,12 @@ export const ingest: Scenario = {
     const notes: string[] = [];
     const agents = ctx.smoke ? 10 : 1000;
     const runMs = ctx.smoke ? 2000 : 8000;
-    await withBaton(ctx, { agents, mode: "progress", topics: ["task.*.running"], connectTimeoutMs: 45_000 }, async (b) => {
+    await withBaton(ctx, { agents, mode: "progress", topics: ["task.*.running"], connectTimeoutMs: 45_000, warmup: "running" }, async (b) => {
       const n = b.connect.connected;
       // One task per connected agent, addressed to it, so every agent has a directive to report on.
       const ids = Array.from({ length: n }, (_, i) => `ingest-${i}`);
       const sub = await submitAll(b.driver.control, ids, 64, Date.now() + 60_000, (id, i) => benchTask(id, { target: { agentId: agentName(i) } }));
-      const all = await b.driver.watch.whenCount(["running"], sub.submitted, Date.now() + (ctx.smoke ? 60_000 : 45_000));
+      const all = await b.driver.watch.whenCount(["running"], sub.submitted + 1, Date.now() + (ctx.smoke ? 60_000 : 45_000));
       const running = b.driver.watch.counts.get("running") ?? 0;
       const note = `${running} of ${agents} agents reporting${all ? "" : " (the rest had no directive within the bound)"}`;
       if (!all || n < agents) notes.push(`ingest: ${note}; ${n} of ${agents} connected in ${b.connect.seconds.toFixed(0)} s`);

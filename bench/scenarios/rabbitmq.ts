@@ -3,7 +3,7 @@
 // messages, manual consumer acks, publisher confirms, Nagle off. The coordinator side
 // (this process) publishes directives to 100 agents (another process) with 512
 // unconfirmed in flight and takes their completions from its own durable queue.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { createConnection } from "node:net";
@@ -14,6 +14,7 @@ import { EXCHANGE, agentQueue, agentRoute, completionRoute, coordinatorQueue } f
 import { FigureSet, percentile, type ScenarioResult } from "../lib/results.js";
 import type { BenchContext, Scenario } from "../lib/scenario.js";
 import { measureRoles } from "../lib/usage.js";
+import { spawnChild } from "../lib/children.js";
 
 const AGENTS = 100;
 const WINDOW = 512;
@@ -99,7 +100,7 @@ async function coordinatorSide(ch: ConfirmChannel, run: string): Promise<Flow> {
 async function measureRun(ctx: BenchContext, figures: FigureSet, brokerPid: number, run: number): Promise<void> {
   const url = `amqp://guest:guest@127.0.0.1:${PORT}`;
   const tag = `${process.pid}-${run}`;
-  const agents = spawn(process.execPath, ["--import", TSX, join(ROOT, "bench/peers/rabbit-agents.ts"), url, String(AGENTS), tag], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const agents = spawnChild(process.execPath, ["--import", TSX, join(ROOT, "bench/peers/rabbit-agents.ts"), url, String(AGENTS), tag], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const conn = await connect(url, { noDelay: true });
   try {
     const ch = await conn.createConfirmChannel();
