@@ -49,6 +49,8 @@ export interface AgentSessionOptions {
   onClose: (session: AgentSession, error: BatonError | undefined) => void;
   /** Message security: batches are signed both ways and sensitive input sealed. Off when absent. */
   security?: SessionSecurity | undefined;
+  /** The coordinator's clock, ms since the epoch (heard-from times, heartbeat silence); default Date.now. Stamps on the wire stay on the wall clock, which the peer's replay window checks. */
+  now?: () => number;
   /** Each signed batch's measure of the agent's clock skew (agent minus coordinator, ms), with the refusal when it is beyond the window. */
   onClockSkew?: (skewMs: number, refusal: ClockSkewError | undefined) => void;
 }
@@ -110,8 +112,9 @@ export class AgentSession {
   readonly peer: string;
   readonly maxInFlight: number;
   private readonly maxBatchBytes: number;
-  readonly connectedAt = new Date();
-  lastSeen = Date.now();
+  readonly connectedAt: Date;
+  lastSeen: number;
+  private readonly now: () => number;
   private readonly outbox: AsyncQueue<Outgoing>;
   private readonly pendingStatus = new Map<string, PendingStatus>();
   private readonly closed = new AbortController();
@@ -128,6 +131,9 @@ export class AgentSession {
     this.identity = options.identity;
     this.peer = options.peer;
     this.maxInFlight = options.maxInFlight;
+    this.now = options.now ?? Date.now;
+    this.connectedAt = new Date(this.now());
+    this.lastSeen = this.now();
     this.maxBatchBytes = options.maxBatchBytes ?? messageBudget(DEFAULT_TRANSPORT_LIMITS);
     this.outbox = createAsyncQueue<Outgoing>({
       capacity: options.outboxCapacity,
@@ -347,7 +353,7 @@ export class AgentSession {
 
   /** Records that the agent was heard from. */
   touch(): void {
-    this.lastSeen = Date.now();
+    this.lastSeen = this.now();
   }
 
   /** Ends the session: with an error the stream ends with its status, else with OK. */
@@ -367,7 +373,7 @@ export class AgentSession {
   }
 
   private tick(): void {
-    const silentFor = Date.now() - this.lastSeen;
+    const silentFor = this.now() - this.lastSeen;
     const limit = this.options.heartbeatIntervalMs * this.options.heartbeatMisses;
     if (silentFor > limit) {
       this.options.logger.warn({ silent_ms: silentFor }, "agent missed its heartbeats");

@@ -1,10 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentSchema, type Agent } from "../../gen/baton/v1/control_pb.js";
-import type { AgentRuntime } from "./coordinator.js";
+import type { AgentView } from "./runtime.js";
 
 /** An agent as the Control API shows it. */
-export function toAgentMessage(agent: AgentRuntime): Agent {
+export function toAgentMessage(agent: AgentView): Agent {
   return create(AgentSchema, {
     agentId: agent.agentId,
     state: agent.state,

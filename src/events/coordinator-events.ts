@@ -1,6 +1,6 @@
 import { CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
-import { toAgentMessage, type AgentRuntime, type Coordinator } from "../coordinator/index.js";
+import { toAgentMessage, type AgentView, type Coordinator } from "../coordinator/index.js";
 import type { EventLog } from "./event-log.js";
 import { topicSegment as seg } from "./topic-pattern.js";
 
@@ -10,7 +10,7 @@ export function publishCoordinatorEvents(coordinator: Coordinator, log: EventLog
     const correlationId = task.attempts.at(-1)?.directiveIds[0] ?? "";
     log.append({ topic: `task.${seg(task.spec!.taskId)}.${TaskState[task.state].toLowerCase()}`, correlationId, reason, kind: { case: "task", value: task } });
   };
-  const onAgent = (state: string) => (agent: AgentRuntime, reason = "") => {
+  const onAgent = (state: string) => (agent: AgentView, reason = "") => {
     log.append({ topic: `agent.${seg(agent.agentId)}.${state}`, correlationId: agent.sessionId, reason, kind: { case: "agent", value: toAgentMessage(agent) } });
   };
   const handlers = {

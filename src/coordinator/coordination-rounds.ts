@@ -1,0 +1,219 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import { CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { MetricsRequestSchema } from "../../gen/baton/v1/performance_monitor_pb.js";
+import { ResourceQuerySchema } from "../../gen/baton/v1/resource_manager_pb.js";
+import { Code, unavailable, type BatonError } from "../errors.js";
+import { generatePlan } from "../planner/index.js";
+import { logParticipant, PM, RM, stamp, type CoordinatorState } from "./coordinator-state.js";
+import type { CoordinationRounds, CoordinatorParts } from "./parts.js";
+import { canRunAny, donorAgent, planAgents, planTask } from "./plan-input.js";
+import type { AgentRuntime, RoundRuntime, TaskRuntime } from "./runtime.js";
+
+/**
+ * Coordination rounds: a state change asks for one (requestSchedule); a pass takes every
+ * ready task into a new round, lets rounds that need adjusting re-plan their own, and runs
+ * the spec's steps 2 to 6 for each (status from the synced view, resources from the RM, the
+ * plan, the directives, monitoring). The round's record is the round book's.
+ */
+export function createCoordinationRounds(state: CoordinatorState, parts: CoordinatorParts): CoordinationRounds {
+  const { config } = state;
+
+  function requestSchedule(trigger = "system_state_change"): void {
+    if (state.recovering) return;
+    state.triggers.add(trigger);
+    if (state.scheduleQueued || state.stopping) return;
+    state.scheduleQueued = true;
+    setImmediate(() => {
+      state.scheduleQueued = false;
+      void schedule();
+    });
+  }
+
+  /**
+   * One coordination round, the spec's success scenario: a state change starts it
+   * (idle -> coordinating); it collects status from the agents concerned, verifies their
+   * resources with the Resource Manager, generates a plan (-> executing), distributes the
+   * directives (-> monitoring), and when its tasks end (-> idle) reports to the Performance
+   * Monitor. Rounds run concurrently: each claims the agents and tasks it plans, and
+   * another round plans at the same time with what is left (agents own their resources,
+   * so disjoint agents mean disjoint resources).
+   */
+  async function schedule(): Promise<void> {
+    const now = state.now();
+    let wake = Number.POSITIVE_INFINITY;
+    const fresh: TaskRuntime[] = [];
+    for (const rt of state.pendingTasks) {
+      if (state.claimedTasks.has(rt.task.spec!.taskId)) continue;
+      if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
+      else if (!state.taskRound.has(rt.task.spec!.taskId)) fresh.push(rt);
+    }
+    clearTimeout(state.wakeTimer);
+    if (Number.isFinite(wake)) {
+      state.wakeTimer = setTimeout(() => requestSchedule("retry_due"), Math.max(1, wake - now));
+      state.wakeTimer.unref();
+    }
+    const plans: Array<Promise<void>> = [];
+    // Rounds that need adjusting re-plan their own tasks first.
+    for (const rr of state.rounds.values()) {
+      if (rr.round.state !== CoordinationState.COORDINATING || rr.planningNow || rr.replan.size === 0) continue;
+      const due = [...rr.replan].map((id) => state.tasks.get(id)!).filter((rt) => rt && rt.task.state === TaskState.PENDING && rt.notBefore <= now && !state.claimedTasks.has(rt.task.spec!.taskId));
+      if (due.length === 0) continue;
+      const usable = eligibleAgents(due);
+      const candidates = usable.filter((a) => !state.claimedAgents.has(a.agentId));
+      // Nothing here could run its tasks: it waits for a state change rather than spin.
+      if (usable.length === 0) continue;
+      if (candidates.length === 0) {
+        state.replanRequested = true;
+        continue;
+      }
+      plans.push(planRound(rr, due, candidates, true));
+    }
+    // A round claims only agents that could run one of its tasks: concurrent rounds over other agents proceed.
+    const usable = fresh.length > 0 ? eligibleAgents(fresh) : [];
+    const candidates = usable.filter((a) => !state.claimedAgents.has(a.agentId));
+    if (usable.length > 0 && candidates.length === 0) state.replanRequested = true;
+    // What started this pass; a pass that starts no round forgets it.
+    const trigger = [...state.triggers].join(",");
+    state.triggers.clear();
+    if (fresh.length > 0 && (candidates.length > 0 || usable.length === 0)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false));
+    await Promise.all(plans);
+  }
+
+  /** Steps 2 to 6 of a round over the tasks and agents it claims; a resumed round re-plans its own tasks. */
+  async function planRound(rr: RoundRuntime, roundTasks: TaskRuntime[], candidates: AgentRuntime[], resumed: boolean): Promise<void> {
+    const claimedAgents = candidates.map((a) => a.agentId);
+    const claimedTasks = roundTasks.map((rt) => rt.task.spec!.taskId);
+    for (const id of claimedAgents) state.claimedAgents.add(id);
+    for (const id of claimedTasks) state.claimedTasks.add(id);
+    rr.planningNow = true;
+    // After a failed journal write the state is reloaded: this round's view of it is gone.
+    const epoch = state.epoch;
+    const abandoned = () => state.stopping || epoch !== state.epoch;
+    const giveUp = (reason: string, wait: string) => {
+      parts.book.moveRound(rr, "coordination_failure", reason);
+      if (resumed) {
+        // The round keeps its tasks and tries again at the next state change.
+        parts.book.moveRound(rr, "retry_coordination", wait);
+      } else {
+        parts.book.moveRound(rr, "recovery_complete", wait);
+        parts.book.finishRound(rr, false);
+      }
+    };
+    try {
+      // Agents that cannot run these tasks may still give them resources (adjust_resources):
+      // they are asked for status and offered to the plan with no slots, but not claimed.
+      const donors = parts.registry.candidateAgents().filter((a) => !state.claimedAgents.has(a.agentId) && a.hello.resources.length > 0);
+      // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
+      const everyone = await collectStatus([...candidates, ...donors], rr.round.roundId);
+      if (abandoned()) return;
+      const answered = everyone.filter((a) => claimedAgents.includes(a.agentId));
+      const roundId = rr.round.roundId;
+      // The figures the plan weighs: utilization per agent from the Performance Monitor.
+      const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: answered.map((a) => a.agentId) });
+      logParticipant(state, roundId, config.coordinatorId, PM, "metrics_request");
+      const metrics = await state.performance?.metrics(metricsRequest).catch((err: unknown) => {
+        state.logger.warn({ err: (err as Error).message }, "no figures from the Performance Monitor; planning without them");
+        return undefined;
+      });
+      if (abandoned()) return;
+      if (metrics) logParticipant(state, roundId, PM, config.coordinatorId, "system_metrics");
+      // Step 3: verify resources with the Resource Manager.
+      const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: everyone.map((a) => a.agentId) });
+      logParticipant(state, roundId, config.coordinatorId, RM, "resource_query");
+      const status = await state.inventory.query({ agentIds: query.agentIds });
+      logParticipant(state, roundId, RM, config.coordinatorId, "resource_status");
+      if (abandoned()) return;
+      const agents = planAgents(answered, status);
+      for (const d of everyone) {
+        if (claimedAgents.includes(d.agentId)) continue;
+        agents.push(donorAgent(d, status));
+      }
+      // Utilization: fresh from the status responses, else the monitor's figures.
+      const utilization = new Map((metrics?.agents ?? []).map((m) => [m.agentId, m.utilization]));
+      for (const a of agents) {
+        const u = state.reportedUtilization.get(a.agentId) ?? utilization.get(a.agentId);
+        if (u !== undefined) a.utilization = u;
+      }
+      // The round's own tasks, less any cancelled while it collected status.
+      const tasks = roundTasks.filter((rt) => rt.task.state === TaskState.PENDING).map((rt) => planTask(rt));
+      if (agents.length === 0 || tasks.length === 0) return giveUp(candidates.length === 0 ? "no agent can run these tasks" : agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
+      // Step 4: the plan.
+      const plan = generatePlan({ tasks, agents });
+      state.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");
+      for (const move of plan.adjustments) await parts.reservations.adjustResources(move, rr.round.roundId);
+      if (abandoned()) return;
+      if (plan.planned.length === 0) return giveUp(plan.unplaced[0]?.reason ?? "nothing could be placed", "tasks wait for capacity");
+      parts.book.moveRound(rr, "plan_ready", `${plan.planned.length} tasks placed, ${plan.unplaced.length} waiting`);
+      // Step 5: distribute the directives.
+      for (const planned of plan.planned) {
+        const rt = state.tasks.get(planned.taskId)!;
+        if (rt.task.state !== TaskState.PENDING) continue;
+        const member = planned.members[0]!;
+        const sent =
+          planned.action === "form_coalition"
+            ? await parts.coalitions.assignCoalition(rt, planned.members, planned.leader, rr.round.roundId)
+            : await parts.assignments.assign(rt, state.agentsById.get(member.agentId)!, member.resources, rr.round.roundId);
+        if (abandoned()) return;
+        if (!sent) continue;
+        rr.replan.delete(planned.taskId);
+        if (!rr.open.has(planned.taskId)) {
+          rr.open.add(planned.taskId);
+          rr.round.taskIds.push(planned.taskId);
+        }
+        for (const m of planned.members) if (!rr.round.agentIds.includes(m.agentId)) rr.round.agentIds.push(m.agentId);
+        state.taskRound.set(planned.taskId, rr.round.roundId);
+        rr.directives += planned.members.length;
+      }
+      // Step 6: monitoring, until every task of the round has ended.
+      parts.book.moveRound(rr, "execution_started", `${rr.directives} directives sent`);
+      if (rr.replan.size > 0) parts.book.moveRound(rr, "adjustment_needed", `${rr.replan.size} of its tasks still to place`);
+      else if (rr.open.size === 0) {
+        parts.book.moveRound(rr, "completion", "nothing to monitor");
+        parts.book.finishRound(rr, true);
+      }
+    } catch (err) {
+      state.logger.error({ err, round_id: rr.round.roundId }, "coordination round failed");
+      if (rr.round.state === CoordinationState.COORDINATING) giveUp((err as Error).message, "the next state change tries again");
+    } finally {
+      rr.planningNow = false;
+      for (const id of claimedAgents) state.claimedAgents.delete(id);
+      for (const id of claimedTasks) state.claimedTasks.delete(id);
+      if (state.replanRequested) {
+        state.replanRequested = false;
+        requestSchedule("replan");
+      }
+    }
+  }
+
+  /** Candidate agents that could run at least one of the tasks (capabilities, target, labels, exclusions). */
+  function eligibleAgents(tasks: TaskRuntime[]): AgentRuntime[] {
+    return parts.registry.candidateAgents().filter((a) => canRunAny(a, tasks));
+  }
+
+  /**
+   * Step 2, status collection, from the synced view: agents whose status is at most a sync
+   * interval old are taken as they are; only the others are asked, each with a deadline.
+   */
+  async function collectStatus(agents: AgentRuntime[], roundId: string): Promise<Array<AgentRuntime & { utilization?: number }>> {
+    const timeoutMs = Math.min(config.session.statusTimeoutMs, config.session.ackTimeoutMs);
+    const now = state.now();
+    const answered: Array<AgentRuntime & { utilization?: number }> = [];
+    const stale: AgentRuntime[] = [];
+    for (const a of agents) (a.session && now - a.statusAt <= config.session.syncIntervalMs ? answered : stale).push(a);
+    if (stale.length === 0) return answered;
+    const results = await Promise.allSettled(stale.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
+    results.forEach((r, i) => {
+      const agent = stale[i]!;
+      if (r.status === "fulfilled") {
+        state.reportedUtilization.set(agent.agentId, r.value.response.resourceUtilization);
+        answered.push(agent);
+      }
+      else if ((r.reason as BatonError).code === Code.DEADLINE_EXCEEDED && agent.state !== AgentState.OFFLINE) parts.registry.markOffline(agent, `agent_unavailable: no answer to a status request within ${timeoutMs} ms`);
+    });
+    return answered;
+  }
+
+  return { requestSchedule };
+}

@@ -1,0 +1,165 @@
+import type { EventEmitter } from "node:events";
+import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { CoordinationRound, Task, TaskState } from "../../gen/baton/v1/control_pb.js";
+import type { JournalDirective } from "../../gen/baton/v1/journal_pb.js";
+import type { BatonConfig } from "../config.js";
+import { unavailable } from "../errors.js";
+import { logProtocolMessage, type Logger } from "../logging.js";
+import type { Store as JournalStore } from "../store/index.js";
+import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
+import type { AgentRuntime, CoordinatorEvents, DirectiveOwner, RoundRuntime, TaskRuntime } from "./runtime.js";
+import { TaskJournal } from "./task-journal.js";
+
+/** Options of the coordinator. */
+export interface CoordinatorOptions {
+  config: BatonConfig;
+  logger: Logger;
+  /** The journal's store; the coordinator closes it on shutdown. */
+  store: JournalStore;
+  /** Milliseconds since the epoch; injected so tests can steer time. */
+  now?: () => number;
+  /** The Resource Manager (embedded or remote). */
+  resources: ResourceManagerPort;
+  /** Where MetricsUpdates and PerformanceReports go (the Performance Monitor). */
+  performance?: PerformanceSink;
+}
+
+/**
+ * Everything the coordinator's parts share, in one object the facade hands to each: what
+ * it was given (config, clock, journal, RM, PM, its event emitter) and what it holds in
+ * memory. A failed journal write drops all of it at once (see journal-recovery.ts).
+ */
+export interface CoordinatorState {
+  readonly config: BatonConfig;
+  readonly logger: Logger;
+  readonly store: JournalStore;
+  /** The one clock: milliseconds since the epoch. */
+  readonly now: () => number;
+  /** The Resource Manager: what agents offer and what is reserved on it. */
+  readonly inventory: ResourceManagerPort;
+  readonly performance: PerformanceSink | undefined;
+  readonly events: EventEmitter<CoordinatorEvents>;
+  journal: TaskJournal;
+  /** Whether a failed journal write has the coordinator waiting to reload its state. */
+  recovering: boolean;
+  /** Bumped when the in-memory state is dropped: work begun before then must not touch the reloaded state. */
+  epoch: number;
+  stopping: boolean;
+  readonly agentsById: Map<string, AgentRuntime>;
+  readonly tasks: Map<string, TaskRuntime>;
+  /** Every task in creation order (ListTasks), the pending ones (scheduling), counts by state: kept by the task engine's moveTask. */
+  readonly order: TaskRuntime[];
+  readonly pendingTasks: Set<TaskRuntime>;
+  readonly stateCounts: Map<TaskState, number>;
+  open: { tasks: number; bytes: number };
+  /** Live (unsettled) directives. */
+  readonly directives: Map<string, JournalDirective>;
+  /** Every directive of a task still open, superseded ones included: a late success still counts. */
+  readonly directiveTask: Map<string, DirectiveOwner>;
+  /** Completions settled already (by event id): a resent one is acknowledged, not applied twice. */
+  readonly settled: Set<string>;
+  scheduleQueued: boolean;
+  wakeTimer: NodeJS.Timeout | undefined;
+  readonly rounds: Map<string, RoundRuntime>;
+  readonly taskRound: Map<string, string>;
+  readonly recentRounds: CoordinationRound[];
+  /** Agents and tasks claimed by rounds that are planning now: concurrent rounds never share them. */
+  readonly claimedAgents: Set<string>;
+  readonly claimedTasks: Set<string>;
+  /** Utilization each agent reported in its latest status response. */
+  readonly reportedUtilization: Map<string, number>;
+  replanRequested: boolean;
+  readonly triggers: Set<string>;
+}
+
+// The embedded participants, as logs name them.
+/** The Performance Monitor, as protocol log lines name it. */
+export const PM = "performance-monitor";
+/** The Resource Manager, as protocol log lines name it. */
+export const RM = "resource-manager";
+
+/** The coordinator's shared state, empty; `onJournalFailed` hears of any journal write that failed. */
+export function createCoordinatorState(options: CoordinatorOptions, events: EventEmitter<CoordinatorEvents>, onJournalFailed: (err: unknown) => void): CoordinatorState {
+  return {
+    config: options.config,
+    logger: options.logger.child({ component: "coordinator" }),
+    store: options.store,
+    now: options.now ?? Date.now,
+    inventory: options.resources,
+    performance: options.performance,
+    events,
+    journal: new TaskJournal(options.store, onJournalFailed),
+    recovering: false,
+    epoch: 0,
+    stopping: false,
+    agentsById: new Map(),
+    tasks: new Map(),
+    order: [],
+    pendingTasks: new Set(),
+    stateCounts: new Map(),
+    open: { tasks: 0, bytes: 0 },
+    directives: new Map(),
+    directiveTask: new Map(),
+    settled: new Set(),
+    scheduleQueued: false,
+    wakeTimer: undefined,
+    rounds: new Map(),
+    taskRound: new Map(),
+    recentRounds: [],
+    claimedAgents: new Set(),
+    claimedTasks: new Set(),
+    reportedUtilization: new Map(),
+    replanRequested: false,
+    triggers: new Set(),
+  };
+}
+
+/** Now, on the coordinator's clock, as a protobuf Timestamp. */
+export function stamp(state: CoordinatorState): Timestamp {
+  return timestampFromMs(state.now());
+}
+
+/** Refuses calls while the state is being reloaded after a failed journal write. */
+export function assertServing(state: CoordinatorState): void {
+  if (state.stopping) throw unavailable("the coordinator is shutting down");
+  if (state.recovering) throw unavailable("the coordinator's journal cannot be written right now (is the disk full?); it takes work again once it can");
+}
+
+/** Resolves once every change made so far is durable: answers wait for it, so none shows a state the journal may not keep. */
+export async function durable(state: CoordinatorState): Promise<void> {
+  assertServing(state);
+  await state.journal.barrier().catch(() => {
+    throw unavailable("the coordinator's journal cannot be written right now (is the disk full?)");
+  });
+}
+
+/** Commits a change whose caller waits on it; a failed write is UNAVAILABLE for the caller. */
+export async function durably(state: CoordinatorState, change: Parameters<TaskJournal["commit"]>[0], what: string): Promise<void> {
+  try {
+    await state.journal.commit(change);
+  } catch {
+    throw unavailable(`${what} could not be made durable (the journal cannot be written); try again`);
+  }
+}
+
+/** Commits a change no caller waits on; a failure is handled once, by onJournalFailed. */
+export function record(state: CoordinatorState, change: Parameters<TaskJournal["commit"]>[0]): Promise<void> {
+  const written = state.journal.commit(change);
+  written.catch(() => {});
+  return written;
+}
+
+/** Publishes a task's change once it is durable, as it was when it changed. */
+export function publishTask(state: CoordinatorState, task: Task, reason: string): void {
+  const snapshot: Task = { ...task, attempts: task.attempts.map((a) => ({ ...a })), assignedAgents: [...task.assignedAgents] };
+  const epoch = state.epoch;
+  state.journal.barrier().then(
+    () => epoch === state.epoch && state.events.emit("task.updated", snapshot, reason),
+    () => {},
+  );
+}
+
+/** Logs a protocol message between the coordinator and an embedded participant (RM, PM). */
+export function logParticipant(state: CoordinatorState, correlationId: string, source: string, destination: string, messageType: string): void {
+  logProtocolMessage(state.logger, { correlation_id: correlationId, source, destination, message_type: messageType }, "sent", state.config.log.protocolLevel);
+}

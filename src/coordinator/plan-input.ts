@@ -1,0 +1,135 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
+import type { Task, TaskSpec } from "../../gen/baton/v1/control_pb.js";
+import { CoordinationDirectiveSchema, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
+import { labelMatches, type PlanAgent, type PlanTask } from "../planner/index.js";
+import type { ResourceManagerPort } from "./ports.js";
+import type { AgentRuntime, TaskRuntime } from "./runtime.js";
+
+// What a round feeds the planner and what it sends from the plan: plain functions of their
+// input (no state, no I/O), so the planner sees exactly what these say.
+
+/** Orders ids by code unit, as the journal's keys are ordered. */
+export const compareIds = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The spec's name of a directive's action, as round figures are keyed. */
+export function actionOf(d: CoordinationDirective): string {
+  return d.parameters?.kind.case === "formCoalition" ? "form_coalition" : d.parameters?.kind.case === "adjustResources" ? "adjust_resources" : "assign_task";
+}
+
+/** When a directive was issued, ms since the epoch; 0 when it carries no timestamp. */
+export function timestampMsOf(d: CoordinationDirective): number {
+  return d.timestamp ? Number(d.timestamp.seconds) * 1000 + d.timestamp.nanos / 1e6 : 0;
+}
+
+/** Whether a task needs several agents. */
+export function isCoalition(spec: TaskSpec): boolean {
+  return !!spec.coalition && Math.max(spec.coalition.size, spec.coalition.roles.length) >= 2;
+}
+
+/** The assign_task directive of a task for one agent. */
+export function directiveFor(task: Task, agentId: string, correlationId: string, resources: string[], timestamp: Timestamp): CoordinationDirective {
+  const spec = task.spec!;
+  return create(CoordinationDirectiveSchema, {
+    directiveId: randomUUID(),
+    timestamp,
+    targetAgent: agentId,
+    action: Action.ASSIGN_TASK,
+    correlationId,
+    parameters: {
+      kind: {
+        case: "assignTask",
+        value: {
+          taskId: spec.taskId,
+          priority: spec.priority,
+          requiredCapabilities: spec.requiredCapabilities,
+          resources,
+          ...(spec.input ? { input: spec.input } : {}),
+          ...(spec.deadline ? { deadline: spec.deadline } : {}),
+        },
+      },
+    },
+  });
+}
+
+/** The form_coalition directives of a task, one per member, in the members' order. */
+export function coalitionDirectives(
+  spec: TaskSpec,
+  options: { coalitionId: string; members: Array<{ agentId: string; role: string; resources: Array<{ resourceId: string }> }>; leader: string; correlationId: string; timeoutMs: number; timestamp: Timestamp },
+): CoordinationDirective[] {
+  const { coalitionId, members, leader, correlationId, timeoutMs, timestamp } = options;
+  return members.map((m) =>
+    create(CoordinationDirectiveSchema, {
+      directiveId: randomUUID(),
+      timestamp,
+      targetAgent: m.agentId,
+      action: Action.FORM_COALITION,
+      correlationId,
+      parameters: {
+        kind: {
+          case: "formCoalition",
+          value: { coalitionId, taskId: spec.taskId, members: members.map((x) => x.agentId), leader, role: m.role, formationTimeout: durationFromMs(timeoutMs), resources: m.resources.map((r) => r.resourceId), priority: spec.priority, ...(spec.input ? { input: spec.input } : {}) },
+        },
+      },
+    }),
+  );
+}
+
+/** Whether an agent may take work now: a session, not draining or offline, its breaker letting through, a free slot. */
+export function isCandidate(a: AgentRuntime): boolean {
+  return !!a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.list().length > 0;
+}
+
+/** Whether an agent could run at least one of the tasks (capabilities, target, labels, exclusions). */
+export function canRunAny(a: AgentRuntime, tasks: TaskRuntime[]): boolean {
+  return tasks.some((rt) => {
+    const spec = rt.task.spec!;
+    if (rt.excluded.has(a.agentId) || (spec.target?.agentId && spec.target.agentId !== a.agentId)) return false;
+    for (const [k, p] of Object.entries(spec.target?.labels ?? {})) if (!labelMatches(p, a.hello.labels[k])) return false;
+    const caps = new Set(a.hello.capabilities);
+    return spec.requiredCapabilities.every((c) => caps.has(c)) && (!isCoalition(spec) || spec.coalition!.roles.length === 0 || spec.coalition!.roles.some((r) => caps.has(r)));
+  });
+}
+
+/** The agents a round plans with, as the planner sees them: free slots, load and resources. */
+export function planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<ResourceManagerPort["query"]>>): PlanAgent[] {
+  const byAgent = new Map<string, PlanAgent["resources"]>();
+  for (const r of status) {
+    const list = byAgent.get(r.agentId) ?? [];
+    list.push({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved });
+    byAgent.set(r.agentId, list);
+  }
+  const out: PlanAgent[] = [];
+  for (const a of answered) {
+    if (!a.session || a.draining || a.state === AgentState.OFFLINE || !a.breaker.allows) continue;
+    const held = a.outbox.list().length;
+    // A half-open breaker takes exactly one probe.
+    const free = a.breaker.state === "half_open" ? Math.min(1, a.maxInFlight - held) : a.maxInFlight - held;
+    if (free > 0) out.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held, resources: byAgent.get(a.agentId) ?? [] });
+  }
+  return out;
+}
+
+/** An agent that gives resources but takes no task of the round (adjust_resources): no slots. */
+export function donorAgent(d: AgentRuntime, status: Awaited<ReturnType<ResourceManagerPort["query"]>>): PlanAgent {
+  return { agentId: d.agentId, capabilities: new Set(d.hello.capabilities), labels: d.hello.labels, freeSlots: 0, load: d.outbox.list().length, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) };
+}
+
+/** A task as the planner sees it. */
+export function planTask(rt: TaskRuntime): PlanTask {
+  const spec = rt.task.spec!;
+  const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
+  return {
+    taskId: spec.taskId,
+    priority: spec.priority,
+    submitter: rt.task.submitter,
+    order: created,
+    requiredCapabilities: spec.requiredCapabilities,
+    resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
+    target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },
+    excluded: rt.excluded,
+    ...(isCoalition(spec) ? { coalition: { roles: spec.coalition!.roles, size: Math.max(spec.coalition!.size, spec.coalition!.roles.length) } } : {}),
+  };
+}
