@@ -34,12 +34,13 @@ export function createAssignments(state: CoordinatorState, parts: CoordinatorPar
     const jd = create(JournalDirectiveSchema, { directive, agentId: agent.agentId, sessionId: agent.sessionId, state: DeliveryState.QUEUED, taskId: rt.task.spec!.taskId, taskAttempt: attemptNo });
     state.directives.set(id, jd);
     state.directiveTask.set(id, { taskId: rt.task.spec!.taskId, agentId: agent.agentId });
-    publishTask(state, rt.task, "assigned");
     // The outbox stamps the sequence; the journal gets the directive before any stream does.
     let added = false;
     agent.breaker
       .fire(() => {
         added = true;
+        // Published only once the breaker lets it through: a refused delivery is taken back unseen.
+        publishTask(state, rt.task, "assigned");
         agent.outbox.add(directive, state.now());
         const outcome = parts.delivery.track(agent, id);
         void record(state, { tasks: [rt.task], directives: [jd] }).then(

@@ -107,8 +107,9 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
   }
 
   function resubmit(rt: TaskRuntime): void {
-    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: rt.task.attempts.length + 1, outcome: "resubmitted", startedAt: stamp(state), endedAt: stamp(state) }));
+    // Refused before anything changes: a refused resubmit leaves no attempt behind.
     assertRoomFor(rt.bytes);
+    rt.task.attempts.push(create(TaskAttemptSchema, { attempt: rt.task.attempts.length + 1, outcome: "resubmitted", startedAt: stamp(state), endedAt: stamp(state) }));
     moveTask(rt, "resubmitted");
     rt.task.reason = "resubmitted";
     rt.excluded.clear();

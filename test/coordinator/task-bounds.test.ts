@@ -4,7 +4,7 @@ import { Code } from "../../src/errors.js";
 import { createClient, type ServiceClient } from "../../src/rpc/index.js";
 import { TASK_TRANSITIONS, nextTaskState } from "../../src/coordinator/task-state.js";
 import { useFixture } from "../helpers/fixture.js";
-import { startServer } from "../helpers/server.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
 const fx = useFixture();
 
@@ -25,6 +25,25 @@ describe("pending work is bounded", () => {
     expect((await c.submitTask({ task: { taskId: "t0", requiredCapabilities: ["nobody-has-this"] } })).created).toBe(false);
     await c.cancelTask({ taskId: "t1", reason: "make room" });
     expect((await c.submitTask({ task: { taskId: "t3", requiredCapabilities: ["nobody-has-this"] } })).created).toBe(true);
+  });
+
+  it("a resubmit beyond tasks.maxOpen is refused and leaves the dead letter as it was", async () => {
+    fx.srv = await startServer(fx.pki, { tasks: { maxOpen: 1 } });
+    const c = await control();
+    const agent = await fx.agent("failing", { capabilities: ["doomed"] });
+    await agent.connect();
+    void agent.run(async (_d, ctx) => {
+      ctx.fail({ message: "never works", retryable: false });
+      return {};
+    });
+    await c.submitTask({ task: { taskId: "dead", requiredCapabilities: ["doomed"] } });
+    await waitFor(() => fx.srv.server.coordinator.getTask("dead").state === TaskState.DEAD_LETTERED, 60_000, "the task to be dead-lettered");
+    await c.submitTask({ task: { taskId: "filler", requiredCapabilities: ["nobody-has-this"] } });
+    const before = (await c.getTask({ taskId: "dead" })).task!;
+    await expect(c.resubmitTask({ taskId: "dead" })).rejects.toMatchObject({ code: Code.RESOURCE_EXHAUSTED });
+    const after = (await c.getTask({ taskId: "dead" })).task!;
+    expect(after.state).toBe(TaskState.DEAD_LETTERED);
+    expect(after.attempts).toEqual(before.attempts);
   });
 
   it("refuses a task whose spec would pass tasks.maxOpenBytes", async () => {
