@@ -34,6 +34,7 @@ export function createAssignments(state: CoordinatorState, parts: CoordinatorPar
     const jd = create(JournalDirectiveSchema, { directive, agentId: agent.agentId, sessionId: agent.sessionId, state: DeliveryState.QUEUED, taskId: rt.task.spec!.taskId, taskAttempt: attemptNo });
     state.directives.set(id, jd);
     state.directiveTask.set(id, { taskId: rt.task.spec!.taskId, agentId: agent.agentId });
+    rt.issued.add(id);
     // The outbox stamps the sequence; the journal gets the directive before any stream does.
     let added = false;
     agent.breaker
@@ -54,6 +55,7 @@ export function createAssignments(state: CoordinatorState, parts: CoordinatorPar
           // The breaker refused it (open, or its one probe is out): plan it elsewhere at no cost.
           state.directives.delete(id);
           state.directiveTask.delete(id);
+          rt.issued.delete(id);
           parts.reservations.release(id);
           parts.engine.undoAttempt(rt);
           state.logger.debug({ task_id: rt.task.spec!.taskId, agent_id: agent.agentId, err: (err as Error).message }, "breaker refused a delivery");

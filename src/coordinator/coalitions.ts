@@ -63,6 +63,7 @@ export function createCoalitions(state: CoordinatorState, parts: CoordinatorPart
     for (const jd of records) {
       state.directives.set(jd.directive!.directiveId, jd);
       state.directiveTask.set(jd.directive!.directiveId, { taskId: spec.taskId, agentId: jd.agentId, coalition: true });
+      rt.issued.add(jd.directive!.directiveId);
     }
     publishTask(state, rt.task, "assigned");
     void record(state, { tasks: [rt.task], directives: records }).then(

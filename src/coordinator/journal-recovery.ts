@@ -96,6 +96,7 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
       const rt = state.tasks.get(jd.taskId);
       if (!rt || isTerminal(rt.task.state)) continue;
       state.directiveTask.set(d.directiveId, { taskId: jd.taskId, agentId: jd.agentId, coalition: d.parameters?.kind.case === "formCoalition" });
+      rt.issued.add(d.directiveId);
       if (jd.state === DeliveryState.SETTLED) continue;
       const agent = parts.registry.agentRuntime(jd.agentId, sessionOf.get(jd.agentId)?.sessionId ?? jd.sessionId);
       agent.outbox.restore(d, jd.state === DeliveryState.ACCEPTED ? "accepted" : "sent", now);

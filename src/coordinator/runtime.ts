@@ -77,6 +77,8 @@ export interface TaskRuntime {
   seq: number;
   /** Its spec's encoded size, counted against tasks.maxOpenBytes while it is open. */
   bytes: number;
+  /** Every directive issued for it while it is open, superseded ones included: forgotten together when it ends. */
+  issued: Set<string>;
 }
 
 /** A coalition being formed or running: the current attempt of a task that needs several agents. */

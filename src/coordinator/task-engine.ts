@@ -27,12 +27,12 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
   function taskRuntime(task: Task): TaskRuntime {
     const excluded = new Set<string>();
     for (const a of task.attempts) if (a.outcome === "rejected") for (const agent of a.agents) excluded.add(agent);
-    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes: toBinary(TaskSpecSchema, task.spec!).byteLength };
+    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes: toBinary(TaskSpecSchema, task.spec!).byteLength, issued: new Set() };
   }
 
   function newTask(spec: TaskSpec, submitter: string, bytes: number): TaskRuntime {
     const task = create(TaskSchema, { spec, state: TaskState.PENDING, submitter, createdAt: stamp(state), updatedAt: stamp(state) });
-    return { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes };
+    return { task, excluded: new Set(), notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes, issued: new Set() };
   }
 
   /** Refuses new open work beyond tasks.maxOpen and tasks.maxOpenBytes: pending work is bounded, not held until the heap runs out. */
@@ -275,9 +275,10 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
       if (completion.result) rt.task.result = completion.result;
       rt.task.reason = "";
       rt.task.updatedAt = stamp(state);
-      const forget = [...state.directiveTask].filter(([, o]) => o.taskId === rt.task.spec!.taskId).map(([d]) => d);
+      const forget = [...rt.issued];
       await durably(state, { tasks: [rt.task], deleteDirectives: forget }, `the completion of directive ${id}`);
       for (const d of forget) state.directiveTask.delete(d);
+      rt.issued.clear();
       remember(completion.eventId);
       publishTask(state, rt.task, "succeeded");
       parts.rounds.requestSchedule();

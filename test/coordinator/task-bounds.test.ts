@@ -32,10 +32,12 @@ describe("pending work is bounded", () => {
     const c = await control();
     const agent = await fx.agent("failing", { capabilities: ["doomed"] });
     await agent.connect();
-    void agent.run(async (_d, ctx) => {
-      ctx.fail({ message: "never works", retryable: false });
-      return {};
-    });
+    void (async () => {
+      for await (const received of agent.directives()) {
+        received.accept();
+        received.fail({ message: "never works", retryable: false });
+      }
+    })();
     await c.submitTask({ task: { taskId: "dead", requiredCapabilities: ["doomed"] } });
     await waitFor(() => fx.srv.server.coordinator.getTask("dead").state === TaskState.DEAD_LETTERED, 60_000, "the task to be dead-lettered");
     await c.submitTask({ task: { taskId: "filler", requiredCapabilities: ["nobody-has-this"] } });
