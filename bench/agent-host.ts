@@ -13,7 +13,7 @@ const send = (m: HostReport) => process.send?.(m);
 const agents: BatonAgent[] = [];
 const held: ReceivedDirective[] = [];
 const pumping: Array<{ agent: BatonAgent; directive: ReceivedDirective }> = [];
-const stats: HostStats = { connected: 0, completed: 0, held: 0, progressSent: 0, lost: 0 };
+const stats: HostStats = { connected: 0, accepted: 0, completed: 0, held: 0, progressSent: 0, lost: 0, unacked: 0 };
 let stopping = false;
 // Quiet agents: a thousand reconnect warnings would drown the bench's table.
 const logger = createLogger({ level: "error" });
@@ -44,9 +44,19 @@ function release(): void {
   stats.held = 0;
 }
 
+// One IPC message per burst of accepts, not one per directive.
+let acceptReport = false;
+function accepted(): void {
+  stats.accepted++;
+  if (acceptReport) return;
+  acceptReport = true;
+  setImmediate(() => ((acceptReport = false), send({ type: "accepted", accepted: stats.accepted })));
+}
+
 async function serve(agent: BatonAgent, mode: Extract<HostCommand, { type: "start" }>["mode"]): Promise<void> {
   for await (const d of agent.directives()) {
     d.accept();
+    accepted();
     if (mode === "complete") {
       d.complete({});
       stats.completed++;
@@ -54,6 +64,10 @@ async function serve(agent: BatonAgent, mode: Extract<HostCommand, { type: "star
       held.push(d);
       stats.held++;
     } else {
+      if (!("outbox" in agent)) {
+        send({ type: "error", message: "the SDK's BatonAgent has no outbox any more: bench/agent-host.ts cannot pace progress by it (update backlog())" });
+        return;
+      }
       pumping.push({ agent, directive: d });
       if (pumping.length === 1) setImmediate(pump);
     }
@@ -117,7 +131,10 @@ async function stop(): Promise<void> {
 process.on("message", (cmd: HostCommand) => {
   if (cmd.type === "start") void start(cmd).catch((err: Error) => send({ type: "error", message: err.stack ?? err.message }));
   else if (cmd.type === "release") release();
-  else if (cmd.type === "stats") send({ type: "stats", ...stats, progressSent: stats.progressSent - pumping.reduce((n, p) => n + (backlog(p.agent) ?? 0), 0) });
+  else if (cmd.type === "stats") {
+    const queued = pumping.reduce((n, p) => n + (backlog(p.agent) ?? 0), 0);
+    send({ type: "stats", ...stats, progressSent: stats.progressSent - queued, unacked: agents.reduce((n, a) => n + a.unacknowledgedCompletions, 0) });
+  }
   else if (cmd.type === "stop") void stop();
 });
 process.on("unhandledRejection", (err) => send({ type: "error", message: `unhandled rejection: ${(err as Error)?.stack ?? String(err)}` }));

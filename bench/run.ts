@@ -4,7 +4,7 @@
 //   npm run bench -- latency round     some scenarios ("peers" = echo and rabbitmq)
 //   npm run bench -- --smoke           each baton scenario for a few seconds (CI; writes nothing)
 //   npm run bench -- throughput --profile   also a CPU profile of the coordinator, top functions
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../test/helpers/process.js";
@@ -19,7 +19,6 @@ import { rabbitmq } from "./scenarios/rabbitmq.js";
 import { round } from "./scenarios/round.js";
 import { scale } from "./scenarios/scale.js";
 import { throughput } from "./scenarios/throughput.js";
-import { writeFileSync } from "node:fs";
 
 // Peers first: the baton scenarios' ratios and the bulk target need their figures.
 const SCENARIOS: Scenario[] = [echo, rabbitmq, latency, throughput, ingest, round, scale];

@@ -27,17 +27,22 @@ export type HostCommand =
 /** Counters of one agent process. */
 export interface HostStats {
   connected: number;
+  /** Directives accepted (DirectiveAck ACCEPTED sent). */
+  accepted: number;
   completed: number;
   held: number;
   /** Progress updates taken off the SDK's outbox onto the stream. */
   progressSent: number;
   lost: number;
+  /** Completions sent and not yet acknowledged by the coordinator (acknowledged = durable). */
+  unacked: number;
 }
 
 /** Agent process -> parent. */
 export type HostReport =
   | { type: "hello" }
   | { type: "connected"; connected: number }
+  | { type: "accepted"; accepted: number }
   | { type: "connect-done"; connected: number; failed: number; lastError: string }
   | { type: "lost"; agentId: string; code: string; message: string }
   | ({ type: "stats" } & HostStats)
@@ -60,6 +65,7 @@ export interface FleetOptions {
 interface Host {
   child: ChildProcess;
   connected: number;
+  accepted: number;
   stats?: (s: HostStats) => void;
   stopped?: () => void;
 }
@@ -70,7 +76,9 @@ export class Fleet {
   private next = 0;
   /** Session ends seen while the fleet ran (each is a lost session the SDK then resumes). */
   readonly lost: Array<{ agentId: string; code: string; message: string }> = [];
-  private watchers = new Set<() => void>();
+  /** Errors the agent processes reported (a run with any is not to be trusted). */
+  readonly errors: string[] = [];
+  private readonly acceptWaiters = new Set<() => void>();
 
   constructor(private readonly options: FleetOptions) {}
 
@@ -82,6 +90,22 @@ export class Fleet {
   /** Agents connected now (first Welcome received). */
   get connected(): number {
     return this.hosts.reduce((n, h) => n + h.connected, 0);
+  }
+
+  /** Directives the agents have accepted so far (their acks sent). */
+  get accepted(): number {
+    return this.hosts.reduce((n, h) => n + h.accepted, 0);
+  }
+
+  /** Resolves true once the agents have accepted `n` directives in all, false at `deadline` (Date.now() ms). */
+  whenAccepted(n: number, deadline: number): Promise<boolean> {
+    if (this.accepted >= n) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => (clearTimeout(timer), this.acceptWaiters.delete(check), resolve(ok));
+      const check = () => this.accepted >= n && done(true);
+      const timer = setTimeout(() => done(this.accepted >= n), Math.max(0, deadline - Date.now()));
+      this.acceptWaiters.add(check);
+    });
   }
 
   /** Agents asked for so far. */
@@ -114,24 +138,6 @@ export class Fleet {
     };
   }
 
-  /** Resolves when `n` agents are connected (or rejects after `timeoutMs`). */
-  async whenConnected(n: number, timeoutMs: number): Promise<void> {
-    if (this.connected >= n) return;
-    await new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (this.connected < n) return;
-        clearTimeout(timer);
-        this.watchers.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.watchers.delete(check);
-        reject(new Error(`${this.connected} of ${n} agents connected after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.watchers.add(check);
-    });
-  }
-
   /** Held directives complete (hold and progress modes). */
   release(): void {
     for (const h of this.hosts) h.child.send({ type: "release" } satisfies HostCommand);
@@ -140,9 +146,17 @@ export class Fleet {
   /** Counters summed over the processes. */
   async stats(): Promise<HostStats> {
     const all = await Promise.all(this.hosts.map((h) => new Promise<HostStats>((resolve) => ((h.stats = resolve), h.child.send({ type: "stats" } satisfies HostCommand)))));
-    const sum: HostStats = { connected: 0, completed: 0, held: 0, progressSent: 0, lost: 0 };
+    const sum: HostStats = { connected: 0, accepted: 0, completed: 0, held: 0, progressSent: 0, lost: 0, unacked: 0 };
     for (const s of all) for (const k of Object.keys(sum) as Array<keyof HostStats>) sum[k] += s[k];
     return sum;
+  }
+
+  /** Resolves true once every completion sent is acknowledged (durable), false after `timeoutMs`; checks every 250 ms. */
+  async whenSettled(timeoutMs: number): Promise<boolean> {
+    for (const until = Date.now() + timeoutMs; Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+      if ((await this.stats()).unacked === 0) return true;
+    }
+    return false;
   }
 
   /** Closes every agent, then ends the processes (killed if they do not exit in `graceMs`). */
@@ -162,7 +176,7 @@ export class Fleet {
   /** Starts an agent process; resolves once it is ready for its agents. */
   private async spawnHost(): Promise<{ start(first: number, count: number, concurrency: number, deadline: number): Promise<{ failed: number; lastError: string }> }> {
     const child = spawnChild(process.execPath, ["--import", TSX, join(ROOT, "bench/agent-host.ts")], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const host: Host = { child, connected: 0 };
+    const host: Host = { child, connected: 0, accepted: 0 };
     this.hosts.push(host);
     const { pki, address, mode } = this.options;
     let connected: ((r: { failed: number; lastError: string }) => void) | undefined;
@@ -180,7 +194,10 @@ export class Fleet {
             return;
           case "connected":
             host.connected = m.connected;
-            for (const w of [...this.watchers]) w();
+            return;
+          case "accepted":
+            host.accepted = m.accepted;
+            for (const w of [...this.acceptWaiters]) w();
             return;
           case "connect-done":
             host.connected = m.connected;
@@ -196,6 +213,7 @@ export class Fleet {
             host.stopped = () => {};
             return;
           case "error":
+            this.errors.push(m.message);
             process.stderr.write(`agent process ${child.pid}: ${m.message}\n`);
             return;
         }

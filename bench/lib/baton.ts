@@ -49,8 +49,9 @@ export async function withBaton<T>(ctx: BenchContext, options: BatonOptions, bod
     const roles = (): Roles => ({ coordinator: [coordinator.pid], "agent processes": fleet.pids, "driver (bench)": [process.pid] });
     const result = await body({ coordinator, fleet, driver: d, connect, roles, measure: () => measureRoles(roles()) });
     // Figures counted from events are wrong if the watch ended: say so rather than report them.
+    if (fleet.errors.length) throw new Error(`agent processes reported ${fleet.errors.length} error(s), the first: ${fleet.errors[0]}`);
     if (d.watch.error) throw new Error(`the event watch failed during the run: ${d.watch.error.message}`);
-    if (d.watch.resumes) ctx.log(`  the coordinator cut the event watch off as too slow ${d.watch.resumes} time(s); it resumed from its cursor each time`);
+    if (d.watch.resumes) ctx.log(`  the event watch ended ${d.watch.resumes} time(s) (cut off as too slow, or dropped) and was resumed; ${d.watch.gaps} time(s) past the retained events`);
     return result;
   } catch (err) {
     for (const line of coordinator.errors()) ctx.log(`  coordinator log: ${line.slice(0, 2000)}`);

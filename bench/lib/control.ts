@@ -2,7 +2,7 @@
 // flight, and a WatchEvents stream that timestamps each task event as it arrives.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { readFileSync } from "node:fs";
-import { Control, type TaskSpecSchema } from "../../gen/baton/v1/control_pb.js";
+import { Control, TaskState, type TaskSpecSchema } from "../../gen/baton/v1/control_pb.js";
 import { Code } from "../../src/errors.js";
 import { clientCredentials, createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
 import type { BenchPki } from "./pki.js";
@@ -17,8 +17,10 @@ export class TaskWatch {
   /** Events received by state. */
   readonly counts = new Map<string, number>();
   error: Error | undefined;
-  /** Times the watch was cut off as too slow and resumed from its cursor. */
+  /** Times the watch ended (cut off as too slow, connection dropped) and was resumed. */
   resumes = 0;
+  /** Resumes that could not start from the cursor (events no longer retained): events were missed. */
+  gaps = 0;
   private waiters = new Map<string, Array<(at: number) => void>>();
   private countWaiters = new Set<() => void>();
 
@@ -110,20 +112,29 @@ export function openDriver(pki: BenchPki, address: string, topics: string[]): Dr
         return;
       } catch (err) {
         if (abort.signal.aborted) return;
-        // A burst of events can overfill the watcher's queue (RESOURCE_EXHAUSTED): resume from the cursor, as clients are told to.
-        if ((err as { code?: number }).code === Code.RESOURCE_EXHAUSTED && cursor > 0n && watch.resumes++ < 1000) continue;
-        watch.error = err as Error;
-        return;
+        const code = (err as { code?: number }).code;
+        // A burst of events can overfill the watcher's queue (RESOURCE_EXHAUSTED), a loaded
+        // coordinator drop the connection: resume from the cursor, as clients are told to;
+        // past the retained events (OUT_OF_RANGE), from now, with a gap.
+        if (watch.resumes++ > 1000) return void (watch.error = err as Error);
+        if (code === Code.OUT_OF_RANGE) (cursor = 0n), watch.gaps++;
+        else if (code !== Code.RESOURCE_EXHAUSTED && code !== Code.UNAVAILABLE) return void (watch.error = err as Error);
       }
     }
   })();
   return { control, watch, close: () => (abort.abort(), channel.close(), watchChannel.close()) };
 }
 
+/** How many warm-up tasks warmUp may submit; their ids are warmup-0 ... */
+export const WARMUPS = 10;
+
+/** Watch patterns that match only the warm-up tasks' events in `state` (a scenario that counts on the agents' side). */
+export const warmupTopics = (state: TaskEventState): string[] => Array.from({ length: WARMUPS }, (_, i) => `task.warmup-${i}.${state}`);
+
 /** Submits warm-up tasks until one's event in `state` arrives: the watch is live from then on. */
 export async function warmUp(driver: Driver, state: TaskEventState, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
-  for (let i = 0; ; i++) {
+  for (let i = 0; i < WARMUPS; i++) {
     const id = `warmup-${i}`;
     await driver.control.submitTask({ task: benchTask(id) });
     try {
@@ -131,9 +142,22 @@ export async function warmUp(driver: Driver, state: TaskEventState, timeoutMs: n
       await driver.watch.when(id, state, Math.max(1000, Math.min(10_000, until - Date.now())));
       return;
     } catch (err) {
-      if (Date.now() >= until || driver.watch.error) throw err;
+      if (Date.now() >= until || driver.watch.error || i === WARMUPS - 1) throw err;
     }
   }
+}
+
+/** Tasks in SUCCEEDED whose id starts with `prefix`, with the coordinator's created and updated times (ms since the epoch). */
+export async function succeededTasks(control: Driver["control"], prefix: string): Promise<Array<{ id: string; createdMs: number; updatedMs: number }>> {
+  const out: Array<{ id: string; createdMs: number; updatedMs: number }> = [];
+  const ms = (t: { seconds: bigint; nanos: number } | undefined) => (t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : Number.NaN);
+  let pageToken = "";
+  do {
+    const page = await control.listTasks({ states: [TaskState.SUCCEEDED], pageSize: 1000, pageToken }, { deadline: 60_000 });
+    for (const t of page.tasks) if (t.spec?.taskId.startsWith(prefix)) out.push({ id: t.spec.taskId, createdMs: ms(t.createdAt), updatedMs: ms(t.updatedAt) });
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return out;
 }
 
 /** A bench task: no capability needed, a small input. */

@@ -84,21 +84,21 @@ export const echo: Scenario = {
         const one = await pingPong(call, 1, ctx.smoke ? 500 : 3000);
         figures.add("echo.p50_us", "round trip p50, one at a time", "us", percentile(one.latencies, 0.5) * 1000);
         figures.add("echo.p99_us", "round trip p99, one at a time", "us", percentile(one.latencies, 0.99) * 1000);
-        // What idle streams cost the server: on one connection, and each on its own (as agents have).
+        // What idle connections (one stream each, as agents have) and idle streams on one connection cost the server.
         const rss = async () => (server.send("gc"), ((await once(server, "message")) as [{ rss: number }])[0].rss);
-        let before = await rss();
-        const streams = Array.from({ length: idle }, () => client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize as (b: Buffer) => Buffer));
-        for (const s of streams) s.on("error", () => {});
-        await Promise.all(streams.map((s) => pingPong(s, 1, 0)));
-        figures.add("echo.idle_kib_per_stream", `server RSS per idle stream, ${idle} on one connection`, "KiB", ((await rss()) - before) / 1024 / idle);
-        for (const s of streams) s.cancel();
         if (run === 0) {
-          before = await rss();
+          const before = await rss();
           const idleCalls = Array.from({ length: connections }, () => open(ctx, address, true));
           for (const c of idleCalls) clients.push(c.client);
           await Promise.all(idleCalls.map((c) => pingPong(c.call, 1, 0)));
           figures.add("echo.idle_kib_per_connection", `server RSS per idle connection with one stream (${connections}, first run)`, "KiB", ((await rss()) - before) / 1024 / connections);
         }
+        const before = await rss();
+        const streams = Array.from({ length: idle }, () => client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize as (b: Buffer) => Buffer));
+        for (const s of streams) s.on("error", () => {});
+        await Promise.all(streams.map((s) => pingPong(s, 1, 0)));
+        figures.add("echo.idle_kib_per_stream", `server RSS per idle stream, ${idle} on one connection`, "KiB", ((await rss()) - before) / 1024 / idle);
+        for (const s of streams) s.cancel();
       } finally {
         for (const c of clients) c.close();
         server.send("stop");

@@ -2,7 +2,7 @@
 // their streams take it (HTTP/2 flow control): updates/s accepted, sessions lost.
 import { agentName } from "../lib/pki.js";
 import { withBaton } from "../lib/baton.js";
-import { benchTask, submitAll } from "../lib/control.js";
+import { benchTask, submitAll, warmupTopics } from "../lib/control.js";
 import { FigureSet, type ScenarioResult } from "../lib/results.js";
 import type { Scenario } from "../lib/scenario.js";
 
@@ -16,13 +16,14 @@ export const ingest: Scenario = {
     const notes: string[] = [];
     const agents = ctx.smoke ? 10 : 1000;
     const runMs = ctx.smoke ? 2000 : 8000;
-    await withBaton(ctx, { agents, mode: "progress", topics: ["task.*.running"], connectTimeoutMs: 45_000, warmup: "running" }, async (b) => {
+    await withBaton(ctx, { agents, mode: "progress", topics: warmupTopics("running"), connectTimeoutMs: 45_000, warmup: "running" }, async (b) => {
       const n = b.connect.connected;
       // One task per connected agent, addressed to it, so every agent has a directive to report on.
       const ids = Array.from({ length: n }, (_, i) => `ingest-${i}`);
       const sub = await submitAll(b.driver.control, ids, 64, Date.now() + 60_000, (id, i) => benchTask(id, { target: { agentId: agentName(i) } }));
-      const all = await b.driver.watch.whenCount(["running"], sub.submitted + 1, Date.now() + (ctx.smoke ? 60_000 : 45_000));
-      const running = b.driver.watch.counts.get("running") ?? 0;
+      // The warm-up's agent reports on two directives; every other agent on one.
+      const all = await b.fleet.whenAccepted(sub.submitted + 1, Date.now() + (ctx.smoke ? 60_000 : 45_000));
+      const running = Math.min(b.fleet.accepted - 1, n);
       const note = `${running} of ${agents} agents reporting${all ? "" : " (the rest had no directive within the bound)"}`;
       if (!all || n < agents) notes.push(`ingest: ${note}; ${n} of ${agents} connected in ${b.connect.seconds.toFixed(0)} s`);
       for (let run = 0; run < ctx.runs; run++) {
