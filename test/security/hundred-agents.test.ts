@@ -63,7 +63,8 @@ describe(`${AGENTS} agents streaming`, () => {
   it("go through several message-key rotations with no session dropped and no message refused", async () => {
     // Quiet sessions rotate on heartbeats (each tick checks the key's age), so 1 s heartbeats keep
     // rotations coming; 30 misses (30 s) keep a loaded machine's stalls from ending sessions.
-    srv = await startServer(pki, { session: { heartbeatIntervalMs: 1000, heartbeatMisses: 30 }, security: { keyRotationMs: 1000, keyGraceMs: 5000 } });
+    // The grace outlasts a loaded machine's stalls too: an agent that has not yet read a rotation still signs with a key in grace.
+    srv = await startServer(pki, { session: { heartbeatIntervalMs: 1000, heartbeatMisses: 30 }, security: { keyRotationMs: 1000, keyGraceMs: 60_000 } });
     const ends: SessionEnd[] = [];
     const completed = new Set<string>();
     const agents = await connectAll(ends, completed);
