@@ -4,6 +4,7 @@
 //   npm run bench -- latency round     some scenarios ("peers" = echo and rabbitmq)
 //   npm run bench -- --smoke           each baton scenario for a few seconds (CI; writes nothing)
 //   npm run bench -- throughput --profile   also a CPU profile of the coordinator, top functions
+import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -66,6 +67,11 @@ const ctx: BenchContext = {
 };
 log(`bench: ${selected.map((s) => s.name).join(", ")}; ${smoke ? "smoke (1 short run each, nothing written)" : `median of ${runs} run(s)`}; mTLS, signing on, SQLite FULL, 127.0.0.1`);
 
+// Which code was measured: the commit, and whether the tree had changes on top of it.
+const git = (...args: string[]) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
+const code = { commit: git("rev-parse", "--short", "HEAD"), uncommitted_changes: git("status", "--porcelain", "--", "src", "gen").length > 0 };
+// Read when each result is written: the load average says how busy the machine was meanwhile.
+const env = () => environment({ runs, ...code });
 const failures: string[] = [];
 const results: ScenarioResult[] = [];
 for (const scenario of selected) {
@@ -77,7 +83,7 @@ for (const scenario of selected) {
     results.push(result);
     log(textTable(`${scenario.name} (${((performance.now() - t0) / 1000).toFixed(0)} s)`, result.figures));
     for (const note of result.notes) log(`  note: ${note}`);
-    if (!smoke) log(`  wrote ${writeResult(RESULTS, result, environment({ runs }))}`);
+    if (!smoke) log(`  wrote ${writeResult(RESULTS, result, env())}`);
   } catch (err) {
     failures.push(`${scenario.name}: ${(err as Error).stack ?? String(err)}`);
     log(`  ${scenario.name} FAILED: ${(err as Error).message}`);
@@ -87,7 +93,7 @@ for (const scenario of selected) {
 const compared = comparisons(ctx.earlier);
 if (compared.figures.length) {
   log(textTable("baton against its peers, and targets that span scenarios", compared.figures));
-  if (!smoke) log(`  wrote ${writeResult(RESULTS, compared, environment({ runs }))}`);
+  if (!smoke) log(`  wrote ${writeResult(RESULTS, compared, env())}`);
   results.push(compared);
 }
 if (full) {

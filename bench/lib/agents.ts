@@ -151,6 +151,15 @@ export class Fleet {
     return sum;
   }
 
+  /** Resolves true once `n` directives are completed and acknowledged by the coordinator (durable), false at `deadline` (Date.now() ms); checks every 250 ms. */
+  async whenCompleted(n: number, deadline: number): Promise<boolean> {
+    for (; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      const s = await this.stats();
+      if (s.completed - s.unacked >= n) return true;
+    }
+    return false;
+  }
+
   /** Resolves true once every completion sent is acknowledged (durable), false after `timeoutMs`; checks every 250 ms. */
   async whenSettled(timeoutMs: number): Promise<boolean> {
     for (const until = Date.now() + timeoutMs; Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {

@@ -15,3 +15,6 @@ export function spawnChild(command: string, args: string[], options: SpawnOption
 process.once("exit", () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });
+
+// A signal would end the bench without "exit" handlers: turn it into an exit.
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));

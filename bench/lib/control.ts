@@ -116,7 +116,9 @@ export function openDriver(pki: BenchPki, address: string, topics: string[]): Dr
         // A burst of events can overfill the watcher's queue (RESOURCE_EXHAUSTED), a loaded
         // coordinator drop the connection: resume from the cursor, as clients are told to;
         // past the retained events (OUT_OF_RANGE), from now, with a gap.
-        if (watch.resumes++ > 1000) return void (watch.error = err as Error);
+        // Bounded, and not at once: resuming replays retained events, which costs the coordinator being measured.
+        if (watch.resumes++ >= 20) return void (watch.error = err as Error);
+        await new Promise((r) => setTimeout(r, 100));
         if (code === Code.OUT_OF_RANGE) (cursor = 0n), watch.gaps++;
         else if (code !== Code.RESOURCE_EXHAUSTED && code !== Code.UNAVAILABLE) return void (watch.error = err as Error);
       }
