@@ -43,8 +43,9 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
     },
     async listTasks(req) {
       const coordinator = getCoordinator();
-      await coordinator.durable();
+      // A bad request is INVALID_ARGUMENT whatever the state, so it is checked before waiting on the journal.
       if (req.pageSize > 1000) throw invalidArgument(`page_size must be at most 1000, got ${req.pageSize}`);
+      await coordinator.durable();
       const page = coordinator.listTasks(req.states, req.pageSize || 100, req.pageToken);
       // A page also stops before it would outgrow a message; the next page starts after its last task.
       const fit = countWithin(page.tasks, (t) => elementBytes(TaskSchema, t), budget);

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { TaskState } from "../../gen/baton/v1/control_pb.js";
 import { DeliveryState, JournalDirectiveSchema } from "../../gen/baton/v1/journal_pb.js";
 import { publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { Assignments, CoordinatorParts } from "./parts.js";
@@ -26,7 +27,8 @@ export function createAssignments(state: CoordinatorState, parts: CoordinatorPar
       parts.rounds.requestSchedule("resource_conflict");
       return false;
     }
-    if (epoch !== state.epoch) {
+    // The journal was reloaded, or the task was cancelled, while the reservation was out.
+    if (epoch !== state.epoch || rt.task.state !== TaskState.PENDING) {
       if (resources.length) parts.reservations.release(id);
       return false;
     }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
+import { TaskState } from "../../gen/baton/v1/control_pb.js";
 import { DeliveryState, JournalDirectiveSchema } from "../../gen/baton/v1/journal_pb.js";
 import { publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { Coalitions, CoordinatorParts } from "./parts.js";
@@ -45,7 +46,7 @@ export function createCoalitions(state: CoordinatorState, parts: CoordinatorPart
       parts.rounds.requestSchedule("resource_conflict");
       return false;
     }
-    if (epoch !== state.epoch) {
+    if (epoch !== state.epoch || rt.task.state !== TaskState.PENDING) {
       for (const id of reserved) parts.reservations.release(id);
       return false;
     }

@@ -92,7 +92,7 @@ export function createDirectiveDelivery(state: CoordinatorState, parts: Coordina
     const agent = state.agentsById.get(agentId);
     parts.registry.liveSession(agentId);
     if (agent!.draining) throw failedPrecondition(`agent ${agentId} is draining and takes no new work`);
-    const held = agent!.outbox.list().length;
+    const held = agent!.outbox.size;
     if (held >= agent!.maxInFlight) throw new BatonError(Code.RESOURCE_EXHAUSTED, `agent ${agentId} holds ${held} directives, its in-flight cap`);
     const directive = create(CoordinationDirectiveSchema, { directiveId: randomUUID(), timestamp: stamp(state), ...init, targetAgent: agentId });
     directive.correlationId ||= directive.directiveId;

@@ -81,6 +81,11 @@ export class DirectiveOutbox {
     return n;
   }
 
+  /** How many directives it holds (without listing them). */
+  get size(): number {
+    return this.entries.size;
+  }
+
   /** Every directive held, in sequence order. */
   list(): Array<{ directive: CoordinationDirective; state: OutboxState }> {
     return this.sorted().map((e) => ({ directive: e.directive, state: e.state }));

@@ -79,7 +79,7 @@ export function coalitionDirectives(
 
 /** Whether an agent may take work now: a session, not draining or offline, its breaker letting through, a free slot. */
 export function isCandidate(a: AgentRuntime): boolean {
-  return !!a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.list().length > 0;
+  return !!a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.size > 0;
 }
 
 /** Whether an agent could run at least one of the tasks (capabilities, target, labels, exclusions). */
@@ -104,7 +104,7 @@ export function planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<
   const out: PlanAgent[] = [];
   for (const a of answered) {
     if (!a.session || a.draining || a.state === AgentState.OFFLINE || !a.breaker.allows) continue;
-    const held = a.outbox.list().length;
+    const held = a.outbox.size;
     // A half-open breaker takes exactly one probe.
     const free = a.breaker.state === "half_open" ? Math.min(1, a.maxInFlight - held) : a.maxInFlight - held;
     if (free > 0) out.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held, resources: byAgent.get(a.agentId) ?? [] });
@@ -114,7 +114,7 @@ export function planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<
 
 /** An agent that gives resources but takes no task of the round (adjust_resources): no slots. */
 export function donorAgent(d: AgentRuntime, status: Awaited<ReturnType<ResourceManagerPort["query"]>>): PlanAgent {
-  return { agentId: d.agentId, capabilities: new Set(d.hello.capabilities), labels: d.hello.labels, freeSlots: 0, load: d.outbox.list().length, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) };
+  return { agentId: d.agentId, capabilities: new Set(d.hello.capabilities), labels: d.hello.labels, freeSlots: 0, load: d.outbox.size, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) };
 }
 
 /** A task as the planner sees it. */

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { AgentStatusResponseSchema, DirectiveAckSchema, ProgressUpdateSchema, TaskCompletionSchema } from "../../gen/baton/v1/coordination_pb.js";
 import { MetricsUpdateSchema } from "../../gen/baton/v1/performance_monitor_pb.js";
 import type { AgentReport } from "../../gen/baton/v1/session_pb.js";
-import { invalidArgument, permissionDenied } from "../errors.js";
+import { BatonError, Code, invalidArgument, permissionDenied } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { assertProtocolValid } from "../protocol/index.js";
 import type { AgentSession } from "./agent-session.js";
@@ -106,7 +106,11 @@ export function createReportRouter(state: CoordinatorState, parts: CoordinatorPa
               correlationId,
             );
           },
-          (err: unknown) => logger.warn({ err: (err as Error).message, directive_id: completion.directiveId }, "completion not recorded; the agent will resend it"),
+          (err: unknown) => {
+            // A journal that cannot be written is expected to pass (the agent resends); anything else is a fault of baton's own.
+            if (BatonError.from(err).code === Code.UNAVAILABLE) logger.warn({ err: (err as Error).message, directive_id: completion.directiveId }, "completion not recorded; the agent will resend it");
+            else logger.error({ err, directive_id: completion.directiveId }, "completion failed; the agent will resend it");
+          },
         );
         return;
       }

@@ -57,11 +57,9 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
     rt.created = durably(state, { tasks: [task] }, `task ${spec.taskId}`);
     parts.engine.addTask(rt);
+    // A failed write drops the whole unacknowledged state (onJournalFailed), this task with it.
     try {
       await rt.created;
-    } catch (err) {
-      // The failed write has dropped the whole unacknowledged state (onJournalFailed), this task with it.
-      throw err;
     } finally {
       delete rt.created;
     }

@@ -57,6 +57,8 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
     countState(rt, rt.task.state, -1);
     rt.task.state = next;
     countState(rt, next, 1);
+    // An ended task's directives have no owner to check against any more: a late report of one changes nothing.
+    if (isTerminal(next)) for (const d of rt.issued) state.directiveTask.delete(d);
   }
 
   function countState(rt: TaskRuntime, taskState: TaskState, delta: 1 | -1): void {
@@ -240,11 +242,17 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
     const current = rt.directives.has(id);
     if (completion.status === CompletionStatus.SUCCEEDED && current && rt.coalition) {
       // A coalition succeeds when every member has; the leader's result is the task's.
-      rt.coalition.completed.set(id, completion);
+      const coalition = rt.coalition;
+      coalition.completed.set(id, completion);
       if (jd) state.directives.delete(id);
       await durably(state, { deleteDirectives: [id] }, `the completion of directive ${id}`);
-      if (rt.coalition.completed.size < rt.directives.size) return;
-      const leaderResult = [...rt.coalition.completed.values()].find((c) => c.sourceAgent === rt.coalition!.leader)?.result;
+      // Another member's completion, which arrived with this one, may have settled the task meanwhile.
+      if (rt.coalition !== coalition || isTerminal(rt.task.state)) {
+        remember(completion.eventId);
+        return;
+      }
+      if (coalition.completed.size < rt.directives.size) return;
+      const leaderResult = [...coalition.completed.values()].find((c) => c.sourceAgent === coalition.leader)?.result;
       if (leaderResult) completion.result = leaderResult;
     }
     // The late-result rule: a success from an attempt already closed (its agent was given up

@@ -5,7 +5,7 @@ import { createAgent, type BatonAgent, type ReceivedDirective } from "../../src/
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
-import { startServer } from "../helpers/server.js";
+import { startServer, waitFor } from "../helpers/server.js";
 
 const fx = useFixture();
 let control: ServiceClient<typeof Control>;
@@ -37,6 +37,31 @@ async function until(id: string, state: TaskState): Promise<Task> {
 const coalitionOf = (d: CoordinationDirective) => (d.parameters?.kind.case === "formCoalition" ? d.parameters.kind.value : undefined);
 
 describe("coalitions (form_coalition)", () => {
+  it("members completing at the same moment settle the task once, with no fault", async () => {
+    await start();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    for (const [id, caps] of [["planner-2", ["planner"]], ["executor-2", ["executor"]]] as const) {
+      const a = await agent(id, [...caps]);
+      void a.run(async () => {
+        started++;
+        await gate;
+        return { from: id };
+      });
+    }
+    await control.submitTask({ task: { taskId: "together", coalition: { roles: ["planner", "executor"] } } });
+    await until("together", TaskState.RUNNING);
+    while (started < 2) await new Promise((r) => setTimeout(r, 10));
+    // Both completions are in flight at once: the second finds the task settled by the first.
+    release();
+    const t = await until("together", TaskState.SUCCEEDED);
+    expect(t.result).toEqual({ from: "planner-2" });
+    // Both completions acknowledged, neither a fault.
+    await waitFor(() => fx.srv.logs.lines.filter((l) => l.message_type === "completion_ack").length === 2, 30_000, "both completions to be acknowledged");
+    expect(fx.srv.logs.lines.filter((l) => l.level === "error" || l.level === 50)).toEqual([]);
+  });
+
   it("forms a team with a leader, one member per role, and succeeds when every member has", async () => {
     await start();
     const seen: Array<{ agent: string; role: string; leader: string; members: string[] }> = [];

@@ -114,15 +114,20 @@ describe("task size", () => {
     fx.defer(() => ac.abort());
     let sawSucceeded!: () => void;
     const succeeded = new Promise<void>((resolve) => (sawSucceeded = resolve));
+    let sawFirst!: () => void;
+    const first = new Promise<void>((resolve) => (sawFirst = resolve));
     const watching = (async () => {
       for await (const { event } of control.watchEvents({ topics: ["task.#"] }, { signal: ac.signal })) {
         watched.push(event!);
+        sawFirst();
         if (event!.topic.endsWith(".succeeded")) sawSucceeded();
       }
     })().catch((err: unknown) => err);
-    // Subscribed once a first event comes through: submit a small task.
-    await control.submitTask({ task: { taskId: "warm-up", requiredCapabilities: ["nobody"] } });
-    for (let i = 0; i < 500 && watched.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // Subscribed once a first event comes through: submit small tasks until one is seen.
+    for (let i = 0; watched.length === 0; i++) {
+      await control.submitTask({ task: { taskId: `warm-up-${i}`, requiredCapabilities: ["nobody"] } });
+      await Promise.race([first, new Promise((r) => setTimeout(r, 200))]);
+    }
 
     const input = inputOfSpecSize("at-limit", LIMIT);
     expect(toBinary(TaskSpecSchema, create(TaskSpecSchema, { taskId: "at-limit", requiredCapabilities: ["python"], input }))).toHaveLength(LIMIT);
