@@ -92,6 +92,16 @@ export class Fleet {
     return this.hosts.reduce((n, h) => n + h.connected, 0);
   }
 
+  /** Lost sessions by reason (agent names and figures folded), e.g. "469 x UNAVAILABLE: Connection dropped". */
+  lostSummary(): string[] {
+    const reasons = new Map<string, number>();
+    for (const l of this.lost) {
+      const reason = `${l.code}: ${l.message}`.replace(/bench-agent-\d+/g, "<agent>").replace(/\d+ ms/g, "<n> ms");
+      reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    }
+    return [...reasons].sort((a, b) => b[1] - a[1]).map(([reason, n]) => `${n} x ${reason}`);
+  }
+
   /** Directives the agents have accepted so far (their acks sent). */
   get accepted(): number {
     return this.hosts.reduce((n, h) => n + h.accepted, 0);

@@ -36,7 +36,9 @@ export function topSelfTime(profile: CpuProfile, n: number): { busyMs: number; t
     const frame = byId.get(id)?.callFrame;
     if (!frame || IDLE.has(frame.functionName)) return;
     busy += us;
-    const where = frame.url ? `${frame.url.startsWith("file://") ? relative(ROOT, new URL(frame.url).pathname) : frame.url}:${frame.lineNumber + 1}` : "";
+    const file = frame.url.startsWith("file://") ? relative(ROOT, new URL(frame.url).pathname) : frame.url;
+    // tsx's transpiled modules report every function on line 1: the file alone says more.
+    const where = file && frame.lineNumber > 0 ? `${file}:${frame.lineNumber + 1}` : file;
     const name = frame.functionName || "(anonymous)";
     const key = `${name}\0${where}`;
     const entry = self.get(key) ?? { name, where, us: 0 };

@@ -137,7 +137,7 @@ const COLUMNS: Array<[keyof Row, string]> = [
   ["range", "min - max"],
   ["unit", "unit"],
   ["target", "target"],
-  ["met", ""],
+  ["met", "met"],
   ["note", "note"],
 ];
 

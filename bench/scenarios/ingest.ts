@@ -38,9 +38,8 @@ export const ingest: Scenario = {
         figures.add("ingest.updates_per_s", `progress updates/s accepted, ${running} agents`, "updates/s", (after.progressSent - before.progressSent) / seconds, { target: { op: ">=", value: 100_000 }, note });
         figures.add("ingest.sessions_lost", `sessions lost in ${runMs / 1000} s`, "sessions", b.fleet.lost.length - lostBefore, { target: { op: "<=", value: 0 } });
       }
-      const reasons = new Map<string, number>();
-      for (const l of b.fleet.lost) reasons.set(`${l.code}: ${l.message}`, (reasons.get(`${l.code}: ${l.message}`) ?? 0) + 1);
-      for (const [reason, count] of reasons) notes.push(`ingest: ${count} session(s) lost with ${reason}`);
+      const lost = b.fleet.lostSummary();
+      if (lost.length) notes.push(`ingest: sessions lost over the whole scenario (directives going out included): ${lost.join("; ")}`);
       b.fleet.release();
     });
     return { scenario: "ingest", figures: figures.list(), notes };
