@@ -83,7 +83,7 @@ for (const scenario of selected) {
     results.push(result);
     log(textTable(`${scenario.name} (${((performance.now() - t0) / 1000).toFixed(0)} s)`, result.figures));
     for (const note of result.notes) log(`  note: ${note}`);
-    if (!smoke) log(`  wrote ${writeResult(RESULTS, result, env())}`);
+    if (!smoke && !result.skipped) log(`  wrote ${writeResult(RESULTS, result, env())}`);
   } catch (err) {
     failures.push(`${scenario.name}: ${(err as Error).stack ?? String(err)}`);
     log(`  ${scenario.name} FAILED: ${(err as Error).message}`);
@@ -93,7 +93,8 @@ for (const scenario of selected) {
 const compared = comparisons(ctx.earlier);
 if (compared.figures.length) {
   log(textTable("baton against its peers, and targets that span scenarios", compared.figures));
-  if (!smoke) log(`  wrote ${writeResult(RESULTS, compared, env())}`);
+  // Ratios need baton and both peers from one run: only a full run replaces the file.
+  if (full) log(`  wrote ${writeResult(RESULTS, compared, env())}`);
   results.push(compared);
 }
 if (full) {

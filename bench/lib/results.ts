@@ -29,6 +29,8 @@ export interface ScenarioResult {
   scenario: string;
   figures: Figure[];
   notes: string[];
+  /** Nothing was measured (a peer not installed): the results file of an earlier run stays. */
+  skipped?: boolean;
 }
 
 /** The median, min and max of a figure's samples. */

@@ -164,7 +164,7 @@ export const rabbitmq: Scenario = {
     if (!installed()) {
       ctx.log(`  rabbitmq-server is not installed: skipped (install it with \`${INSTALL}\`)`);
       figures.text("rabbitmq.confirmed_publish_per_s", "confirmed publishes/s", `n/a: rabbitmq-server not installed (${INSTALL})`);
-      return { scenario: "rabbitmq", figures: figures.list(), notes: [`skipped: rabbitmq-server is not installed; \`${INSTALL}\``] };
+      return { scenario: "rabbitmq", figures: figures.list(), notes: [`skipped: rabbitmq-server is not installed; \`${INSTALL}\``], skipped: true };
     }
     const broker = await startBroker(ctx);
     if (broker.note) notes.push(broker.note);
