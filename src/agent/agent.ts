@@ -397,6 +397,8 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     // Completions are reliable: every one not yet acknowledged goes again.
     for (const completion of this.unacked.values()) this.report({ case: "taskCompletion", value: completion });
     this.startHeartbeats(welcome.heartbeatInterval ? durationMs(welcome.heartbeatInterval) : 5000);
+    // A new session is a change: the coordinator's view of this agent starts from this push.
+    this.statusChanged();
     this.emit("welcome", welcome);
     this.welcomeGate?.();
     this.firstWelcome?.resolve(welcome);
@@ -494,7 +496,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   private statusChanged(): void {
     const interval = this.welcome?.syncInterval;
     if (!interval || this.statusTimer) return;
-    const intervalMs = Number(interval.seconds) * 1000 + interval.nanos / 1e6;
+    const intervalMs = durationMs(interval);
     const wait = this.statusPushedAt + intervalMs - performance.now();
     const push = () => {
       this.statusTimer = undefined;

@@ -48,6 +48,7 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
       clockSkewMs: undefined,
       stateReason: "",
       statusAt: 0,
+      pushesStatus: false,
     };
     rt = created;
     state.agentsById.set(agentId, rt);

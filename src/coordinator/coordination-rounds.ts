@@ -201,7 +201,10 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     const now = state.now();
     const answered: Array<AgentRuntime & { utilization?: number }> = [];
     const stale: AgentRuntime[] = [];
-    for (const a of agents) (a.session && now - a.statusAt <= config.session.syncIntervalMs ? answered : stale).push(a);
+    // 0 turns the synced view off: every round asks every agent, as the spec's diagram draws it.
+    const sync = config.session.syncIntervalMs;
+    const fresh = (a: AgentRuntime) => !!a.session && sync > 0 && (a.pushesStatus || now - a.statusAt <= sync);
+    for (const a of agents) (fresh(a) ? answered : stale).push(a);
     if (stale.length === 0) return answered;
     const results = await Promise.allSettled(stale.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
     results.forEach((r, i) => {

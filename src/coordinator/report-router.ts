@@ -45,7 +45,7 @@ export function createReportRouter(state: CoordinatorState, parts: CoordinatorPa
         checkSource(kind.value.sourceAgent, session, "a status response");
         logReceived(session, session.statusCorrelation(kind.value.requestId), "agent_status_response", logger);
         // Asked for or pushed (the synced view, at most once per sync interval): either way the view is fresh.
-        session.resolveStatus(kind.value);
+        if (!session.resolveStatus(kind.value)) agent.pushesStatus = true;
         agent.statusAt = now;
         state.reportedUtilization.set(agent.agentId, kind.value.resourceUtilization);
         return;

@@ -32,6 +32,11 @@ export interface AgentRuntime {
   stateReason: string;
   /** When its status (the synced view) last arrived, pushed or asked for; 0: never. */
   statusAt: number;
+  /**
+   * Whether this session's agent pushes its status (it sent one unasked): it pushes at
+   * connect and whenever its work changes, so its last push is its status now, however old.
+   */
+  pushesStatus: boolean;
 }
 
 /**

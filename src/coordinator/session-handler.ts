@@ -78,7 +78,7 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
       agent.outbox = parts.registry.newOutbox(maxInFlight);
     }
     agent.outbox.maxInFlight = maxInFlight;
-    Object.assign(agent, { hello, identity: session.identity, peer: session.peer, sessionId, connectedAt: session.connectedAt, lastSeen: session.lastSeen, maxInFlight, draining: false, stateReason: "" });
+    Object.assign(agent, { hello, identity: session.identity, peer: session.peer, sessionId, connectedAt: session.connectedAt, lastSeen: session.lastSeen, maxInFlight, draining: false, stateReason: "", pushesStatus: false });
     clearTimeout(agent.graceTimer);
     agent.graceTimer = undefined;
     agent.state = agent.breaker.state === "open" ? AgentState.OFFLINE : AgentState.ONLINE;
