@@ -108,7 +108,8 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
       const everyone = await collectStatus([...candidates, ...donors], rr.round.roundId);
       if (abandoned()) return;
-      const answered = everyone.filter((a) => claimedAgents.includes(a.agentId));
+      const claimed = new Set(claimedAgents);
+      const answered = everyone.filter((a) => claimed.has(a.agentId));
       const roundId = rr.round.roundId;
       // The figures the plan weighs: utilization per agent from the Performance Monitor.
       const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: answered.map((a) => a.agentId) });
@@ -127,7 +128,7 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       if (abandoned()) return;
       const agents = planAgents(answered, status);
       for (const d of everyone) {
-        if (claimedAgents.includes(d.agentId)) continue;
+        if (claimed.has(d.agentId)) continue;
         agents.push(donorAgent(d, status));
       }
       // Utilization: fresh from the status responses, else the monitor's figures.
@@ -141,7 +142,8 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       if (agents.length === 0 || tasks.length === 0) return giveUp(candidates.length === 0 ? "no agent can run these tasks" : agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
       // Step 4: the plan.
       const plan = generatePlan({ tasks, agents });
-      state.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");
+      // Built only when asked for: with 1,000 agents this line alone is a thousand strings a round.
+      if (state.logger.isLevelEnabled("debug")) state.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");
       for (const move of plan.adjustments) await parts.reservations.adjustResources(move, rr.round.roundId);
       if (abandoned()) return;
       if (plan.planned.length === 0) return giveUp(plan.unplaced[0]?.reason ?? "nothing could be placed", "tasks wait for capacity");

@@ -84,11 +84,11 @@ export function isCandidate(a: AgentRuntime): boolean {
 
 /** Whether an agent could run at least one of the tasks (capabilities, target, labels, exclusions). */
 export function canRunAny(a: AgentRuntime, tasks: TaskRuntime[]): boolean {
+  const caps = new Set(a.hello.capabilities);
   return tasks.some((rt) => {
     const spec = rt.task.spec!;
     if (rt.excluded.has(a.agentId) || (spec.target?.agentId && spec.target.agentId !== a.agentId)) return false;
     for (const [k, p] of Object.entries(spec.target?.labels ?? {})) if (!labelMatches(p, a.hello.labels[k])) return false;
-    const caps = new Set(a.hello.capabilities);
     return spec.requiredCapabilities.every((c) => caps.has(c)) && (!isCoalition(spec) || spec.coalition!.roles.length === 0 || spec.coalition!.roles.some((r) => caps.has(r)));
   });
 }
