@@ -8,7 +8,7 @@ import { Code, unavailable, type BatonError } from "../errors.js";
 import { generatePlan } from "../planner/index.js";
 import { logParticipant, PM, RM, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinationRounds, CoordinatorParts } from "./parts.js";
-import { canRunAny, donorAgent, planAgents, planTask } from "./plan-input.js";
+import { canRunAny, donorAgent, planAgents, planTask, sampleCandidates } from "./plan-input.js";
 import type { AgentRuntime, RoundRuntime, TaskRuntime } from "./runtime.js";
 
 /**
@@ -61,7 +61,7 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       const due = [...rr.replan].map((id) => state.tasks.get(id)!).filter((rt) => rt && rt.task.state === TaskState.PENDING && rt.notBefore <= now && !state.claimedTasks.has(rt.task.spec!.taskId));
       if (due.length === 0) continue;
       const usable = eligibleAgents(due);
-      const candidates = usable.filter((a) => !state.claimedAgents.has(a.agentId));
+      const candidates = sampleCandidates(usable.filter((a) => !state.claimedAgents.has(a.agentId)), due);
       // Nothing here could run its tasks: it waits for a state change rather than spin.
       if (usable.length === 0) continue;
       if (candidates.length === 0) {
@@ -72,7 +72,7 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     }
     // A round claims only agents that could run one of its tasks: concurrent rounds over other agents proceed.
     const usable = fresh.length > 0 ? eligibleAgents(fresh) : [];
-    const candidates = usable.filter((a) => !state.claimedAgents.has(a.agentId));
+    const candidates = sampleCandidates(usable.filter((a) => !state.claimedAgents.has(a.agentId)), fresh);
     if (usable.length > 0 && candidates.length === 0) state.replanRequested = true;
     // What started this pass; a pass that starts no round forgets it.
     const trigger = [...state.triggers].join(",");
