@@ -1,4 +1,4 @@
-import { equals, toBinary } from "@bufbuild/protobuf";
+import { equals } from "@bufbuild/protobuf";
 import { TaskSpecSchema, TaskState, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { BatonError, Code, failedPrecondition, invalidArgument, notFound, quote } from "../errors.js";
 import { assertProtocolValid, assertTaskSpecFits, isValidAgentId } from "../protocol/index.js";
@@ -27,7 +27,7 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     assertServing(state);
     assertProtocolValid(TaskSpecSchema, spec);
     // The spec travels whole in SubmitTask's and GetTask's answers, ListTasks pages, task events and the directive: it must fit them all.
-    assertTaskSpecFits(spec, config.limits);
+    const bytes = assertTaskSpecFits(spec, config.limits);
     if (!isValidAgentId(spec.taskId)) throw invalidArgument(`TaskSpec: task_id ${quote(spec.taskId)} must be 1 to 128 of A-Z a-z 0-9 . _ -`);
     if (spec.coalition) {
       const size = Math.max(spec.coalition.size, spec.coalition.roles.length);
@@ -50,7 +50,6 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
       await existing.created;
       return { task: existing.task, created: false };
     }
-    const bytes = toBinary(TaskSpecSchema, spec).byteLength;
     parts.engine.assertRoomFor(bytes);
     const rt: TaskRuntime = parts.engine.newTask(spec, submitter, bytes);
     const task = rt.task;

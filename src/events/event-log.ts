@@ -55,6 +55,8 @@ function positive(name: keyof EventLogOptions, value: number | undefined, fallba
  */
 export class EventLog {
   private readonly retained: Event[] = [];
+  /** Where the retained events start in `retained`: the prefix before it is dropped in one go once as long as the rest, so an append costs O(1), not a shift of every retained event. */
+  private start = 0;
   private readonly watchers = new Set<Watcher>();
   private readonly index = new TopicIndex<Watcher>();
   private cursor = 0n;
@@ -81,7 +83,11 @@ export class EventLog {
   append(init: EventInit): Event {
     const event = create(EventSchema, { ...init, cursor: ++this.cursor, timestamp: timestampNow() });
     this.retained.push(event);
-    if (this.retained.length > this.retain) this.retained.splice(0, this.retained.length - this.retain);
+    if (this.retained.length - this.start > this.retain) this.start = this.retained.length - this.retain;
+    if (this.start >= this.retain) {
+      this.retained.splice(0, this.start);
+      this.start = 0;
+    }
     let targets: Iterable<Watcher>;
     try {
       targets = this.index.match(event.topic);
@@ -105,7 +111,7 @@ export class EventLog {
   watch(patterns: string[], afterCursor: bigint, signal: AbortSignal): AsyncIterable<Event> {
     this.check(patterns);
     if (afterCursor > this.cursor) throw invalidArgument(`after_cursor ${afterCursor} is ahead of the latest event ${this.cursor}`);
-    const oldest = this.retained[0]?.cursor ?? this.cursor + 1n;
+    const oldest = this.retained[this.start]?.cursor ?? this.cursor + 1n;
     if (afterCursor > 0n && afterCursor + 1n < oldest) {
       throw new BatonError(Code.OUT_OF_RANGE, `events after cursor ${afterCursor} are no longer retained (oldest is ${oldest}); resume from 0 and re-read state`);
     }
@@ -114,7 +120,10 @@ export class EventLog {
       // The replay goes through a trie of this watcher's own patterns: up to `retain` events, each at the cost of its depth.
       const own = new TopicIndex<true>();
       for (const p of watcher.patterns) own.add(p, true);
-      for (const e of this.retained) if (e.cursor > afterCursor && own.match(e.topic).size > 0) watcher.queue.push(e);
+      for (let i = this.start; i < this.retained.length; i++) {
+        const e = this.retained[i]!;
+        if (e.cursor > afterCursor && own.match(e.topic).size > 0) watcher.queue.push(e);
+      }
     }
     this.watchers.add(watcher);
     for (const p of watcher.patterns) this.index.add(p, watcher);

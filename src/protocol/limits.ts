@@ -99,10 +99,12 @@ export function helloSizeViolation(hello: Hello, limits: Omit<PayloadLimits, "ma
   return undefined;
 }
 
-/** Throws INVALID_ARGUMENT naming the field, its size and the limit when a task spec is too big. */
-export function assertTaskSpecFits(spec: TaskSpec, limits: Pick<PayloadLimits, "maxTaskSpecBytes">): void {
-  const violation = taskSpecSizeViolation(spec, limits);
-  if (violation !== undefined) throw invalidArgument(`TaskSpec: ${violation}`);
+/** The spec's encoded size; INVALID_ARGUMENT naming the field, its size and the limit when it is too big. */
+export function assertTaskSpecFits(spec: TaskSpec, limits: Pick<PayloadLimits, "maxTaskSpecBytes">): number {
+  const bytes = toBinary(TaskSpecSchema, spec).length;
+  // Encoded once: the caller counts the same bytes against the open-task bound.
+  if (bytes <= limits.maxTaskSpecBytes) return bytes;
+  throw invalidArgument(`TaskSpec: ${taskSpecSizeViolation(spec, limits)}`);
 }
 
 /** Throws INVALID_ARGUMENT naming the field and the limit when a Hello offers too much. */

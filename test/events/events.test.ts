@@ -40,6 +40,25 @@ describe("EventLog", () => {
     expect(() => log.watch(["task..x"], 0n, new AbortController().signal)).toThrow(expect.objectContaining({ code: Code.INVALID_ARGUMENT }));
   });
 
+  it("retains exactly the last `retain` events however many came before (across its compactions)", async () => {
+    const log = new EventLog({ retain: 5 });
+    for (let n = 1; n <= 40; n++) {
+      append(log, `task.t${n}.pending`);
+      const oldest = BigInt(Math.max(1, n - 4));
+      // Resuming right before the oldest retained event replays exactly the retained ones.
+      const ac = new AbortController();
+      const it = log.watch(["task.#"], oldest - 1n === 0n ? 0n : oldest - 1n, ac.signal)[Symbol.asyncIterator]();
+      if (oldest > 1n) {
+        const got: bigint[] = [];
+        for (let i = 0; i < Number(BigInt(n) - oldest + 1n); i++) got.push((await it.next()).value!.cursor);
+        expect(got).toEqual(Array.from({ length: got.length }, (_, i) => oldest + BigInt(i)));
+        // One further back is gone.
+        if (oldest > 2n) expect(() => log.watch([], oldest - 2n, new AbortController().signal)).toThrow(expect.objectContaining({ code: Code.OUT_OF_RANGE }));
+      }
+      ac.abort();
+    }
+  });
+
   it("ends a watcher that falls behind with RESOURCE_EXHAUSTED instead of buffering without bound", async () => {
     const log = new EventLog({ watcherCapacity: 10 });
     const stream = log.watch([], 0n, new AbortController().signal)[Symbol.asyncIterator]();
