@@ -211,10 +211,8 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     const results = await Promise.allSettled(stale.map((a) => (a.session ? a.session.requestStatus(timeoutMs, undefined, roundId) : Promise.reject(unavailable("no session")))));
     results.forEach((r, i) => {
       const agent = stale[i]!;
-      if (r.status === "fulfilled") {
-        state.reportedUtilization.set(agent.agentId, r.value.response.resourceUtilization);
-        answered.push(agent);
-      }
+      // The answer's utilization was recorded by the report router as it arrived.
+      if (r.status === "fulfilled") answered.push(agent);
       else if ((r.reason as BatonError).code === Code.DEADLINE_EXCEEDED && agent.state !== AgentState.OFFLINE) parts.registry.markOffline(agent, `agent_unavailable: no answer to a status request within ${timeoutMs} ms`);
     });
     return answered;

@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -10,7 +9,7 @@ import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { clientCredentials, createChannel, createClient } from "../../src/rpc/index.js";
 import { createCertificateAuthority, issueCertificate, revokeCertificate } from "../../src/security/index.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
-import { ROOT, startBaton, TSX, type BatonProcess } from "../helpers/process.js";
+import { freePort, ROOT, startBaton, TSX, type BatonProcess } from "../helpers/process.js";
 
 // The agent of examples/agent.ts as its own process, with nothing else in it to keep its
 // event loop alive: what an operator runs, unlike an SDK agent inside a test process.
@@ -33,16 +32,6 @@ afterEach(async () => {
   for (const a of agents.splice(0)) await a.stop();
   for (const p of coordinators.splice(0)) await p.stop("SIGKILL");
 });
-
-/** A port free right now (listen on 0, close): the coordinator must come back on the same one. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 /** A certificates directory as `baton certs` lays it out, and a coordinator config on a fixed port. */
 async function setUp(agentId: string): Promise<{ dir: string; config: string; port: number; address: string }> {

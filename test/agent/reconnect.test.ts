@@ -1,6 +1,5 @@
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { createAgent, type BatonAgent, type Reconnecting } from "../../src/agent/index.js";
 import { backoffMs, finalRefusal } from "../../src/agent/reconnect.js";
@@ -8,19 +7,10 @@ import { BatonError, Code } from "../../src/errors.js";
 import { clientCredentials } from "../../src/rpc/index.js";
 import { certificateProblem, createCertificateAuthority } from "../../src/security/index.js";
 import { useFixture } from "../helpers/fixture.js";
-import { ROOT, run, TSX } from "../helpers/process.js";
+import { freePort, ROOT, run, TSX } from "../helpers/process.js";
 import { startServer } from "../helpers/server.js";
 
 const fx = useFixture();
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function agentFor(address: string, id: string, options: Partial<Parameters<typeof createAgent>[0]> = {}): Promise<BatonAgent> {
   const agent = createAgent({ address, agentId: id, credentials: await fx.pki.credentials("managed_agent", id), reconnectInitialMs: 20, reconnectMaxMs: 200, ...options });

@@ -7,7 +7,7 @@ import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Code } from "../../src/errors.js";
 import { createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { startServer, waitFor, waitForAsync, type TestServer } from "../helpers/server.js";
 
 // A full disk needs a small file system of its own: a tmpfs, which only root may mount.
 const root = process.getuid?.() === 0;
@@ -66,15 +66,6 @@ function fill(dir: string): () => void {
 }
 
 // Big enough to need fresh pages on a full disk, small enough that the WAL fits in 2 MiB twice over.
-/** Resolves when the async predicate holds, asking again every few ms; rejects after timeoutMs. */
-async function until(predicate: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const bigResult = () => ({ blob: "r".repeat(100_000) });
 
 async function server(dataDir: string): Promise<TestServer> {
@@ -108,7 +99,7 @@ describe.skipIf(!canMount)("acknowledged means durable, even on a full disk", ()
     expect(fx.srv.logs.lines.some((l) => l.message_type === "completion_ack")).toBe(false);
     free();
     // Once it can write, the coordinator reloads; the agent resumes and resends its completion.
-    await until(
+    await waitForAsync(
       () => control.getTask({ taskId: "precious" }).then((r) => r.task?.state === TaskState.SUCCEEDED, () => false),
       60_000,
       "the task to succeed after the disk has room",
@@ -137,7 +128,7 @@ describe.skipIf(!canMount)("acknowledged means durable, even on a full disk", ()
       expect((r as PromiseRejectedResult).reason).toMatchObject({ code: Code.UNAVAILABLE });
     }
     free();
-    await until(() => control.listTasks({}).then(() => true, () => false), 60_000, "the coordinator to reload its journal");
+    await waitForAsync(() => control.listTasks({}).then(() => true, () => false), 60_000, "the coordinator to reload its journal");
     await expect(control.getTask({ taskId: "twice" })).rejects.toMatchObject({ code: Code.NOT_FOUND });
     // Submitted again once there is room, it is created.
     expect((await control.submitTask({ task })).created).toBe(true);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { createServer } from "node:net";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The repository root. */
@@ -8,6 +9,16 @@ export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const TSX = pathToFileURL(`${ROOT}node_modules/tsx/dist/loader.mjs`).href;
 /** buf, as npm installed it. */
 export const BUF = `${ROOT}node_modules/.bin/buf`;
+
+/** A port free right now (listen on 0, close), for a process that must come back on the same one. */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
 
 /** Runs a command to its end; resolves with its exit code and output. */
 export async function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {

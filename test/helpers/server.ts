@@ -44,6 +44,15 @@ export async function startServer(pki: TestPki, overrides: ConfigOverrides = {},
   return { server, config, port, address: `localhost:${port}`, logs, logger, stop: () => server.shutdown({ graceMs: 1000 }) };
 }
 
+/** Resolves when the async `check` holds, asking again every few ms; rejects after `timeoutMs`, naming what it waited for. */
+export async function waitForAsync(check: () => Promise<boolean>, timeoutMs = 30_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Resolves when `predicate` holds, polling each few ms; rejects after `timeoutMs`. */
 export async function waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 30_000, what = "condition"): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -7,7 +7,7 @@ import { buildConfig, ConfigError, configFromEnv } from "../../src/config.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient, type Channel } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
-import { startServer, type TestServer } from "../helpers/server.js";
+import { startServer, waitForAsync, type TestServer } from "../helpers/server.js";
 
 // Half-open handshakes (issue 10, item 7): sockets that stall before TLS, TLS connections
 // that never speak HTTP/2, and floods past the connection caps, against real servers.
@@ -81,14 +81,6 @@ const refused = (srv: TestServer, reason: string) => metric(srv, "baton_connecti
 const open = (srv: TestServer) => metric(srv, "baton_connections_open");
 
 /** Polls an async condition (a metric read at scrape time) until it holds; rejects after `ms`. */
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function operatorChannel(): Promise<Channel> {
   return fx.channel(await fx.pki.credentials("operator", "ops"));
 }
@@ -133,7 +125,7 @@ describe("TLS handshake timeout", () => {
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines.length).toBeLessThanOrEqual(3);
     // The legitimate connections are still open and counted; the stalled ones no longer are.
-    await until(async () => (await open(fx.srv)) < 10, 10_000, "the open-connections gauge to drop the closed handshakes");
+    await waitForAsync(async () => (await open(fx.srv)) < 10, 10_000, "the open-connections gauge to drop the closed handshakes");
     expect(await healthCheck(await operatorChannel())).toBe(HealthCheckResponse_ServingStatus.SERVING);
   });
 
@@ -240,7 +232,7 @@ describe("connection caps", () => {
     expect(await healthCheck(channel)).toBe(HealthCheckResponse_ServingStatus.SERVING);
     // The channel's own connection is one of the cap.
     const filling = await stallers(fx.srv.port, cap - 1);
-    await until(async () => (await open(fx.srv)) === cap, 10_000, "the server to count the connections that fill the cap");
+    await waitForAsync(async () => (await open(fx.srv)) === cap, 10_000, "the server to count the connections that fill the cap");
     const beyond = await stallers(fx.srv.port, 10);
     await allClosed(beyond, 10_000, "the server to refuse connections past the per-address cap");
     expect(await refused(fx.srv, "max_connections_per_address")).toBe(10);
@@ -249,7 +241,7 @@ describe("connection caps", () => {
     const fresh = fx.channel(await fx.pki.credentials("operator", "ops2"));
     await expect(healthCheck(fresh)).rejects.toMatchObject({ code: Code.UNAVAILABLE });
     const other = await stallers(fx.srv.port, 5, SIX_BYTES, "127.0.0.2");
-    await until(async () => (await open(fx.srv)) === cap + 5, 10_000, "the server to count the connections from another address");
+    await waitForAsync(async () => (await open(fx.srv)) === cap + 5, 10_000, "the server to count the connections from another address");
     expect(other.some((h) => h.isClosed)).toBe(false);
     // Refusals are logged, rate-limited.
     const lines = refusalLines(fx.srv, "max_connections_per_address");
@@ -257,14 +249,14 @@ describe("connection caps", () => {
     expect(lines.length).toBeLessThanOrEqual(3);
     // Under the cap again, the refused client reconnects.
     filling.forEach((h) => h.socket.destroy());
-    await until(async () => (await open(fx.srv)) <= 6, 10_000, "the server to count the released connections");
+    await waitForAsync(async () => (await open(fx.srv)) <= 6, 10_000, "the server to count the released connections");
     await healthyAgain(fresh, 20_000);
   });
 
   it("loopback is exempt from the per-address cap by default (benchmarks run many agents on one host)", async () => {
     fx.srv = await startServer(fx.pki, { transport: { maxConnectionsPerAddress: 5, tlsHandshakeTimeoutMs: 60_000 } });
     const held = await stallers(fx.srv.port, 30);
-    await until(async () => (await open(fx.srv)) === 30, 10_000, "the server to accept 30 loopback connections");
+    await waitForAsync(async () => (await open(fx.srv)) === 30, 10_000, "the server to accept 30 loopback connections");
     expect(held.some((h) => h.isClosed)).toBe(false);
     expect(await refused(fx.srv, "max_connections_per_address")).toBe(0);
   });
@@ -275,7 +267,7 @@ describe("connection caps", () => {
     const channel = await operatorChannel();
     expect(await healthCheck(channel)).toBe(HealthCheckResponse_ServingStatus.SERVING);
     const filling = await stallers(fx.srv.port, cap - 1, SIX_BYTES, "127.0.0.2");
-    await until(async () => (await open(fx.srv)) === cap, 10_000, "the server to count the connections that fill the cap");
+    await waitForAsync(async () => (await open(fx.srv)) === cap, 10_000, "the server to count the connections that fill the cap");
     const beyond = await stallers(fx.srv.port, 5, SIX_BYTES, "127.0.0.3");
     await allClosed(beyond, 10_000, "the server to refuse connections past the total cap");
     expect(await refused(fx.srv, "max_connections")).toBe(5);
@@ -285,7 +277,7 @@ describe("connection caps", () => {
     // The connection that was open before the cap filled keeps working.
     expect(await healthCheck(channel)).toBe(HealthCheckResponse_ServingStatus.SERVING);
     filling.forEach((h) => h.socket.destroy());
-    await until(async () => (await open(fx.srv)) <= 2, 10_000, "the server to count the released connections");
+    await waitForAsync(async () => (await open(fx.srv)) <= 2, 10_000, "the server to count the released connections");
     await healthyAgain(fresh, 20_000);
   });
 });
