@@ -401,7 +401,10 @@ export class AgentSession {
 }
 
 /** The Welcome frame for a session: with the coordinator's time and, when signed, the replay window, so the agent can measure its skew. */
-export function welcomeFrame(session: AgentSession, options: { heartbeatIntervalMs: number; ackTimeoutMs: number; syncIntervalMs: number; coordinatorId: string; protocolVersion: string; resumed: boolean }): ConnectResponse {
+export function welcomeFrame(
+  session: AgentSession,
+  options: { heartbeatIntervalMs: number; ackTimeoutMs: number; syncIntervalMs: number; coordinatorId: string; protocolVersion: string; resumed: boolean; heartbeatMisses?: number; disconnectGraceMs?: number; leaseMs?: number; statusTimeoutMs?: number },
+): ConnectResponse {
   return create(ConnectResponseSchema, {
     kind: {
       case: "welcome",
@@ -417,6 +420,11 @@ export function welcomeFrame(session: AgentSession, options: { heartbeatInterval
         serverTime: timestampNow(),
         ...(session.replayWindowMs !== undefined ? { replayWindow: durationFromMs(session.replayWindowMs) } : {}),
         syncInterval: durationFromMs(options.syncIntervalMs),
+        // What an agent in any language would otherwise hard-code (docs/agents.md, timers).
+        heartbeatMisses: options.heartbeatMisses ?? 0,
+        ...(options.disconnectGraceMs !== undefined ? { disconnectGrace: durationFromMs(options.disconnectGraceMs) } : {}),
+        ...(options.leaseMs !== undefined ? { lease: durationFromMs(options.leaseMs) } : {}),
+        ...(options.statusTimeoutMs !== undefined ? { statusTimeout: durationFromMs(options.statusTimeoutMs) } : {}),
       },
     },
   });

@@ -95,7 +95,7 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
       parts.rounds.requestSchedule("agent_joined");
     });
     try {
-      yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, syncIntervalMs: cfg.syncIntervalMs, coordinatorId: config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed }));
+      yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, syncIntervalMs: cfg.syncIntervalMs, coordinatorId: config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed, heartbeatMisses: cfg.heartbeatMisses, disconnectGraceMs: cfg.disconnectGraceMs, leaseMs: config.delivery.leaseMs, statusTimeoutMs: cfg.statusTimeoutMs }));
     } finally {
       ctx.signal.removeEventListener("abort", onCancel);
       session.close();
