@@ -12,6 +12,8 @@ export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = Object.free
   "/baton.v1.Control/ResubmitTask": "tasks.submit",
   "/baton.v1.Control/GetTask": "tasks.read",
   "/baton.v1.Control/ListTasks": "tasks.read",
+  // It names agents and their labels beside the task: its own capability, under operators' tasks.*.
+  "/baton.v1.Control/ExplainTask": "tasks.explain",
   "/baton.v1.Control/CancelTask": "tasks.cancel",
   "/baton.v1.Control/ListAgents": "agents.read",
   "/baton.v1.Control/GetAgent": "agents.read",

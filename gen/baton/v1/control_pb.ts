@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { AgentState, Priority, Resource, ResourceRequest } from "./common_pb.js";
 import { file_baton_v1_common } from "./common_pb.js";
-import type { AgentStatusResponse } from "./coordination_pb.js";
+import type { AgentStatusResponse, ProgressUpdate } from "./coordination_pb.js";
 import { file_baton_v1_coordination } from "./coordination_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file baton/v1/control.proto.
  */
 export const file_baton_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("ChZiYXRvbi92MS9jb250cm9sLnByb3RvEghiYXRvbi52MSKHAQoOVGFyZ2V0U2VsZWN0b3ISEAoIYWdlbnRfaWQYASABKAkSNAoGbGFiZWxzGAIgAygLMiQuYmF0b24udjEuVGFyZ2V0U2VsZWN0b3IuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCg1Db2FsaXRpb25TcGVjEgwKBHNpemUYASABKA0SDQoFcm9sZXMYAiADKAkSHAoUZm9ybWF0aW9uX3RpbWVvdXRfbXMYAyABKA0i6wMKCFRhc2tTcGVjEhQKB3Rhc2tfaWQYASABKAlCA+BBAhIkCghwcmlvcml0eRgCIAEoDjISLmJhdG9uLnYxLlByaW9yaXR5Eh0KFXJlcXVpcmVkX2NhcGFiaWxpdGllcxgDIAMoCRIsCglyZXNvdXJjZXMYBCADKAsyGS5iYXRvbi52MS5SZXNvdXJjZVJlcXVlc3QSKgoJY29hbGl0aW9uGAUgASgLMhcuYmF0b24udjEuQ29hbGl0aW9uU3BlYxIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGbGFiZWxzGAcgAygLMh4uYmF0b24udjEuVGFza1NwZWMuTGFiZWxzRW50cnkSKAoGdGFyZ2V0GAggASgLMhguYmF0b24udjEuVGFyZ2V0U2VsZWN0b3ISJgoFaW5wdXQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKDG1heF9hdHRlbXB0cxgKIAEoDRI1Cg9zZW5zaXRpdmVfaW5wdXQYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgOAAQEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLEAQoLVGFza0F0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIOCgZhZ2VudHMYAiADKAkSFQoNZGlyZWN0aXZlX2lkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgGIAEoCRIOCgZyZWFzb24YByABKAkiugIKBFRhc2sSIAoEc3BlYxgBIAEoCzISLmJhdG9uLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAIgASgOMhMuYmF0b24udjEuVGFza1N0YXRlEhEKCXN1Ym1pdHRlchgDIAEoCRIXCg9hc3NpZ25lZF9hZ2VudHMYBCADKAkSJwoIYXR0ZW1wdHMYBSADKAsyFS5iYXRvbi52MS5UYXNrQXR0ZW1wdBInCgZyZXN1bHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnJlYXNvbhgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6ChFTdWJtaXRUYXNrUmVxdWVzdBIlCgR0YXNrGAEgASgLMhIuYmF0b24udjEuVGFza1NwZWNCA+BBAiJDChJTdWJtaXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCI8ChJTdWJtaXRUYXNrc1JlcXVlc3QSJgoFdGFza3MYASADKAsyEi5iYXRvbi52MS5UYXNrU3BlY0ID4EECIkIKE1N1Ym1pdFRhc2tzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLmJhdG9uLnYxLlN1Ym1pdFRhc2tSZXN1bHQiUwoQU3VibWl0VGFza1Jlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCRIPCgdjcmVhdGVkGAQgASgIIiYKDkdldFRhc2tSZXF1ZXN0EhQKB3Rhc2tfaWQYASABKAlCA+BBAiIvCg9HZXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLmJhdG9uLnYxLlRhc2siXgoQTGlzdFRhc2tzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5iYXRvbi52MS5UYXNrU3RhdGUSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiSwoRTGlzdFRhc2tzUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5iYXRvbi52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI5ChFDYW5jZWxUYXNrUmVxdWVzdBIUCgd0YXNrX2lkGAEgASgJQgPgQQISDgoGcmVhc29uGAIgASgJIjIKEkNhbmNlbFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzayIrChNSZXN1Ym1pdFRhc2tSZXF1ZXN0EhQKB3Rhc2tfaWQYASABKAlCA+BBAiI0ChRSZXN1Ym1pdFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzayLsAwoFQWdlbnQSEAoIYWdlbnRfaWQYASABKAkSIwoFc3RhdGUYAiABKA4yFC5iYXRvbi52MS5BZ2VudFN0YXRlEhQKDGNhcGFiaWxpdGllcxgDIAMoCRIlCglyZXNvdXJjZXMYBCADKAsyEi5iYXRvbi52MS5SZXNvdXJjZRIrCgZsYWJlbHMYBSADKAsyGy5iYXRvbi52MS5BZ2VudC5MYWJlbHNFbnRyeRIVCg1tYXhfaW5fZmxpZ2h0GAYgASgNEhEKCWluX2ZsaWdodBgHIAEoDRISCgpzZXNzaW9uX2lkGAggASgJEjAKDGNvbm5lY3RlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF9zZWVuGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdicmVha2VyGAsgASgJEhAKCGlkZW50aXR5GAwgASgJEgwKBHBlZXIYDSABKAkSLQoKY2xvY2tfc2tldxgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxzdGF0ZV9yZWFzb24YDyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5ChFMaXN0QWdlbnRzUmVxdWVzdBIkCgZzdGF0ZXMYASADKA4yFC5iYXRvbi52MS5BZ2VudFN0YXRlIjUKEkxpc3RBZ2VudHNSZXNwb25zZRIfCgZhZ2VudHMYASADKAsyDy5iYXRvbi52MS5BZ2VudCIoCg9HZXRBZ2VudFJlcXVlc3QSFQoIYWdlbnRfaWQYASABKAlCA+BBAiIyChBHZXRBZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiUAoRRHJhaW5BZ2VudFJlcXVlc3QSFQoIYWdlbnRfaWQYASABKAlCA+BBAhIOCgZyZWFzb24YAiABKAkSFAoMcmVjb25uZWN0X3RvGAMgASgJIjQKEkRyYWluQWdlbnRSZXNwb25zZRIeCgVhZ2VudBgBIAEoCzIPLmJhdG9uLnYxLkFnZW50IkIKFUdldEFnZW50U3RhdHVzUmVxdWVzdBIVCghhZ2VudF9pZBgBIAEoCUID4EECEhIKCnRpbWVvdXRfbXMYAiABKA0iXgoWR2V0QWdlbnRTdGF0dXNSZXNwb25zZRItCgZzdGF0dXMYASABKAsyHS5iYXRvbi52MS5BZ2VudFN0YXR1c1Jlc3BvbnNlEhUKDXJvdW5kX3RyaXBfbXMYAiABKAEi5wEKEUNvb3JkaW5hdGlvblJvdW5kEhAKCHJvdW5kX2lkGAEgASgJEioKBXN0YXRlGAIgASgOMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uU3RhdGUSDwoHdHJpZ2dlchgDIAEoCRIQCgh0YXNrX2lkcxgEIAMoCRIRCglhZ2VudF9pZHMYBSADKAkSLgoKc3RhcnRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGAoWR2V0Q29vcmRpbmF0aW9uUmVxdWVzdCKLAQoXR2V0Q29vcmRpbmF0aW9uUmVzcG9uc2USFgoOY29vcmRpbmF0b3JfaWQYASABKAkSKwoGcm91bmRzGAIgAygLMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uUm91bmQSKwoGcmVjZW50GAMgAygLMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uUm91bmQiOgoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg4KBnRvcGljcxgBIAMoCRIUCgxhZnRlcl9jdXJzb3IYAiABKAQi9QEKBUV2ZW50Eg4KBmN1cnNvchgBIAEoBBINCgV0b3BpYxgCIAEoCRItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNvcnJlbGF0aW9uX2lkGAQgASgJEh4KBHRhc2sYCiABKAsyDi5iYXRvbi52MS5UYXNrSAASIAoFYWdlbnQYCyABKAsyDy5iYXRvbi52MS5BZ2VudEgAEiwKBXJvdW5kGAwgASgLMhsuYmF0b24udjEuQ29vcmRpbmF0aW9uUm91bmRIABIOCgZyZWFzb24YFCABKAlCBgoEa2luZCI1ChNXYXRjaEV2ZW50c1Jlc3BvbnNlEh4KBWV2ZW50GAEgASgLMg8uYmF0b24udjEuRXZlbnQqwgEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9BU1NJR05FRBACEhYKElRBU0tfU1RBVEVfUlVOTklORxADEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAQSHAoYVEFTS19TVEFURV9ERUFEX0xFVFRFUkVEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBircAQoRQ29vcmRpbmF0aW9uU3RhdGUSIgoeQ09PUkRJTkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXQ09PUkRJTkFUSU9OX1NUQVRFX0lETEUQARIjCh9DT09SRElOQVRJT05fU1RBVEVfQ09PUkRJTkFUSU5HEAISIAocQ09PUkRJTkFUSU9OX1NUQVRFX0VYRUNVVElORxADEiEKHUNPT1JESU5BVElPTl9TVEFURV9NT05JVE9SSU5HEAQSHAoYQ09PUkRJTkFUSU9OX1NUQVRFX0VSUk9SEAUyjAcKB0NvbnRyb2wSRwoKU3VibWl0VGFzaxIbLmJhdG9uLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GhwuYmF0b24udjEuU3VibWl0VGFza1Jlc3BvbnNlEkoKC1N1Ym1pdFRhc2tzEhwuYmF0b24udjEuU3VibWl0VGFza3NSZXF1ZXN0Gh0uYmF0b24udjEuU3VibWl0VGFza3NSZXNwb25zZRI+CgdHZXRUYXNrEhguYmF0b24udjEuR2V0VGFza1JlcXVlc3QaGS5iYXRvbi52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouYmF0b24udjEuTGlzdFRhc2tzUmVxdWVzdBobLmJhdG9uLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5iYXRvbi52MS5DYW5jZWxUYXNrUmVxdWVzdBocLmJhdG9uLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJNCgxSZXN1Ym1pdFRhc2sSHS5iYXRvbi52MS5SZXN1Ym1pdFRhc2tSZXF1ZXN0Gh4uYmF0b24udjEuUmVzdWJtaXRUYXNrUmVzcG9uc2USRwoKTGlzdEFnZW50cxIbLmJhdG9uLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuYmF0b24udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkEKCEdldEFnZW50EhkuYmF0b24udjEuR2V0QWdlbnRSZXF1ZXN0GhouYmF0b24udjEuR2V0QWdlbnRSZXNwb25zZRJHCgpEcmFpbkFnZW50EhsuYmF0b24udjEuRHJhaW5BZ2VudFJlcXVlc3QaHC5iYXRvbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUwoOR2V0QWdlbnRTdGF0dXMSHy5iYXRvbi52MS5HZXRBZ2VudFN0YXR1c1JlcXVlc3QaIC5iYXRvbi52MS5HZXRBZ2VudFN0YXR1c1Jlc3BvbnNlElYKD0dldENvb3JkaW5hdGlvbhIgLmJhdG9uLnYxLkdldENvb3JkaW5hdGlvblJlcXVlc3QaIS5iYXRvbi52MS5HZXRDb29yZGluYXRpb25SZXNwb25zZRJMCgtXYXRjaEV2ZW50cxIcLmJhdG9uLnYxLldhdGNoRXZlbnRzUmVxdWVzdBodLmJhdG9uLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_baton_v1_common, file_baton_v1_coordination, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZiYXRvbi92MS9jb250cm9sLnByb3RvEghiYXRvbi52MSKHAQoOVGFyZ2V0U2VsZWN0b3ISEAoIYWdlbnRfaWQYASABKAkSNAoGbGFiZWxzGAIgAygLMiQuYmF0b24udjEuVGFyZ2V0U2VsZWN0b3IuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCg1Db2FsaXRpb25TcGVjEgwKBHNpemUYASABKA0SDQoFcm9sZXMYAiADKAkSHAoUZm9ybWF0aW9uX3RpbWVvdXRfbXMYAyABKA0i6wMKCFRhc2tTcGVjEhQKB3Rhc2tfaWQYASABKAlCA+BBAhIkCghwcmlvcml0eRgCIAEoDjISLmJhdG9uLnYxLlByaW9yaXR5Eh0KFXJlcXVpcmVkX2NhcGFiaWxpdGllcxgDIAMoCRIsCglyZXNvdXJjZXMYBCADKAsyGS5iYXRvbi52MS5SZXNvdXJjZVJlcXVlc3QSKgoJY29hbGl0aW9uGAUgASgLMhcuYmF0b24udjEuQ29hbGl0aW9uU3BlYxIsCghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGbGFiZWxzGAcgAygLMh4uYmF0b24udjEuVGFza1NwZWMuTGFiZWxzRW50cnkSKAoGdGFyZ2V0GAggASgLMhguYmF0b24udjEuVGFyZ2V0U2VsZWN0b3ISJgoFaW5wdXQYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKDG1heF9hdHRlbXB0cxgKIAEoDRI1Cg9zZW5zaXRpdmVfaW5wdXQYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgOAAQEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLEAQoLVGFza0F0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIOCgZhZ2VudHMYAiADKAkSFQoNZGlyZWN0aXZlX2lkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgGIAEoCRIOCgZyZWFzb24YByABKAki5gIKBFRhc2sSIAoEc3BlYxgBIAEoCzISLmJhdG9uLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAIgASgOMhMuYmF0b24udjEuVGFza1N0YXRlEhEKCXN1Ym1pdHRlchgDIAEoCRIXCg9hc3NpZ25lZF9hZ2VudHMYBCADKAkSJwoIYXR0ZW1wdHMYBSADKAsyFS5iYXRvbi52MS5UYXNrQXR0ZW1wdBInCgZyZXN1bHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnJlYXNvbhgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCghwcm9ncmVzcxgKIAEoCzIYLmJhdG9uLnYxLlByb2dyZXNzVXBkYXRlIjoKEVN1Ym1pdFRhc2tSZXF1ZXN0EiUKBHRhc2sYASABKAsyEi5iYXRvbi52MS5UYXNrU3BlY0ID4EECIkMKElN1Ym1pdFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzaxIPCgdjcmVhdGVkGAIgASgIIjwKElN1Ym1pdFRhc2tzUmVxdWVzdBImCgV0YXNrcxgBIAMoCzISLmJhdG9uLnYxLlRhc2tTcGVjQgPgQQIiQgoTU3VibWl0VGFza3NSZXNwb25zZRIrCgdyZXN1bHRzGAEgAygLMhouYmF0b24udjEuU3VibWl0VGFza1Jlc3VsdCJTChBTdWJtaXRUYXNrUmVzdWx0Eg8KB3Rhc2tfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJEg8KB2NyZWF0ZWQYBCABKAgiJgoOR2V0VGFza1JlcXVlc3QSFAoHdGFza19pZBgBIAEoCUID4EECIi8KD0dldFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzayJeChBMaXN0VGFza3NSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmJhdG9uLnYxLlRhc2tTdGF0ZRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJLChFMaXN0VGFza3NSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLmJhdG9uLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjkKEUNhbmNlbFRhc2tSZXF1ZXN0EhQKB3Rhc2tfaWQYASABKAlCA+BBAhIOCgZyZWFzb24YAiABKAkiMgoSQ2FuY2VsVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5iYXRvbi52MS5UYXNrIisKE1Jlc3VibWl0VGFza1JlcXVlc3QSFAoHdGFza19pZBgBIAEoCUID4EECIjQKFFJlc3VibWl0VGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5iYXRvbi52MS5UYXNrIuwDCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmJhdG9uLnYxLkFnZW50U3RhdGUSFAoMY2FwYWJpbGl0aWVzGAMgAygJEiUKCXJlc291cmNlcxgEIAMoCzISLmJhdG9uLnYxLlJlc291cmNlEisKBmxhYmVscxgFIAMoCzIbLmJhdG9uLnYxLkFnZW50LkxhYmVsc0VudHJ5EhUKDW1heF9pbl9mbGlnaHQYBiABKA0SEQoJaW5fZmxpZ2h0GAcgASgNEhIKCnNlc3Npb25faWQYCCABKAkSMAoMY29ubmVjdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3NlZW4YCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2JyZWFrZXIYCyABKAkSEAoIaWRlbnRpdHkYDCABKAkSDAoEcGVlchgNIAEoCRItCgpjbG9ja19za2V3GA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDHN0YXRlX3JlYXNvbhgPIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKEUxpc3RBZ2VudHNSZXF1ZXN0EiQKBnN0YXRlcxgBIAMoDjIULmJhdG9uLnYxLkFnZW50U3RhdGUiNQoSTGlzdEFnZW50c1Jlc3BvbnNlEh8KBmFnZW50cxgBIAMoCzIPLmJhdG9uLnYxLkFnZW50IigKD0dldEFnZW50UmVxdWVzdBIVCghhZ2VudF9pZBgBIAEoCUID4EECIjIKEEdldEFnZW50UmVzcG9uc2USHgoFYWdlbnQYASABKAsyDy5iYXRvbi52MS5BZ2VudCJQChFEcmFpbkFnZW50UmVxdWVzdBIVCghhZ2VudF9pZBgBIAEoCUID4EECEg4KBnJlYXNvbhgCIAEoCRIUCgxyZWNvbm5lY3RfdG8YAyABKAkiNAoSRHJhaW5BZ2VudFJlc3BvbnNlEh4KBWFnZW50GAEgASgLMg8uYmF0b24udjEuQWdlbnQiQgoVR2V0QWdlbnRTdGF0dXNSZXF1ZXN0EhUKCGFnZW50X2lkGAEgASgJQgPgQQISEgoKdGltZW91dF9tcxgCIAEoDSJeChZHZXRBZ2VudFN0YXR1c1Jlc3BvbnNlEi0KBnN0YXR1cxgBIAEoCzIdLmJhdG9uLnYxLkFnZW50U3RhdHVzUmVzcG9uc2USFQoNcm91bmRfdHJpcF9tcxgCIAEoASLnAQoRQ29vcmRpbmF0aW9uUm91bmQSEAoIcm91bmRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5iYXRvbi52MS5Db29yZGluYXRpb25TdGF0ZRIPCgd0cmlnZ2VyGAMgASgJEhAKCHRhc2tfaWRzGAQgAygJEhEKCWFnZW50X2lkcxgFIAMoCRIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIYChZHZXRDb29yZGluYXRpb25SZXF1ZXN0IosBChdHZXRDb29yZGluYXRpb25SZXNwb25zZRIWCg5jb29yZGluYXRvcl9pZBgBIAEoCRIrCgZyb3VuZHMYAiADKAsyGy5iYXRvbi52MS5Db29yZGluYXRpb25Sb3VuZBIrCgZyZWNlbnQYAyADKAsyGy5iYXRvbi52MS5Db29yZGluYXRpb25Sb3VuZCI6ChJXYXRjaEV2ZW50c1JlcXVlc3QSDgoGdG9waWNzGAEgAygJEhQKDGFmdGVyX2N1cnNvchgCIAEoBCL1AQoFRXZlbnQSDgoGY3Vyc29yGAEgASgEEg0KBXRvcGljGAIgASgJEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29ycmVsYXRpb25faWQYBCABKAkSHgoEdGFzaxgKIAEoCzIOLmJhdG9uLnYxLlRhc2tIABIgCgVhZ2VudBgLIAEoCzIPLmJhdG9uLnYxLkFnZW50SAASLAoFcm91bmQYDCABKAsyGy5iYXRvbi52MS5Db29yZGluYXRpb25Sb3VuZEgAEg4KBnJlYXNvbhgUIAEoCUIGCgRraW5kIjUKE1dhdGNoRXZlbnRzUmVzcG9uc2USHgoFZXZlbnQYASABKAsyDy5iYXRvbi52MS5FdmVudCIqChJFeHBsYWluVGFza1JlcXVlc3QSFAoHdGFza19pZBgBIAEoCUID4EECImYKEVJlc291cmNlU2hvcnRmYWxsEhMKC3Jlc291cmNlX2lkGAEgASgJEgwKBGtpbmQYAiABKAkSDgoGbmVlZGVkGAMgASgBEgwKBGZyZWUYBCABKAESEAoIc2hvcnRfYnkYBSABKAEisAEKCE9ic3RhY2xlEiQKBGtpbmQYASABKA4yFi5iYXRvbi52MS5PYnN0YWNsZUtpbmQSDgoGZGV0YWlsGAIgASgJEg8KB21pc3NpbmcYAyADKAkSDQoFbGFiZWwYBCABKAkSDgoGd2FudGVkGAUgASgJEg4KBmFjdHVhbBgGIAEoCRIuCglzaG9ydGZhbGwYByABKAsyGy5iYXRvbi52MS5SZXNvdXJjZVNob3J0ZmFsbCLMAQoQQWdlbnRFeHBsYW5hdGlvbhIQCghhZ2VudF9pZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmJhdG9uLnYxLkFnZW50U3RhdGUSEAoIZWxpZ2libGUYAyABKAgSDgoGY2hvc2VuGAQgASgIEiUKCW9ic3RhY2xlcxgFIAMoCzISLmJhdG9uLnYxLk9ic3RhY2xlEhEKCWluX2ZsaWdodBgGIAEoDRIVCg1tYXhfaW5fZmxpZ2h0GAcgASgNEg4KBnJlYXNvbhgIIAEoCSLcAQoTRXhwbGFpblRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uYmF0b24udjEuVGFzaxIPCgdzdW1tYXJ5GAIgASgJEi4KCm5vdF9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJvdW5kX2lkGAQgASgJEhAKCHN0cmF0ZWd5GAUgASgJEioKBmFnZW50cxgGIAMoCzIaLmJhdG9uLnYxLkFnZW50RXhwbGFuYXRpb24SFgoOZWxpZ2libGVfY291bnQYByABKA0qwgEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9BU1NJR05FRBACEhYKElRBU0tfU1RBVEVfUlVOTklORxADEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAQSHAoYVEFTS19TVEFURV9ERUFEX0xFVFRFUkVEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBircAQoRQ29vcmRpbmF0aW9uU3RhdGUSIgoeQ09PUkRJTkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXQ09PUkRJTkFUSU9OX1NUQVRFX0lETEUQARIjCh9DT09SRElOQVRJT05fU1RBVEVfQ09PUkRJTkFUSU5HEAISIAocQ09PUkRJTkFUSU9OX1NUQVRFX0VYRUNVVElORxADEiEKHUNPT1JESU5BVElPTl9TVEFURV9NT05JVE9SSU5HEAQSHAoYQ09PUkRJTkFUSU9OX1NUQVRFX0VSUk9SEAUqiwMKDE9ic3RhY2xlS2luZBIdChlPQlNUQUNMRV9LSU5EX1VOU1BFQ0lGSUVEEAASHwobT0JTVEFDTEVfS0lORF9OT1RfQ09OTkVDVEVEEAESGQoVT0JTVEFDTEVfS0lORF9PRkZMSU5FEAISGgoWT0JTVEFDTEVfS0lORF9EUkFJTklORxADEh4KGk9CU1RBQ0xFX0tJTkRfQlJFQUtFUl9PUEVOEAQSHgoaT0JTVEFDTEVfS0lORF9OT19GUkVFX1NMT1QQBRIeChpPQlNUQUNMRV9LSU5EX05PVF9UQVJHRVRFRBAGEiAKHE9CU1RBQ0xFX0tJTkRfTEFCRUxfTUlTTUFUQ0gQBxIkCiBPQlNUQUNMRV9LSU5EX0NBUEFCSUxJVFlfTUlTU0lORxAIEh4KGk9CU1RBQ0xFX0tJTkRfUk9MRV9NSVNTSU5HEAkSGgoWT0JTVEFDTEVfS0lORF9FWENMVURFRBAKEiAKHE9CU1RBQ0xFX0tJTkRfUkVTT1VSQ0VfU0hPUlQQCzLYBwoHQ29udHJvbBJHCgpTdWJtaXRUYXNrEhsuYmF0b24udjEuU3VibWl0VGFza1JlcXVlc3QaHC5iYXRvbi52MS5TdWJtaXRUYXNrUmVzcG9uc2USSgoLU3VibWl0VGFza3MSHC5iYXRvbi52MS5TdWJtaXRUYXNrc1JlcXVlc3QaHS5iYXRvbi52MS5TdWJtaXRUYXNrc1Jlc3BvbnNlEj4KB0dldFRhc2sSGC5iYXRvbi52MS5HZXRUYXNrUmVxdWVzdBoZLmJhdG9uLnYxLkdldFRhc2tSZXNwb25zZRJECglMaXN0VGFza3MSGi5iYXRvbi52MS5MaXN0VGFza3NSZXF1ZXN0GhsuYmF0b24udjEuTGlzdFRhc2tzUmVzcG9uc2USRwoKQ2FuY2VsVGFzaxIbLmJhdG9uLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GhwuYmF0b24udjEuQ2FuY2VsVGFza1Jlc3BvbnNlEk0KDFJlc3VibWl0VGFzaxIdLmJhdG9uLnYxLlJlc3VibWl0VGFza1JlcXVlc3QaHi5iYXRvbi52MS5SZXN1Ym1pdFRhc2tSZXNwb25zZRJHCgpMaXN0QWdlbnRzEhsuYmF0b24udjEuTGlzdEFnZW50c1JlcXVlc3QaHC5iYXRvbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USQQoIR2V0QWdlbnQSGS5iYXRvbi52MS5HZXRBZ2VudFJlcXVlc3QaGi5iYXRvbi52MS5HZXRBZ2VudFJlc3BvbnNlEkcKCkRyYWluQWdlbnQSGy5iYXRvbi52MS5EcmFpbkFnZW50UmVxdWVzdBocLmJhdG9uLnYxLkRyYWluQWdlbnRSZXNwb25zZRJTCg5HZXRBZ2VudFN0YXR1cxIfLmJhdG9uLnYxLkdldEFnZW50U3RhdHVzUmVxdWVzdBogLmJhdG9uLnYxLkdldEFnZW50U3RhdHVzUmVzcG9uc2USVgoPR2V0Q29vcmRpbmF0aW9uEiAuYmF0b24udjEuR2V0Q29vcmRpbmF0aW9uUmVxdWVzdBohLmJhdG9uLnYxLkdldENvb3JkaW5hdGlvblJlc3BvbnNlEkwKC1dhdGNoRXZlbnRzEhwuYmF0b24udjEuV2F0Y2hFdmVudHNSZXF1ZXN0Gh0uYmF0b24udjEuV2F0Y2hFdmVudHNSZXNwb25zZTABEkoKC0V4cGxhaW5UYXNrEhwuYmF0b24udjEuRXhwbGFpblRhc2tSZXF1ZXN0Gh0uYmF0b24udjEuRXhwbGFpblRhc2tSZXNwb25zZWIGcHJvdG8z", [file_baton_v1_common, file_baton_v1_coordination, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Which agents may take a task: the replacement for the spec's topic exchange.
@@ -306,6 +306,14 @@ export type Task = Message<"baton.v1.Task"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 9;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * While it runs: the latest progress its agent reported (a coalition: its latest
+   * member's); unset before the first report and once the task has ended.
+   *
+   * @generated from field: baton.v1.ProgressUpdate progress = 10;
+   */
+  progress?: ProgressUpdate | undefined;
 };
 
 /**
@@ -1197,6 +1205,272 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
   messageDesc(file_baton_v1_control, 32);
 
 /**
+ * Explain one task.
+ *
+ * @generated from message baton.v1.ExplainTaskRequest
+ */
+export type ExplainTaskRequest = Message<"baton.v1.ExplainTaskRequest"> & {
+  /**
+   * The task (required).
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message baton.v1.ExplainTaskRequest.
+ * Use `create(ExplainTaskRequestSchema)` to create a new message.
+ */
+export const ExplainTaskRequestSchema: GenMessage<ExplainTaskRequest> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 33);
+
+/**
+ * How much of a resource a task needs beyond what an agent has free.
+ *
+ * @generated from message baton.v1.ResourceShortfall
+ */
+export type ResourceShortfall = Message<"baton.v1.ResourceShortfall"> & {
+  /**
+   * The resource asked for by id, if it was.
+   *
+   * @generated from field: string resource_id = 1;
+   */
+  resourceId: string;
+
+  /**
+   * The kind asked for, if asked by kind.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * How much the task needs, in the kind's unit.
+   *
+   * @generated from field: double needed = 3;
+   */
+  needed: number;
+
+  /**
+   * The most that is free on one matching resource of the agent (0: it has none).
+   *
+   * @generated from field: double free = 4;
+   */
+  free: number;
+
+  /**
+   * needed - free.
+   *
+   * @generated from field: double short_by = 5;
+   */
+  shortBy: number;
+};
+
+/**
+ * Describes the message baton.v1.ResourceShortfall.
+ * Use `create(ResourceShortfallSchema)` to create a new message.
+ */
+export const ResourceShortfallSchema: GenMessage<ResourceShortfall> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 34);
+
+/**
+ * One thing that keeps an agent from taking a task.
+ *
+ * @generated from message baton.v1.Obstacle
+ */
+export type Obstacle = Message<"baton.v1.Obstacle"> & {
+  /**
+   * What it is.
+   *
+   * @generated from field: baton.v1.ObstacleKind kind = 1;
+   */
+  kind: ObstacleKind;
+
+  /**
+   * In words ("lacks capability gpu", "label zone: wants eu-*, has us-1").
+   *
+   * @generated from field: string detail = 2;
+   */
+  detail: string;
+
+  /**
+   * CAPABILITY_MISSING, ROLE_MISSING: what the agent lacks.
+   *
+   * @generated from field: repeated string missing = 3;
+   */
+  missing: string[];
+
+  /**
+   * LABEL_MISMATCH: the label's key.
+   *
+   * @generated from field: string label = 4;
+   */
+  label: string;
+
+  /**
+   * LABEL_MISMATCH: the pattern asked for; NOT_TARGETED: the agent asked for.
+   *
+   * @generated from field: string wanted = 5;
+   */
+  wanted: string;
+
+  /**
+   * LABEL_MISMATCH: the agent's value ("" when it has no such label).
+   *
+   * @generated from field: string actual = 6;
+   */
+  actual: string;
+
+  /**
+   * RESOURCE_SHORT: by how much.
+   *
+   * @generated from field: baton.v1.ResourceShortfall shortfall = 7;
+   */
+  shortfall?: ResourceShortfall | undefined;
+};
+
+/**
+ * Describes the message baton.v1.Obstacle.
+ * Use `create(ObstacleSchema)` to create a new message.
+ */
+export const ObstacleSchema: GenMessage<Obstacle> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 35);
+
+/**
+ * One agent, as it stands towards a task.
+ *
+ * @generated from message baton.v1.AgentExplanation
+ */
+export type AgentExplanation = Message<"baton.v1.AgentExplanation"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: baton.v1.AgentState state = 2;
+   */
+  state: AgentState;
+
+  /**
+   * Whether nothing keeps it from taking the task now.
+   *
+   * @generated from field: bool eligible = 3;
+   */
+  eligible: boolean;
+
+  /**
+   * Whether the task's current attempt went to it.
+   *
+   * @generated from field: bool chosen = 4;
+   */
+  chosen: boolean;
+
+  /**
+   * Every obstacle; empty when eligible.
+   *
+   * @generated from field: repeated baton.v1.Obstacle obstacles = 5;
+   */
+  obstacles: Obstacle[];
+
+  /**
+   * Directives it holds now.
+   *
+   * @generated from field: uint32 in_flight = 6;
+   */
+  inFlight: number;
+
+  /**
+   * Its in-flight cap.
+   *
+   * @generated from field: uint32 max_in_flight = 7;
+   */
+  maxInFlight: number;
+
+  /**
+   * For a chosen agent: why it won; otherwise empty.
+   *
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message baton.v1.AgentExplanation.
+ * Use `create(AgentExplanationSchema)` to create a new message.
+ */
+export const AgentExplanationSchema: GenMessage<AgentExplanation> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 36);
+
+/**
+ * Why a task waits, or where it went and why.
+ *
+ * @generated from message baton.v1.ExplainTaskResponse
+ */
+export type ExplainTaskResponse = Message<"baton.v1.ExplainTaskResponse"> & {
+  /**
+   * The task.
+   *
+   * @generated from field: baton.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+
+  /**
+   * In one sentence ("waiting: no agent has capability gpu", "running on a1: ...").
+   *
+   * @generated from field: string summary = 2;
+   */
+  summary: string;
+
+  /**
+   * A pending task held back by its retry delay: when it may be planned again.
+   *
+   * @generated from field: google.protobuf.Timestamp not_before = 3;
+   */
+  notBefore?: Timestamp | undefined;
+
+  /**
+   * The round planning or monitoring it, if any.
+   *
+   * @generated from field: string round_id = 4;
+   */
+  roundId: string;
+
+  /**
+   * The planner's strategy ("least_loaded").
+   *
+   * @generated from field: string strategy = 5;
+   */
+  strategy: string;
+
+  /**
+   * Every agent known, sorted by id.
+   *
+   * @generated from field: repeated baton.v1.AgentExplanation agents = 6;
+   */
+  agents: AgentExplanation[];
+
+  /**
+   * How many agents could take it now.
+   *
+   * @generated from field: uint32 eligible_count = 7;
+   */
+  eligibleCount: number;
+};
+
+/**
+ * Describes the message baton.v1.ExplainTaskResponse.
+ * Use `create(ExplainTaskResponseSchema)` to create a new message.
+ */
+export const ExplainTaskResponseSchema: GenMessage<ExplainTaskResponse> = /*@__PURE__*/
+  messageDesc(file_baton_v1_control, 37);
+
+/**
  * A task's lifecycle.
  *
  * @generated from enum baton.v1.TaskState
@@ -1298,6 +1572,101 @@ export enum CoordinationState {
  */
 export const CoordinationStateSchema: GenEnum<CoordinationState> = /*@__PURE__*/
   enumDesc(file_baton_v1_control, 1);
+
+/**
+ * What keeps one agent from taking a task.
+ *
+ * @generated from enum baton.v1.ObstacleKind
+ */
+export enum ObstacleKind {
+  /**
+   * @generated from enum value: OBSTACLE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No session open: the agent is disconnected or offline.
+   *
+   * @generated from enum value: OBSTACLE_KIND_NOT_CONNECTED = 1;
+   */
+  NOT_CONNECTED = 1,
+
+  /**
+   * Offline (agent_unavailable): its breaker opened or its grace ran out.
+   *
+   * @generated from enum value: OBSTACLE_KIND_OFFLINE = 2;
+   */
+  OFFLINE = 2,
+
+  /**
+   * Draining: it takes no new work.
+   *
+   * @generated from enum value: OBSTACLE_KIND_DRAINING = 3;
+   */
+  DRAINING = 3,
+
+  /**
+   * Its circuit breaker is open, or half-open with its one probe out.
+   *
+   * @generated from enum value: OBSTACLE_KIND_BREAKER_OPEN = 4;
+   */
+  BREAKER_OPEN = 4,
+
+  /**
+   * Every in-flight slot is taken (in_flight = max_in_flight).
+   *
+   * @generated from enum value: OBSTACLE_KIND_NO_FREE_SLOT = 5;
+   */
+  NO_FREE_SLOT = 5,
+
+  /**
+   * The task's target names another agent.
+   *
+   * @generated from enum value: OBSTACLE_KIND_NOT_TARGETED = 6;
+   */
+  NOT_TARGETED = 6,
+
+  /**
+   * A label the task's target asks for does not match (label, wanted, actual).
+   *
+   * @generated from enum value: OBSTACLE_KIND_LABEL_MISMATCH = 7;
+   */
+  LABEL_MISMATCH = 7,
+
+  /**
+   * Capabilities the task needs that the agent lacks (missing).
+   *
+   * @generated from enum value: OBSTACLE_KIND_CAPABILITY_MISSING = 8;
+   */
+  CAPABILITY_MISSING = 8,
+
+  /**
+   * A coalition task: the agent has none of its roles (missing).
+   *
+   * @generated from enum value: OBSTACLE_KIND_ROLE_MISSING = 9;
+   */
+  ROLE_MISSING = 9,
+
+  /**
+   * It rejected the task before; the task never goes back to it.
+   *
+   * @generated from enum value: OBSTACLE_KIND_EXCLUDED = 10;
+   */
+  EXCLUDED = 10,
+
+  /**
+   * Too little of a resource is free (shortfall).
+   *
+   * @generated from enum value: OBSTACLE_KIND_RESOURCE_SHORT = 11;
+   */
+  RESOURCE_SHORT = 11,
+}
+
+/**
+ * Describes the enum baton.v1.ObstacleKind.
+ */
+export const ObstacleKindSchema: GenEnum<ObstacleKind> = /*@__PURE__*/
+  enumDesc(file_baton_v1_control, 2);
 
 /**
  * For operators and task submitters.
@@ -1429,6 +1798,17 @@ export const Control: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * Why a task waits: for a pending task, every agent and what keeps it from taking the
+   * task; for a placed task, why the agents it went to won.
+   *
+   * @generated from rpc baton.v1.Control.ExplainTask
+   */
+  explainTask: {
+    methodKind: "unary";
+    input: typeof ExplainTaskRequestSchema;
+    output: typeof ExplainTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_baton_v1_control, 0);
