@@ -107,7 +107,7 @@ function main(): void {
   const plaintext = toBinary(StructSchema, fromJson(StructSchema, secret));
   const sealedK1 = seal(keyring, plaintext, context, k1);
   const sealedK2 = seal(keyring, new Uint8Array(0), context, k2);
-  const sealedCase = (name: string, s: SealedPayload, ctx: typeof context, valid: boolean, extra: Record<string, unknown> = {}) => ({
+  const sealedCase = (name: string, s: SealedPayload, ctx: typeof context, valid: boolean, extra: { plaintext_hex?: string; plaintext_json?: JsonObject; error_code?: string; why?: string } = {}) => ({
     name,
     key_id: s.keyId,
     nonce_hex: hex(s.nonce),

@@ -75,5 +75,4 @@ describe("shared message security vectors (testdata/message-security.json)", () 
     const plaintext = open(keyring, m.value.parameters!.sealed!, { messageId: m.value.directiveId, sender: batch.sender, messageType: "baton.v1.CoordinationDirective" });
     expect(toJson(StructSchema, fromBinary(StructSchema, plaintext))).toEqual(v.sealed_plaintext_json);
   });
-
 });
