@@ -4,7 +4,7 @@ import { durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Action, AgentState } from "../../gen/baton/v1/common_pb.js";
 import type { Task, TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { CoordinationDirectiveSchema, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
-import { labelMatches, type PlanAgent, type PlanTask } from "../planner/index.js";
+import { taskFits, type FitAgent, type FitTask, type PlanAgent, type PlanTask } from "../planner/index.js";
 import type { ResourceManagerPort } from "./ports.js";
 import type { AgentRuntime, TaskRuntime } from "./runtime.js";
 
@@ -77,19 +77,47 @@ export function coalitionDirectives(
   );
 }
 
-/** Whether an agent may take work now: a session, not draining or offline, its breaker letting through, a free slot. */
-export function isCandidate(a: AgentRuntime): boolean {
-  return !!a.session && !a.draining && a.state !== AgentState.OFFLINE && a.breaker.allows && a.maxInFlight - a.outbox.size > 0;
+/** Why an agent may take no work now, whatever the task; undefined when it may. */
+export type AgentUnavailability = "not_connected" | "offline" | "draining" | "breaker_open" | "no_free_slot";
+
+/** The first reason an agent may take no work now (no session, offline, draining, its breaker refusing, no free slot), or undefined. */
+export function agentUnavailability(a: AgentRuntime): AgentUnavailability | undefined {
+  if (a.state === AgentState.OFFLINE) return "offline";
+  if (!a.session) return "not_connected";
+  if (a.draining) return "draining";
+  if (!a.breaker.allows) return "breaker_open";
+  if (freeSlots(a) <= 0) return "no_free_slot";
+  return undefined;
 }
 
-/** Whether an agent could run at least one of the tasks (capabilities, target, labels, exclusions). */
+/** Directives an agent can still take: its cap minus what it holds, and one probe while its breaker is half-open. */
+export function freeSlots(a: AgentRuntime): number {
+  const free = a.maxInFlight - a.outbox.size;
+  return a.breaker.state === "half_open" ? Math.min(1, free) : free;
+}
+
+/** Whether an agent may take work now: a session, not draining or offline, its breaker letting through, a free slot. */
+export function isCandidate(a: AgentRuntime): boolean {
+  return agentUnavailability(a) === undefined;
+}
+
+/** An agent as the eligibility rules see it. */
+export function fitAgent(a: AgentRuntime): FitAgent {
+  return { agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels };
+}
+
+/** A task as the eligibility rules see it, with the roles a coalition member may fill. */
+export function fitTask(rt: TaskRuntime): { task: FitTask; roles: readonly string[] } {
+  const spec = rt.task.spec!;
+  return { task: { requiredCapabilities: spec.requiredCapabilities, target: spec.target, excluded: rt.excluded }, roles: isCoalition(spec) ? spec.coalition!.roles : [] };
+}
+
+/** Whether an agent could run at least one of the tasks (capabilities, target, labels, exclusions, a coalition's roles). */
 export function canRunAny(a: AgentRuntime, tasks: TaskRuntime[]): boolean {
-  const caps = new Set(a.hello.capabilities);
+  const agent = fitAgent(a);
   return tasks.some((rt) => {
-    const spec = rt.task.spec!;
-    if (rt.excluded.has(a.agentId) || (spec.target?.agentId && spec.target.agentId !== a.agentId)) return false;
-    for (const [k, p] of Object.entries(spec.target?.labels ?? {})) if (!labelMatches(p, a.hello.labels[k])) return false;
-    return spec.requiredCapabilities.every((c) => caps.has(c)) && (!isCoalition(spec) || spec.coalition!.roles.length === 0 || spec.coalition!.roles.some((r) => caps.has(r)));
+    const { task, roles } = fitTask(rt);
+    return taskFits(agent, task, roles);
   });
 }
 
@@ -137,11 +165,8 @@ export function planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<
   }
   const out: PlanAgent[] = [];
   for (const a of answered) {
-    if (!a.session || a.draining || a.state === AgentState.OFFLINE || !a.breaker.allows) continue;
-    const held = a.outbox.size;
-    // A half-open breaker takes exactly one probe.
-    const free = a.breaker.state === "half_open" ? Math.min(1, a.maxInFlight - held) : a.maxInFlight - held;
-    if (free > 0) out.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: free, load: held, resources: byAgent.get(a.agentId) ?? [] });
+    if (agentUnavailability(a) !== undefined) continue;
+    out.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: freeSlots(a), load: a.outbox.size, resources: byAgent.get(a.agentId) ?? [] });
   }
   return out;
 }

@@ -1,1 +1,2 @@
 export { generatePlan, labelMatches, planningOrder, type Plan, type PlanAgent, type PlanInput, type PlanResource, type PlanResourceRequest, type PlanTask, type PlannedTask, type Placement, type ResourceMove, type Strategy } from "./plan-generator.js";
+export { amountNeeded, capacityOf, resourceCovers, resourceMatches, taskFits, type FitAgent, type FitFailure, type FitResource, type FitResourceRequest, type FitTask } from "./eligibility.js";

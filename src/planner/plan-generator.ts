@@ -1,3 +1,5 @@
+import { amountNeeded, capacityOf, labelMatches, resourceCovers, resourceMatches, taskFits } from "./eligibility.js";
+
 /** A resource an agent offers, with what is already reserved on it. */
 export interface PlanResource {
   resourceId: string;
@@ -106,27 +108,10 @@ interface AgentState {
   resources: PlanResource[];
 }
 
-const cap = (r: PlanResource) => (r.capacity > 0 ? r.capacity : 1);
+const cap = capacityOf;
+const NO_ROLES: readonly string[] = [];
 
-const patterns = new Map<string, string[]>();
-
-/** Whether a label value matches a pattern with * wildcards ("gpu-*"). */
-export function labelMatches(pattern: string, value: string | undefined): boolean {
-  if (value === undefined) return false;
-  if (!pattern.includes("*")) return pattern === value;
-  let parts = patterns.get(pattern);
-  if (!parts) patterns.set(pattern, (parts = pattern.split("*")));
-  const head = parts[0]!;
-  const tail = parts[parts.length - 1]!;
-  if (value.length < head.length + tail.length || !value.startsWith(head) || !value.endsWith(tail)) return false;
-  let at = head.length;
-  for (let i = 1; i < parts.length - 1; i++) {
-    const found = value.indexOf(parts[i]!, at);
-    if (found < 0) return false;
-    at = found + parts[i]!.length;
-  }
-  return at <= value.length - tail.length;
-}
+export { labelMatches };
 
 /** Tasks in the order they are planned: priority, then round-robin across submitters, then age. */
 export function planningOrder(tasks: PlanTask[]): PlanTask[] {
@@ -166,16 +151,7 @@ export function generatePlan(input: PlanInput): Plan {
   const unplace = (s: AgentState) => levels[s.load]?.delete(s);
   for (const s of states) place(s);
 
-  const fits = (s: AgentState, task: PlanTask, role: string): boolean => {
-    if (s.free <= 0) return false;
-    const a = s.agent;
-    if (task.excluded?.has(a.agentId)) return false;
-    if (task.target?.agentId && task.target.agentId !== a.agentId) return false;
-    if (task.target?.labels) for (const [k, p] of Object.entries(task.target.labels)) if (!labelMatches(p, a.labels[k])) return false;
-    for (const c of task.requiredCapabilities) if (!a.capabilities.has(c)) return false;
-    if (role && !a.capabilities.has(role)) return false;
-    return true;
-  };
+  const fits = (s: AgentState, task: PlanTask, role: string): boolean => s.free > 0 && taskFits(s.agent, task, role ? [role] : NO_ROLES);
 
   /** Reserves a task's resources on an agent, or returns undefined (nothing reserved). */
   const reserve = (s: AgentState, requests: PlanResourceRequest[]): Placement["resources"] | undefined => {
@@ -185,9 +161,7 @@ export function generatePlan(input: PlanInput): Plan {
       let chosen = -1;
       for (let i = 0; i < s.resources.length; i++) {
         const r = s.resources[i]!;
-        if (req.resourceId ? r.resourceId !== req.resourceId : r.kind !== req.kind) continue;
-        const need = req.amount > 0 ? req.amount : cap(r);
-        if (s.resourceFree[i]! + 1e-9 < need || (req.amount <= 0 && s.resourceFree[i]! < cap(r))) continue;
+        if (!resourceMatches(r, req) || !resourceCovers(r, s.resourceFree[i]!, req)) continue;
         // Bin-packing takes the tightest fit; least-loaded the first in id order.
         if (chosen < 0 || (strategy === "bin_packing" && s.resourceFree[i]! < s.resourceFree[chosen]!)) chosen = i;
         if (strategy !== "bin_packing") break;
@@ -197,7 +171,7 @@ export function generatePlan(input: PlanInput): Plan {
         return undefined;
       }
       const r = s.resources[chosen]!;
-      const amount = req.amount > 0 ? req.amount : cap(r);
+      const amount = amountNeeded(r, req);
       s.resourceFree[chosen]! -= amount;
       undo.push([chosen, amount]);
       out.push({ resourceId: r.resourceId, amount });
