@@ -20,6 +20,8 @@ export interface CoordinatorProcess {
   metricsUrl: string;
   /** Prometheus text of /metrics. */
   metrics(): Promise<string>;
+  /** Its log file (pino JSON lines), removed by stop(). */
+  logFile: string;
   /** The last error lines of its log (level error or worse), for a failed run's message. */
   errors(max?: number): string[];
   /** SIGTERM (graceful shutdown), SIGKILL if it has not exited in `graceMs`; removes its temp folder. */
@@ -112,6 +114,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   return {
     pid: child.pid!,
     address: `localhost:${port}`,
+    logFile,
     metricsUrl,
     async metrics() {
       const res = await fetch(metricsUrl);

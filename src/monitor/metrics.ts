@@ -10,6 +10,9 @@ export interface CoordinatorMetrics {
   detach(): void;
 }
 
+// Directives whose write time is kept for the ack histogram at most (about 8 MB).
+const MAX_UNACKED_TIMES = 100_000;
+
 /** Registers the metrics and feeds them from the coordinator's events. */
 export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId: string, registry: Registry = new Registry()): CoordinatorMetrics {
   collectDefaultMetrics({ register: registry });
@@ -35,6 +38,14 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     registers: [registry],
   });
+  const ackTime = new Histogram({
+    name: "baton_directive_ack_seconds",
+    help: "Seconds from a directive's write to the agent's stream to its ack (dispatch -> ack), the last write's when it was resent",
+    buckets: [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+    registers: [registry],
+  });
+  // Write times of directives not yet acked; bounded, since a lost agent's never are.
+  const sentAt = new Map<string, number>();
   const successRate = new Gauge({ name: "coordination_success_rate", help: "Share of finished tasks that succeeded (the spec's coordination_success_rate)", labelNames: ["coordinator_id"], registers: [registry] });
   // Gauges of current state are read at scrape time.
   new Gauge({
@@ -72,9 +83,19 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
   };
   const onOffline = (agent: { agentId: string }) => agentUnavailable.inc({ agent: agent.agentId });
   const onClockSkew = () => clockSkewRefusals.inc();
-  const onSent = (d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective) => directivesSent.inc({ action: d.parameters?.kind.case ?? "unknown" });
-  const onAck = (ack: import("../../gen/baton/v1/coordination_pb.js").DirectiveAck) => acks.inc({ outcome: ["unspecified", "accepted", "rejected", "not_now"][ack.outcome] ?? "unknown" });
+  const onSent = (d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective) => {
+    directivesSent.inc({ action: d.parameters?.kind.case ?? "unknown" });
+    if (sentAt.size < MAX_UNACKED_TIMES || sentAt.has(d.directiveId)) sentAt.set(d.directiveId, performance.now());
+  };
+  const onAck = (ack: import("../../gen/baton/v1/coordination_pb.js").DirectiveAck) => {
+    acks.inc({ outcome: ["unspecified", "accepted", "rejected", "not_now"][ack.outcome] ?? "unknown" });
+    const at = sentAt.get(ack.directiveId);
+    if (at === undefined) return;
+    sentAt.delete(ack.directiveId);
+    ackTime.observe((performance.now() - at) / 1000);
+  };
   const onCompleted = (_c: unknown, d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective | undefined) => {
+    if (d) sentAt.delete(d.directiveId);
     if (d?.timestamp) completionTime.observe({ directive_type: d.parameters?.kind.case ?? "unknown" }, (Date.now() - Number(d.timestamp.seconds) * 1000 - d.timestamp.nanos / 1e6) / 1000);
   };
   coordinator.on("task.updated", onTask);

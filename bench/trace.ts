@@ -1,0 +1,54 @@
+// Where one task's time goes: one agent, tasks one at a time, the coordinator at log level
+// debug (its protocol lines), then for each task the time from the submit to each protocol
+// message the coordinator logged for it, as medians. The debug lines cost time themselves,
+// so the total is above the latency scenario's; the split is what this is for.
+//   node --import tsx bench/trace.ts [--tasks 200] [--profile]
+import { copyFileSync, readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { Fleet } from "./lib/agents.js";
+import { benchTask, openDriver, warmUp } from "./lib/control.js";
+import { startCoordinator } from "./lib/coordinator.js";
+import { benchPki } from "./lib/pki.js";
+import { percentile } from "./lib/results.js";
+
+const { values } = parseArgs({ options: { tasks: { type: "string", default: "200" }, profile: { type: "boolean", default: false }, keep: { type: "string" } } });
+const tasks = Number(values.tasks);
+const pki = await benchPki(1);
+const coordinator = await startCoordinator({ pki, config: { log: { level: "debug" } }, ...(values.profile ? { profileDir: ".baton-tmp/bench-profiles" } : {}) });
+const fleet = new Fleet({ pki, address: coordinator.address, mode: "complete" });
+const driver = openDriver(pki, coordinator.address, ["task.*.succeeded"]);
+const submitted = new Map<string, number>();
+const total: number[] = [];
+try {
+  await fleet.add(1, 60_000);
+  await warmUp(driver, "succeeded", 120_000);
+  for (let i = 0; i < tasks; i++) {
+    const id = `trace-${i}`;
+    const start = performance.now();
+    submitted.set(id, Date.now());
+    await driver.control.submitTask({ task: benchTask(id) });
+    const end = await driver.watch.when(id, "succeeded", 60_000);
+    total.push(end - start);
+  }
+  if (values.keep) copyFileSync(coordinator.logFile, values.keep);
+  const steps = new Map<string, number[]>();
+  for (const line of readFileSync(coordinator.logFile, "utf8").split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const e = JSON.parse(line) as { time: number; msg: string; correlation_id?: string; task_id?: string; message_type?: string; source?: string; destination?: string };
+    const id = e.correlation_id ?? e.task_id;
+    const at = id ? submitted.get(id) : undefined;
+    if (at === undefined) continue;
+    const name = `${e.msg}${e.message_type ? ` ${e.message_type}` : ""}${e.source ? ` ${e.source.replace(/bench-agent-\d+/, "agent")}->${(e.destination ?? "").replace(/bench-agent-\d+/, "agent")}` : ""}`;
+    const list = steps.get(name) ?? [];
+    list.push(e.time - at);
+    steps.set(name, list);
+  }
+  total.sort((a, b) => a - b);
+  console.log(`submit -> succeeded event (driver): p50 ${percentile(total, 0.5).toFixed(2)} ms, p99 ${percentile(total, 0.99).toFixed(2)} ms over ${total.length} tasks`);
+  const rows = [...steps].map(([name, ms]) => [name, percentile(ms.sort((a, b) => a - b), 0.5), ms.length] as const).sort((a, b) => a[1] - b[1]);
+  for (const [name, p50, n] of rows) console.log(`  +${p50.toFixed(1).padStart(6)} ms  ${name} (${n})`);
+} finally {
+  driver.close();
+  await fleet.stop();
+  await coordinator.stop();
+}
