@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createJournalKeyFile } from "../store/index.js";
+import { UsageError } from "./exit.js";
 import { ROLES, initCertificateAuthority, issueToDirectory, normalizeSerial, renewInDirectory, revokeInDirectory, type RoleName } from "../security/index.js";
 
 /** Flags of `baton certs`. */
@@ -17,10 +18,6 @@ export interface CertsFlags {
   reason?: string;
 }
 
-/** A usage mistake: printed with the usage text, exit code 2. */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
 
 function parseDays(days: string | undefined): number | undefined {
   if (days === undefined) return undefined;

@@ -1,5 +1,5 @@
 import { adoptJournal, checkJournal, resetJournal, type JournalReport } from "../store/index.js";
-import { UsageError } from "./certs.js";
+import { UsageError } from "./exit.js";
 import { serveConfig } from "./serve.js";
 
 /** Flags of `baton journal`. */
