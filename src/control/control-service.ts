@@ -53,6 +53,12 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       const next = fit < page.tasks.length ? tasks.at(-1)!.spec!.taskId : page.next;
       return { $typeName: "baton.v1.ListTasksResponse", tasks, nextPageToken: next };
     },
+    async explainTask(req) {
+      if (!req.taskId) throw invalidArgument("task_id is required");
+      const coordinator = getCoordinator();
+      await coordinator.durable();
+      return coordinator.explainTask(req.taskId);
+    },
     async cancelTask(req) {
       const coordinator = getCoordinator();
       return { $typeName: "baton.v1.CancelTaskResponse", task: await coordinator.cancelTask(req.taskId, req.reason) };

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import type { CoordinationRound, Task, TaskSpec, TaskState } from "../../gen/baton/v1/control_pb.js";
+import type { CoordinationRound, ExplainTaskResponse, Task, TaskSpec, TaskState } from "../../gen/baton/v1/control_pb.js";
 import type { AgentStatusResponse, CoordinationDirective, CoordinationDirectiveSchema } from "../../gen/baton/v1/coordination_pb.js";
 import { ConnectResponseSchema, type ConnectRequest, type ConnectResponse } from "../../gen/baton/v1/session_pb.js";
 import { unavailable, type Code } from "../errors.js";
@@ -11,6 +11,7 @@ import { createCoalitions } from "./coalitions.js";
 import { createCoordinationRounds } from "./coordination-rounds.js";
 import { createCoordinatorState, durable, type CoordinatorOptions, type CoordinatorState } from "./coordinator-state.js";
 import { createDirectiveDelivery } from "./directive-delivery.js";
+import { explainTask } from "./explain.js";
 import { createJournalRecovery, type JournalRecovery } from "./journal-recovery.js";
 import type { CoordinatorParts } from "./parts.js";
 import { createReportRouter } from "./report-router.js";
@@ -88,6 +89,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.parts.registry.agent(agentId);
   }
 
+  /** The utilization (0..1) an agent last reported in a status answer or push (the synced view); undefined before its first. */
+  reportedUtilization(agentId: string): number | undefined {
+    return this.state.reportedUtilization.get(agentId);
+  }
+
   /** Asks an agent for its status over its stream and waits for the answer. */
   requestStatus(agentId: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ response: AgentStatusResponse; roundTripMs: number }> {
     return this.parts.registry.requestStatus(agentId, options);
@@ -136,6 +142,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   /** Tasks in creation order, filtered by state, paged by task id. */
   listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string } {
     return this.control.listTasks(states, pageSize, after);
+  }
+
+  /** Why a task waits, agent by agent, or why the agents it went to won (Control.ExplainTask). */
+  async explainTask(taskId: string): Promise<ExplainTaskResponse> {
+    this.control.getTask(taskId);
+    return explainTask(this.state, this.state.tasks.get(taskId)!);
   }
 
   /** Cancels a task; its agent is told and its handler's signal aborts. */
