@@ -22,6 +22,8 @@ sys.path.insert(0, SDK)
 from baton_agent import Agent  # noqa: E402
 from baton_agent._gen.baton.v1 import control_pb2, control_pb2_grpc  # noqa: E402
 
+# The node that runs the tests (vitest passes its own), else the one on PATH.
+NODE = os.environ.get("BATON_NODE", "node")
 TSX = "file://" + os.path.join(ROOT, "node_modules", "tsx", "dist", "loader.mjs")
 AGENTS = ["py_1", "py_2", "py_3", "py_example_sdk", "py_example_raw"]
 # Generous: the machine is shared and loaded; a passing test waits on its event, never this long.
@@ -49,7 +51,7 @@ class Coordinator:
         self.proc = None
 
     def start(self) -> "Coordinator":
-        cmd = ["node", "--import", TSX, os.path.join(ROOT, "test", "python", "coordinator.ts"), "--dir", self.dir, "--port", str(self.port), "--agents", ",".join(AGENTS), "--config", json.dumps(self.config)]
+        cmd = [NODE, "--import", TSX, os.path.join(ROOT, "test", "python", "coordinator.ts"), "--dir", self.dir, "--port", str(self.port), "--agents", ",".join(AGENTS), "--config", json.dumps(self.config)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(os.path.join(self.dir, "coordinator.log"), "ab"))
         ready, _, _ = select.select([self.proc.stdout], [], [], WAIT)
         line = self.proc.stdout.readline() if ready else b""
