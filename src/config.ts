@@ -111,6 +111,8 @@ export interface BatonConfig {
     maxOpenBytes: number;
     /** Tasks one Control.SubmitTasks call may carry (the call is also bounded by transport.maxReceiveMessageBytes). Default 1000. */
     maxBulk: number;
+    /** Least time between two task.<id>.progress events of one task, ms: a chatty agent cannot flood watchers, and the latest progress is always delivered. 0 publishes every report. Default 250. */
+    progressEventIntervalMs: number;
   };
   /** The journal. */
   store: {
@@ -148,6 +150,8 @@ export interface BatonConfig {
   };
   /** How long shutdown waits for calls to finish before forcing, ms. Default 5000. */
   shutdownGraceMs: number;
+  /** On SIGTERM, how long in-flight directives may run to their completion before the server stops anyway (forcing), ms; no new work is placed meanwhile. Default 30000. */
+  drainGraceMs: number;
   /** The admin HTTP endpoint (Prometheus /metrics, /healthz), "host:port"; "" turns it off. Default "127.0.0.1:9464". */
   adminListen: string;
   /** Resources offered from configuration rather than an agent's Hello (a shared GPU, a license pool). Default none. */
@@ -200,12 +204,13 @@ export function defaultConfig(): BatonConfig {
     },
     delivery: { retryCount: 3, backoffInitialMs: 500, backoffMaxMs: 10_000, leaseMs: 60_000 },
     breaker: { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 10, rollingCountTimeoutMs: 60_000 },
-    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000, maxOpen: 100_000, maxOpenBytes: 256 * 1024 * 1024, maxBulk: 1000 },
+    tasks: { maxAttempts: 3, maxDeliveries: 20, retryDelayMs: 200, coalitionFormationMs: 5000, maxOpen: 100_000, maxOpenBytes: 256 * 1024 * 1024, maxBulk: 1000, progressEventIntervalMs: 250 },
     store: { kind: "sqlite", dataDir: "data", synchronous: "FULL", keyFile: "", key: "" },
     transport: { ...DEFAULT_TRANSPORT_LIMITS, ...DEFAULT_CONNECTION_LIMITS, maxConnectionsPerAddressExempt: [...DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddressExempt] },
     limits: { ...DEFAULT_PAYLOAD_LIMITS },
     log: { level: "info", protocolLevel: "debug" },
     shutdownGraceMs: 5000,
+    drainGraceMs: 30_000,
     adminListen: "127.0.0.1:9464",
     services: { only: "all", resourceManager: "", performanceMonitor: "" },
     resources: [],
@@ -256,6 +261,8 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_MAX_OPEN_TASKS", "tasks.maxOpen", "int"],
   ["BATON_MAX_OPEN_TASK_BYTES", "tasks.maxOpenBytes", "int"],
   ["BATON_SHUTDOWN_GRACE_MS", "shutdownGraceMs", "int"],
+  ["BATON_DRAIN_GRACE_MS", "drainGraceMs", "int"],
+  ["BATON_PROGRESS_EVENT_INTERVAL_MS", "tasks.progressEventIntervalMs", "int"],
   ["BATON_ADMIN_LISTEN", "adminListen", "string"],
   ["BATON_ONLY", "services.only", "string"],
   ["BATON_RESOURCE_MANAGER", "services.resourceManager", "string"],
@@ -480,6 +487,9 @@ function validateConfig(c: BatonConfig): void {
   if (!["required", "off"].includes(c.security.messageSecurity)) throw new ConfigError(`security.messageSecurity must be "required" or "off", got ${JSON.stringify(c.security.messageSecurity)}`);
   if (!Number.isInteger(c.session.syncIntervalMs) || c.session.syncIntervalMs < 0 || c.session.syncIntervalMs > MAX_TIMER_MS) {
     throw new ConfigError(`session.syncIntervalMs must be a whole number from 0 to ${MAX_TIMER_MS} (0: every round asks every agent), got ${c.session.syncIntervalMs}`);
+  }
+  for (const [name, v] of [["drainGraceMs", c.drainGraceMs], ["tasks.progressEventIntervalMs", c.tasks.progressEventIntervalMs]] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS) throw new ConfigError(`${name} must be a whole number from 0 to ${MAX_TIMER_MS}, got ${v}`);
   }
   if (!Number.isInteger(c.security.keyGraceMs) || c.security.keyGraceMs < 0) throw new ConfigError(`security.keyGraceMs must be 0 or more, got ${c.security.keyGraceMs}`);
   if (c.mesh.enabled && c.mesh.trustedPeers.length === 0) throw new ConfigError("mesh.enabled needs mesh.trustedPeers: the sidecar addresses whose x-forwarded-client-cert header is believed");
