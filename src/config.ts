@@ -154,6 +154,15 @@ export interface BatonConfig {
   drainGraceMs: number;
   /** The admin HTTP endpoint (Prometheus /metrics, /healthz), "host:port"; "" turns it off. Default "127.0.0.1:9464". */
   adminListen: string;
+  /** The operators' web dashboard, served on the admin port (adminListen) at /dashboard/. */
+  dashboard: {
+    /** "auto" (default): on when adminListen is a loopback address or dashboard.mutualTls is set, off otherwise; "on" (refused at start off loopback without mutualTls); "off". */
+    enabled: "auto" | "on" | "off";
+    /** Serve the admin port over HTTPS (tls.certFile, tls.keyFile) and require, for the dashboard, a client certificate from tls.caFile whose role the policy lets read and act (operators). Default false. */
+    mutualTls: boolean;
+    /** How often an open dashboard is sent the agents' figures, rounds and metrics, ms. Default 2000. */
+    pulseMs: number;
+  };
   /** Resources offered from configuration rather than an agent's Hello (a shared GPU, a license pool). Default none. */
   resources: Array<{ agentId: string; resourceId: string; kind: string; capacity: number }>;
   /** Which participants this process runs, and where the others are. */
@@ -212,6 +221,7 @@ export function defaultConfig(): BatonConfig {
     shutdownGraceMs: 5000,
     drainGraceMs: 30_000,
     adminListen: "127.0.0.1:9464",
+    dashboard: { enabled: "auto", mutualTls: false, pulseMs: 2000 },
     services: { only: "all", resourceManager: "", performanceMonitor: "" },
     resources: [],
   };
@@ -264,6 +274,8 @@ const ENV: Array<[string, string, Kind]> = [
   ["BATON_DRAIN_GRACE_MS", "drainGraceMs", "int"],
   ["BATON_PROGRESS_EVENT_INTERVAL_MS", "tasks.progressEventIntervalMs", "int"],
   ["BATON_ADMIN_LISTEN", "adminListen", "string"],
+  ["BATON_DASHBOARD", "dashboard.enabled", "string"],
+  ["BATON_DASHBOARD_MTLS", "dashboard.mutualTls", "bool"],
   ["BATON_ONLY", "services.only", "string"],
   ["BATON_RESOURCE_MANAGER", "services.resourceManager", "string"],
   ["BATON_PERFORMANCE_MONITOR", "services.performanceMonitor", "string"],
@@ -385,9 +397,20 @@ export function parseListen(listen: string, setting = "listen"): { host: string;
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+/** Whether a listen host ("127.0.0.1", "[::1]", "localhost") is a loopback address. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h);
+}
+
 function validateConfig(c: BatonConfig): void {
   parseListen(c.listen);
   if (c.adminListen) parseListen(c.adminListen, "adminListen");
+  if (!["auto", "on", "off"].includes(c.dashboard.enabled)) throw new ConfigError(`dashboard.enabled must be "auto", "on" or "off", got ${JSON.stringify(c.dashboard.enabled)}`);
+  if (c.dashboard.enabled === "on" && c.adminListen && !c.dashboard.mutualTls && !isLoopbackHost(parseListen(c.adminListen, "adminListen").host)) {
+    throw new ConfigError(`dashboard.enabled is "on" but adminListen ${c.adminListen} is not a loopback address: off loopback the dashboard needs access control; set dashboard.mutualTls (BATON_DASHBOARD_MTLS) so operators present a certificate from tls.caFile, or listen on 127.0.0.1`);
+  }
+  if (c.dashboard.mutualTls && c.mesh.enabled) throw new ConfigError("dashboard.mutualTls cannot be used with mesh.enabled: behind a mesh the sidecar terminates TLS; keep the admin port on loopback");
   c.resources.forEach((r, i) => {
     if (typeof r !== "object" || !r || typeof r.agentId !== "string" || !r.agentId || typeof r.resourceId !== "string" || !r.resourceId || typeof r.kind !== "string" || typeof r.capacity !== "number" || r.capacity < 0) {
       throw new ConfigError(`resources[${i}] must be { agentId, resourceId, kind, capacity >= 0 }`);
@@ -433,6 +456,7 @@ function validateConfig(c: BatonConfig): void {
     ["tls.reloadIntervalMs", c.tls.reloadIntervalMs],
     ["security.keyRotationMs", c.security.keyRotationMs],
     ["security.replayWindowMs", c.security.replayWindowMs],
+    ["dashboard.pulseMs", c.dashboard.pulseMs],
   ];
   for (const [name, value] of positive) {
     if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive whole number, got ${value}`);

@@ -1,4 +1,5 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from "node:https";
 import type { Registry } from "prom-client";
 import type { Logger } from "../logging.js";
 
@@ -9,9 +10,18 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
+/** What else the admin port serves, and how. */
+export interface AdminServerOptions {
+  /** Routes of other modules (the dashboard), asked first: true when they answered the request. */
+  routes?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Serve HTTPS with these options (the dashboard's mutual TLS) instead of HTTP. */
+  tls?: HttpsServerOptions;
+}
+
 /** Listens on host:port (port 0 picks one) and serves the registry's metrics. */
-export async function startAdminServer(listen: { host: string; port: number }, registry: Registry, logger: Logger): Promise<AdminServer> {
-  const server: Server = createServer((req, res) => {
+export async function startAdminServer(listen: { host: string; port: number }, registry: Registry, logger: Logger, options: AdminServerOptions = {}): Promise<AdminServer> {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (options.routes?.(req, res)) return;
     if (req.method === "GET" && req.url === "/metrics") {
       registry.metrics().then(
         (body) => {
@@ -28,7 +38,8 @@ export async function startAdminServer(listen: { host: string; port: number }, r
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics or /healthz\n");
     }
-  });
+  };
+  const server = options.tls ? createHttpsServer(options.tls, handler) : createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(listen.port, listen.host, resolve);

@@ -6,8 +6,9 @@ import { file_baton_v1_session, Coordinator as CoordinatorService } from "../../
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_baton_v1_resource_manager, ResourceManager } from "../../gen/baton/v1/resource_manager_pb.js";
 import { createResourceManagerService, embeddedResourceManager, remoteResourceManager, ResourceInventory } from "../resources/index.js";
-import { parseListen, type BatonConfig } from "../config.js";
+import { isLoopbackHost, parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
+import { createAdminDashboard, type AdminDashboard } from "../dashboard/index.js";
 import { EventLog, publishCoordinatorEvents } from "../events/index.js";
 import { Coordinator } from "../coordinator/index.js";
 import { unavailable } from "../errors.js";
@@ -16,7 +17,7 @@ import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
 import { createConnectionMetrics, createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { adaptService, addReflection, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type TlsMaterial } from "../rpc/index.js";
+import { adaptService, addReflection, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { AccessControl } from "./access-control.js";
@@ -48,6 +49,9 @@ export class BatonServer {
   private unpublish: (() => void) | undefined;
   private metricsInstance: CoordinatorMetrics | undefined;
   private admin: AdminServer | undefined;
+  /** The Control operations, served on the gRPC port and used by the dashboard. */
+  private control: ServiceImpl<typeof Control> | undefined;
+  private dashboard: AdminDashboard | undefined;
   readonly health: HealthState;
   private readonly server: Server;
   private readonly shutdownController = new AbortController();
@@ -85,7 +89,7 @@ export class BatonServer {
     const served: Array<[string, DescFile, AdaptedService]> = [];
     if (this.runsCoordinator) {
       served.push([CoordinatorService.typeName, file_baton_v1_session, adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter)]);
-      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport) }), adapter)]);
+      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, (this.control = createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport) })), adapter)]);
     }
     if (this.runsResourceManager) served.push([ResourceManager.typeName, file_baton_v1_resource_manager, adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter)]);
     if (this.runsPerformanceMonitor) served.push([PerformanceMonitor.typeName, file_baton_v1_performance_monitor, adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter)]);
@@ -120,6 +124,13 @@ export class BatonServer {
   /** The admin endpoint's port (0 when it is off). */
   get adminPort(): number {
     return this.admin?.port ?? 0;
+  }
+
+  /** The dashboard's address ("http://localhost:9464/dashboard/"), or "" when it is off. */
+  get dashboardUrl(): string {
+    if (!this.dashboard || !this.admin) return "";
+    const { host } = parseListen(this.options.config.adminListen, "adminListen");
+    return `${this.dashboard.scheme}://${isLoopbackHost(host) ? "localhost" : host}:${this.admin.port}/dashboard/`;
   }
 
   /** Where the server is in its life. */
@@ -186,7 +197,9 @@ export class BatonServer {
     });
     // Only once gRPC is bound: /healthz must not answer ok for a server that could not listen.
     if (this.runsCoordinator && config.adminListen) {
-      this.admin = await startAdminServer(parseListen(config.adminListen, "adminListen"), this.registry, this.logger).catch((err: unknown) => {
+      const metrics = this.runsPerformanceMonitor ? () => this.performance.metricsNow({ requestId: "", agentIds: [], window: undefined }) : undefined;
+      this.dashboard = createAdminDashboard({ config, control: this.control!, events: this.events, coordinator: this.coordinator, ...(metrics ? { metrics } : {}), access: this.access, logger });
+      this.admin = await startAdminServer(parseListen(config.adminListen, "adminListen"), this.registry, this.logger, { ...(this.dashboard ? { routes: this.dashboard.dashboard.handle, tls: this.dashboard.tls } : {}) }).catch((err: unknown) => {
         throw listenFailure(err, config.adminListen, "adminListen");
       });
     }
@@ -223,6 +236,7 @@ export class BatonServer {
     this.metricsInstance?.detach();
     this.unpublish?.();
     this.events.close();
+    this.dashboard?.dashboard.close();
     await this.admin?.close();
     this.currentState = "stopped";
     this.logger.info("baton stopped");
