@@ -1,4 +1,4 @@
-import { buildConfig, configFromEnv, configFromFile, type BatonConfig, type ConfigOverrides } from "../config.js";
+import { configFromEnv, configFromFile, resolveConfig, type BatonConfig, type ConfigLayer, type ConfigOverrides, type ResolvedConfig } from "../config.js";
 import { createLogger, type Logger } from "../logging.js";
 import { ensureDevelopmentCertificates } from "../security/index.js";
 import { BatonServer } from "../server/index.js";
@@ -22,6 +22,11 @@ export interface ServeFlags {
 
 /** The configuration `baton serve` runs with: defaults, file, environment, flags. */
 export function serveConfig(flags: ServeFlags, env: Record<string, string | undefined>): BatonConfig {
+  return resolveServeConfig(flags, env).config;
+}
+
+/** The same, with where each value came from (`baton config print`). */
+export function resolveServeConfig(flags: ServeFlags, env: Record<string, string | undefined>): ResolvedConfig {
   const fromFlags: ConfigOverrides = {};
   if (flags.listen) fromFlags.listen = flags.listen;
   // Unlike the other flags, "" is a value here: it turns the admin endpoint off.
@@ -32,14 +37,17 @@ export function serveConfig(flags: ServeFlags, env: Record<string, string | unde
   if (flags["trust-domain"]) tls.trustDomain = flags["trust-domain"];
   if (flags["dev-certs"]) tls.devCerts = true;
   if (Object.keys(tls).length) fromFlags.tls = tls;
-  if (flags["log-level"]) fromFlags.log = { level: flags["log-level"] };
+  if (flags["log-level"]) fromFlags.log = { level: flags["log-level"] as BatonConfig["log"]["level"] };
   const services: NonNullable<ConfigOverrides["services"]> = {};
   if (flags.only) services.only = flags.only as BatonConfig["services"]["only"];
   if (flags["resource-manager"]) services.resourceManager = flags["resource-manager"];
   if (flags["performance-monitor"]) services.performanceMonitor = flags["performance-monitor"];
   if (Object.keys(services).length) fromFlags.services = services;
   const file = flags.config ?? env.BATON_CONFIG;
-  return buildConfig(file ? configFromFile(file) : {}, configFromEnv(env), fromFlags);
+  const layers: ConfigLayer[] = [];
+  if (file) layers.push({ source: "file", file, overrides: configFromFile(file) });
+  layers.push({ source: "env", overrides: configFromEnv(env) }, { source: "flag", overrides: fromFlags });
+  return resolveConfig(layers);
 }
 
 /** Starts the server; returns it and its logger so the caller can wire signals. */
