@@ -1,7 +1,7 @@
-import { AgentSchema, TaskSchema, type Agent, type Control } from "../../gen/baton/v1/control_pb.js";
-import { toAgentMessage, type Coordinator } from "../coordinator/index.js";
+import { AgentSchema, TaskSchema, type Agent, type Control, type Task } from "../../gen/baton/v1/control_pb.js";
+import { isTerminal, toAgentMessage, type Coordinator } from "../coordinator/index.js";
 import { invalidArgument, notFound, quote, resourceExhausted } from "../errors.js";
-import type { EventLog } from "../events/index.js";
+import type { EventLog, TaskProgressView } from "../events/index.js";
 import { countWithin, elementBytes, messageBudget } from "../protocol/index.js";
 import { DEFAULT_TRANSPORT_LIMITS, type HandlerContext, type ServiceImpl } from "../rpc/index.js";
 
@@ -13,11 +13,18 @@ function submitterOf(ctx: HandlerContext): string {
 export interface ControlServiceOptions {
   /** Most bytes of tasks in a ListTasks page, or of agents in ListAgents; default messageBudget of the default transport limits. */
   answerBudgetBytes?: number;
+  /** The latest progress of running tasks, shown on the tasks answered (Task.progress). */
+  progress?: TaskProgressView;
 }
 
 /** The Control service over the coordinator (got per call: it exists once the server has started) and the event log. */
 export function createControlService(getCoordinator: () => Coordinator, events: EventLog, options: ControlServiceOptions = {}): ServiceImpl<typeof Control> {
   const budget = options.answerBudgetBytes ?? messageBudget(DEFAULT_TRANSPORT_LIMITS);
+  // A copy: the coordinator's own Task (journaled as it is) never carries progress.
+  const withProgress = (task: Task): Task => {
+    const progress = isTerminal(task.state) ? undefined : options.progress?.latest(task.spec!.taskId);
+    return progress ? { ...task, progress } : task;
+  };
   const agent = (id: string): Agent => {
     const coordinator = getCoordinator();
     const rt = coordinator.agent(id);
@@ -39,7 +46,7 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       const coordinator = getCoordinator();
       // Reads wait for pending writes: an answer never shows a state the journal may not keep.
       await coordinator.durable();
-      return { $typeName: "baton.v1.GetTaskResponse", task: coordinator.getTask(req.taskId) };
+      return { $typeName: "baton.v1.GetTaskResponse", task: withProgress(coordinator.getTask(req.taskId)) };
     },
     async listTasks(req) {
       const coordinator = getCoordinator();
@@ -48,16 +55,19 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       await coordinator.durable();
       const page = coordinator.listTasks(req.states, req.pageSize || 100, req.pageToken);
       // A page also stops before it would outgrow a message; the next page starts after its last task.
-      const fit = countWithin(page.tasks, (t) => elementBytes(TaskSchema, t), budget);
-      const tasks = page.tasks.slice(0, fit);
-      const next = fit < page.tasks.length ? tasks.at(-1)!.spec!.taskId : page.next;
+      const shown = page.tasks.map(withProgress);
+      const fit = countWithin(shown, (t) => elementBytes(TaskSchema, t), budget);
+      const tasks = shown.slice(0, fit);
+      const next = fit < shown.length ? tasks.at(-1)!.spec!.taskId : page.next;
       return { $typeName: "baton.v1.ListTasksResponse", tasks, nextPageToken: next };
     },
     async explainTask(req) {
       if (!req.taskId) throw invalidArgument("task_id is required");
       const coordinator = getCoordinator();
       await coordinator.durable();
-      return coordinator.explainTask(req.taskId);
+      const explained = await coordinator.explainTask(req.taskId);
+      if (explained.task) explained.task = withProgress(explained.task);
+      return explained;
     },
     async cancelTask(req) {
       const coordinator = getCoordinator();

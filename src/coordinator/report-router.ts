@@ -87,7 +87,7 @@ export function createReportRouter(state: CoordinatorState, parts: CoordinatorPa
         state.performance?.recordUpdate(
           create(MetricsUpdateSchema, { eventId: update.eventId, timestamp: update.timestamp, sourceAgent: update.sourceAgent, directiveId: update.directiveId, resourceUtilization: update.metrics?.resourceUtilization ?? 0, completionPercentage: update.metrics?.completionPercentage ?? 0, custom: { ...(update.metrics?.custom ?? {}), in_flight: agent.outbox.inFlight } }),
         );
-        state.events.emit("directive.progress", update);
+        state.events.emit("directive.progress", update, (update.directiveId && state.directiveTask.get(update.directiveId)?.taskId) || "");
         return;
       }
       case "taskCompletion": {

@@ -131,7 +131,8 @@ export interface CoordinatorEvents {
   "round.updated": [round: CoordinationRound, reason: string];
   "directive.sent": [directive: CoordinationDirective];
   "directive.ack": [ack: DirectiveAck, directive: CoordinationDirective];
-  "directive.progress": [update: ProgressUpdate];
+  /** Progress on a directive; taskId is its task's ("" when it belongs to none). */
+  "directive.progress": [update: ProgressUpdate, taskId: string];
   "directive.completed": [completion: TaskCompletion, directive: CoordinationDirective | undefined];
 }
 

@@ -2,3 +2,4 @@ export { EventLog, WATCH_LIMITS, type EventInit, type EventLogOptions } from "./
 export { topicMatches, isValidPattern, topicSegment } from "./topic-pattern.js";
 export { TopicIndex } from "./topic-index.js";
 export { publishCoordinatorEvents } from "./coordinator-events.js";
+export { publishTaskProgress, type TaskProgressOptions, type TaskProgressView } from "./task-progress.js";

@@ -9,7 +9,7 @@ import { createResourceManagerService, embeddedResourceManager, remoteResourceMa
 import { isLoopbackHost, parseListen, type BatonConfig } from "../config.js";
 import { createControlService } from "../control/index.js";
 import { createAdminDashboard, type AdminDashboard } from "../dashboard/index.js";
-import { EventLog, publishCoordinatorEvents } from "../events/index.js";
+import { EventLog, publishCoordinatorEvents, publishTaskProgress, type TaskProgressView } from "../events/index.js";
 import { Coordinator } from "../coordinator/index.js";
 import { unavailable } from "../errors.js";
 import { messageBudget } from "../protocol/index.js";
@@ -47,6 +47,8 @@ export class BatonServer {
   /** Every state change, for Control.WatchEvents. */
   readonly events = new EventLog();
   private unpublish: (() => void) | undefined;
+  /** The latest progress of each running task, and its task.<id>.progress events; there once start() has made the coordinator. */
+  private progress: (TaskProgressView & { stop(): void }) | undefined;
   private metricsInstance: CoordinatorMetrics | undefined;
   private admin: AdminServer | undefined;
   /** The Control operations, served on the gRPC port and used by the dashboard. */
@@ -89,7 +91,7 @@ export class BatonServer {
     const served: Array<[string, DescFile, AdaptedService]> = [];
     if (this.runsCoordinator) {
       served.push([CoordinatorService.typeName, file_baton_v1_session, adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter)]);
-      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, (this.control = createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport) })), adapter)]);
+      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, (this.control = createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport), progress: { latest: (taskId) => this.progress?.latest(taskId) } })), adapter)]);
     }
     if (this.runsResourceManager) served.push([ResourceManager.typeName, file_baton_v1_resource_manager, adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter)]);
     if (this.runsPerformanceMonitor) served.push([PerformanceMonitor.typeName, file_baton_v1_performance_monitor, adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter)]);
@@ -186,6 +188,7 @@ export class BatonServer {
       const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker); })();
       const performance = this.runsPerformanceMonitor ? this.performance : (() => { const p = this.peer(pm, "performance-monitor"); return remotePerformanceMonitor(p.channel, p.breaker, this.logger); })();
       this.coordinatorInstance = new Coordinator({ config, logger, store, resources, performance });
+      this.progress = publishTaskProgress(this.coordinatorInstance, this.events, { intervalMs: config.tasks.progressEventIntervalMs });
       this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
       await this.coordinatorInstance.start();
       this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
@@ -234,6 +237,7 @@ export class BatonServer {
     this.access.close();
     this.reloading?.close();
     this.metricsInstance?.detach();
+    this.progress?.stop();
     this.unpublish?.();
     this.events.close();
     this.dashboard?.dashboard.close();
