@@ -41,6 +41,8 @@ export class TaskJournal {
   private pending: WriteOp[] = [];
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
+  /** Whether a write is out: what is committed meanwhile waits, and goes as one batch when it ends (group commit). */
+  private inFlight = false;
   private writing: Promise<void> = Promise.resolve();
   /** The first failed write: from then on every commit is refused (see commit). */
   private failure: unknown;
@@ -133,7 +135,7 @@ export class TaskJournal {
     for (const id of change.deleteDirectives ?? []) this.pending.push({ type: "delete", key: DIRECTIVE + id });
     const written = new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (!this.scheduled) {
+      if (!this.scheduled && !this.inFlight) {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
@@ -163,24 +165,33 @@ export class TaskJournal {
 
   private flush(): void {
     this.scheduled = false;
+    // The write out now starts the next batch when it ends.
+    if (this.inFlight) return;
     const ops = this.pending;
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    // Writes stay in order: each batch starts after the previous one is durable. An empty
+    this.inFlight = true;
+    // Writes stay in order: a batch starts once the previous one is durable. An empty
     // batch writes nothing: it resolves once everything committed before it is durable.
-    this.writing = this.writing.then(async () => {
-      if (this.failure !== undefined) return waiters.forEach((w) => w.reject(this.refusal()));
-      try {
-        if (ops.length > 0) await this.store.write(ops);
-      } catch (err) {
-        this.failure = err;
-        waiters.forEach((w) => w.reject(err));
-        this.onFailure(err);
-        return;
-      }
-      waiters.forEach((w) => w.resolve());
+    this.writing = this.write(ops, waiters).finally(() => {
+      this.inFlight = false;
+      // Everything committed while that write was out, at once: its callers have waited already.
+      if (this.waiters.length > 0) this.flush();
     });
+  }
+
+  private async write(ops: WriteOp[], waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>): Promise<void> {
+    if (this.failure !== undefined) return waiters.forEach((w) => w.reject(this.refusal()));
+    try {
+      if (ops.length > 0) await this.store.write(ops);
+    } catch (err) {
+      this.failure = err;
+      waiters.forEach((w) => w.reject(err));
+      this.onFailure(err);
+      return;
+    }
+    waiters.forEach((w) => w.resolve());
   }
 
   /** Resolves once every change committed so far is durable; rejects if one of them failed. */
@@ -194,8 +205,10 @@ export class TaskJournal {
 
   /** Waits for pending writes, then closes the store. */
   async close(): Promise<void> {
-    if (this.scheduled) this.flush();
-    await this.writing;
+    while (this.inFlight || this.waiters.length > 0) {
+      if (!this.inFlight) this.flush();
+      await this.writing;
+    }
     await this.store.close();
   }
 }

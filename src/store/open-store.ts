@@ -10,7 +10,7 @@ import { ConfigError, type BatonConfig } from "../config.js";
 import { lockDirectory } from "./dir-lock.js";
 import { createMemoryStore } from "./memory-store.js";
 import { createSecretBox, parseJournalKeys, type SecretBox } from "./secret-box.js";
-import { openSqliteStore } from "./sqlite-store.js";
+import { openSqliteThreadStore } from "./sqlite-thread.js";
 import type { Store } from "./store.js";
 
 /** The journal's file in a data directory. */
@@ -29,7 +29,8 @@ export async function openConfiguredStore(config: BatonConfig): Promise<Store> {
   const lock = lockDirectory(dataDir);
   let store: Store;
   try {
-    store = openSqliteStore({ path: join(dataDir, JOURNAL_FILE), synchronous: config.store.synchronous, secrets });
+    // On a thread of its own: a commit's fsync does not stall the event loop.
+    store = await openSqliteThreadStore({ path: join(dataDir, JOURNAL_FILE), synchronous: config.store.synchronous, secrets });
   } catch (err) {
     lock.release();
     throw err;

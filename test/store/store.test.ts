@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createMemoryStore, openSqliteStore, type Store, type WriteOp } from "../../src/store/index.js";
+import { createMemoryStore, openSqliteStore, openSqliteThreadStore, type Store, type WriteOp } from "../../src/store/index.js";
 import { TSX } from "../helpers/process.js";
 
 let dir: string;
@@ -28,10 +28,11 @@ async function fill(store: Store, keys: string[]): Promise<void> {
 describe.each([
   ["memory", (): Store => createMemoryStore()],
   ["sqlite", (): Store => openSqliteStore({ path: freshPath() })],
+  ["sqlite on its own thread", (): Promise<Store> => openSqliteThreadStore({ path: freshPath() })],
 ])("%s store", (_name, open) => {
   let store: Store;
   const withStore = (fn: () => Promise<void>) => async () => {
-    store = open();
+    store = await open();
     try {
       await fn();
     } finally {
@@ -166,7 +167,7 @@ describe.each([
   }));
 
   it("rejects every call once closed", async () => {
-    const s = open();
+    const s = await open();
     await s.write([put("a")]);
     await s.close();
     await s.close();
