@@ -23,8 +23,8 @@ describe("the Python SDK (pytest against a real coordinator)", () => {
     expect(missing).toBeUndefined();
   });
 
-  it.for(["test_vectors.py", "test_agent.py", "test_examples.py"])("%s passes", async (file, ctx) => {
+  it.for(["test_vectors.py", "test_agent.py", "test_examples.py"])("%s passes", { timeout: 900_000 }, async (file, ctx) => {
     if (missing) ctx.skip(missing);
     await pytest(file);
-  }, 900_000);
+  });
 });
