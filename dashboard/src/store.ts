@@ -21,6 +21,7 @@ export interface ViewState {
 const MAX_FINISHED = 200;
 const MAX_SAMPLES = 90;
 const FINISHED = new Set(["succeeded", "cancelled"]);
+const OPEN_RUNNING = new Set(["assigned", "running"]);
 
 /** The state before the first snapshot. */
 export function initialState(): ViewState {
@@ -72,9 +73,15 @@ export function applyChange(state: ViewState, change: ChangeEvent): ViewState {
   if (change.task?.spec) {
     const tasks = new Map(state.tasks);
     const id = change.task.spec.taskId;
+    const before = tasks.get(id);
+    let task = change.task;
+    // Task events do not carry progress (it has its own events, which may come first): the same attempt keeps what it reported.
+    if (!task.progress && before?.progress && (before.attempts ?? []).length === (task.attempts ?? []).length && OPEN_RUNNING.has(enumName(task.state, "TASK_STATE_"))) {
+      task = { ...task, progress: before.progress };
+    }
     // Re-inserted last: the table lists tasks by their latest change.
     tasks.delete(id);
-    tasks.set(id, change.task);
+    tasks.set(id, task);
     let finished = 0;
     for (const t of tasks.values()) if (FINISHED.has(enumName(t.state, "TASK_STATE_"))) finished++;
     for (const [key, t] of tasks) {
@@ -89,7 +96,7 @@ export function applyChange(state: ViewState, change: ChangeEvent): ViewState {
   if (change.progress?.taskId) {
     const before = state.tasks.get(change.progress.taskId);
     // Progress of a task that has ended since (events arrive in order) changes nothing.
-    if (!before || !["assigned", "running"].includes(enumName(before.state, "TASK_STATE_"))) return state;
+    if (!before || !OPEN_RUNNING.has(enumName(before.state, "TASK_STATE_"))) return state;
     const tasks = new Map(state.tasks);
     tasks.set(change.progress.taskId, { ...before, progress: change.progress });
     return { ...state, tasks };
