@@ -23,18 +23,19 @@ export function messageJson<D extends DescMessage>(schema: D, message: MessageSh
 /** A column of a table: its title and how to read a cell from a row. */
 export type Column<T> = [title: string, cell: (row: T) => string];
 
-/** Aligned columns, a header line first; cells are cut at 60 characters. */
+/** Aligned columns, a header line first; cells are cut at 60 characters (the last at 200). */
 export function table<T>(rows: readonly T[], columns: ReadonlyArray<Column<T>>): string {
-  const cells = rows.map((row) => columns.map(([, cell]) => oneLine(cell(row))));
+  // The last column (reasons, details) is cut later than the others: nothing follows it.
+  const cells = rows.map((row) => columns.map(([, cell], i) => oneLine(cell(row), i === columns.length - 1 ? 200 : 60)));
   const titles = columns.map(([title]) => title);
   const widths = titles.map((t, i) => Math.max(t.length, ...cells.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [line(titles), ...cells.map(line)].join("\n") + "\n";
 }
 
-function oneLine(value: string): string {
+function oneLine(value: string, max: number): string {
   const flat = value.replace(/\s+/g, " ");
-  return flat.length > 60 ? `${flat.slice(0, 59)}…` : flat;
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 /** What a read command shows: items (a list) or one item, as JSON values and as a table. */

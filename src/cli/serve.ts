@@ -50,13 +50,17 @@ export function resolveServeConfig(flags: ServeFlags, env: Record<string, string
   return resolveConfig(layers);
 }
 
+/** Makes the development certificates and journal key when the configuration asks for them (tls.devCerts). */
+export async function prepareDevelopmentFiles(config: BatonConfig, logger: Logger): Promise<void> {
+  if (!config.tls.devCerts) return;
+  const made = await ensureDevelopmentCertificates({ dir: config.tls.certsDir, trustDomain: config.tls.trustDomain });
+  logger.info({ certs_dir: config.tls.certsDir, created: made.created }, "development certificates ready");
+  if (config.store.kind === "sqlite" && !config.store.key && createJournalKeyFile(config.store.keyFile)) logger.info({ key_file: config.store.keyFile }, "development journal key made");
+}
+
 /** Starts the server; returns it and its logger so the caller can wire signals. */
 export async function serve(config: BatonConfig, logger: Logger = createLogger({ level: config.log.level, base: { coordinator_id: config.coordinatorId } })): Promise<{ server: BatonServer; logger: Logger }> {
-  if (config.tls.devCerts) {
-    const made = await ensureDevelopmentCertificates({ dir: config.tls.certsDir, trustDomain: config.tls.trustDomain });
-    logger.info({ certs_dir: config.tls.certsDir, created: made.created }, "development certificates ready");
-    if (config.store.kind === "sqlite" && !config.store.key && createJournalKeyFile(config.store.keyFile)) logger.info({ key_file: config.store.keyFile }, "development journal key made");
-  }
+  await prepareDevelopmentFiles(config, logger);
   const server = new BatonServer({ config, logger });
   await server.start();
   return { server, logger };

@@ -20,7 +20,7 @@ export function addServeFlags(cmd: Command): Command {
     .option("--performance-monitor <host:port>", "a Performance Monitor in another process (BATON_PERFORMANCE_MONITOR)");
 }
 
-/** `baton serve`: runs until SIGINT or SIGTERM; the first stops gracefully, a second forces. */
+/** `baton serve`: runs until SIGINT or SIGTERM; the first drains (server.drain: drainGraceMs), a second forces. */
 async function runServe(flags: ServeFlags): Promise<void> {
   const { server, logger } = await serve(serveConfig(flags, process.env));
   await new Promise<void>((resolve) => {
@@ -32,7 +32,7 @@ async function runServe(flags: ServeFlags): Promise<void> {
       }
       stopping = true;
       logger.info({ signal }, "shutting down");
-      void server.shutdown().then(resolve);
+      void server.drain().then(resolve);
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);

@@ -4,10 +4,11 @@ import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { Priority } from "../../gen/baton/v1/common_pb.js";
-import { TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
+import { ExplainTaskResponseSchema, TaskSchema, TaskSpecSchema, TaskState, type AgentExplanation, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { topicSegment } from "../events/index.js";
 import { UsageError } from "./exit.js";
-import { enumLabel, messageJson, render, timeCell, type Column, type Printable } from "./output.js";
+import { enumLabel, messageJson, render, table, timeCell, type Column, type Printable } from "./output.js";
 import { withControl, type ClientCommandOptions } from "./client-command.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -17,7 +18,7 @@ const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.DEAD_LETTERED, TaskStat
 
 /** "50%" or "" from a task's latest progress (GetTask carries it while the task runs). */
 export function taskProgress(task: Task): number | undefined {
-  const pct = (task as { progress?: { metrics?: { completionPercentage?: number } } }).progress?.metrics?.completionPercentage;
+  const pct = task.progress?.metrics?.completionPercentage;
   return typeof pct === "number" ? pct : undefined;
 }
 
@@ -204,10 +205,31 @@ export function addTaskCommands(program: Command, options: ClientCommandOptions)
       out(render(format, taskPrintable([res.task!], true)));
     }));
 
+  addExplain(task, options);
+
   read(task.command("resubmit").argument("<task-id>").description("submit a dead-lettered task again")).action(withControl(options, async ({ control, format, out }, taskId: string) => {
     const res = await control.resubmitTask({ taskId });
     out(render(format, taskPrintable([res.task!], true)));
   }));
+}
+
+/** Adds `baton task explain`: why a task waits, agent by agent (Control.ExplainTask). */
+function addExplain(task: Command, options: ClientCommandOptions): void {
+  options
+    .readCommand(task.command("explain").argument("<task-id>").description("why a task is waiting: every agent and what keeps it from the task (or why the chosen agents won)"))
+    .action(withControl(options, async ({ control, format, out }, taskId: string) => {
+      const res = await control.explainTask({ taskId });
+      if (format !== "table") return out(render(format, { items: [res], single: true, json: (r) => messageJson(ExplainTaskResponseSchema, r), columns: [] }));
+      const t = res.task!;
+      const head = [
+        `task ${taskId}: ${enumLabel(TaskState, t.state)}${t.assignedAgents.length ? ` on ${t.assignedAgents.join(", ")}` : ""}`,
+        res.summary,
+        `${res.eligibleCount} of ${res.agents.length} agents could take it now${res.strategy ? ` (planner: ${res.strategy})` : ""}${res.roundId ? `; round ${res.roundId}` : ""}${res.notBefore ? `; retry not before ${timeCell(res.notBefore)}` : ""}`,
+        "",
+      ].join("\n");
+      const why = (a: AgentExplanation) => (a.chosen ? a.reason || "chosen" : a.obstacles.map((o) => o.detail).join("; ") || (a.eligible ? "eligible" : ""));
+      out(`${head}\n${res.agents.length ? table(res.agents, [["AGENT", (a) => a.agentId], ["STATE", (a) => enumLabel(AgentState, a.state)], ["SLOTS", (a) => `${a.inFlight}/${a.maxInFlight}`], ["", (a) => (a.chosen ? "chosen" : a.eligible ? "eligible" : "blocked")], ["WHY", why]]) : "(no agents known)\n"}`);
+    }));
 }
 
 /** Milliseconds from a task's creation to its last change. */

@@ -1,7 +1,23 @@
 import type { Command } from "commander";
-import type { ClientCommandOptions } from "./client-command.js";
+import { withControl, type ClientCommandOptions } from "./client-command.js";
+import { startLiveView } from "./watch/live.js";
 
-/** Adds `baton watch`. */
-export function addWatchCommand(program: Command, _options: ClientCommandOptions): void {
-  program.command("watch").description("a live view of agents, tasks and rounds");
+/** Adds `baton watch`: the live view of agents, tasks (with progress bars) and rounds. */
+export function addWatchCommand(program: Command, options: ClientCommandOptions): void {
+  program
+    .command("watch")
+    .description("a live view of agents, tasks with their progress, and rounds; redrawn in place on a terminal, one line per event otherwise (Ctrl-C to stop)")
+    .option("--plain", "one line per event even on a terminal")
+    .action(withControl(options, async ({ control, connection }, flags: { plain?: boolean }) => {
+      const view = startLiveView(control, { title: `baton watch: ${connection.target.address}${connection.target.context ? ` (context ${connection.target.context})` : ""}`, tty: Boolean(process.stdout.isTTY) && !flags.plain });
+      const stop = () => view.stop();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      try {
+        await view.done;
+      } finally {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+      }
+    }));
 }
