@@ -23,7 +23,7 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
   function requestSchedule(trigger = "system_state_change"): void {
     if (state.recovering) return;
     state.triggers.add(trigger);
-    if (state.scheduleQueued || state.stopping) return;
+    if (state.scheduleQueued || state.stopping || state.draining) return;
     state.scheduleQueued = true;
     setImmediate(() => {
       state.scheduleQueued = false;

@@ -45,6 +45,8 @@ export interface CoordinatorState {
   /** Bumped when the in-memory state is dropped: work begun before then must not touch the reloaded state. */
   epoch: number;
   stopping: boolean;
+  /** Draining before a stop (SIGTERM): no round places new work; what is in flight carries on. */
+  draining: boolean;
   readonly agentsById: Map<string, AgentRuntime>;
   readonly tasks: Map<string, TaskRuntime>;
   /** Every task in creation order (ListTasks), the pending ones (scheduling), counts by state: kept by the task engine's moveTask. */
@@ -92,6 +94,7 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     recovering: false,
     epoch: 0,
     stopping: false,
+    draining: false,
     agentsById: new Map(),
     tasks: new Map(),
     order: [],

@@ -160,6 +160,32 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.control.resubmitTask(taskId);
   }
 
+  /**
+   * The first half of a graceful stop (SIGTERM): no new work is placed, every connected agent
+   * is told to Drain, and directives in flight run on to their completions.
+   */
+  beginDrain(reason: string): void {
+    const state = this.state;
+    if (state.draining || state.stopping) return;
+    state.draining = true;
+    clearTimeout(state.wakeTimer);
+    for (const agent of state.agentsById.values()) if (agent.session && !agent.draining) this.parts.registry.drain(agent.agentId, reason);
+  }
+
+  /** Why the coordinator takes no work now ("" when it does): stopping, draining, or its journal cannot be written. */
+  get notReadyReason(): string {
+    const state = this.state;
+    if (state.stopping) return "the coordinator is stopping";
+    if (state.draining) return "the coordinator is draining";
+    if (state.recovering) return "the journal cannot be written";
+    return "";
+  }
+
+  /** Directives handed to agents and not yet completed (or given up on). */
+  get inFlight(): number {
+    return this.state.directives.size;
+  }
+
   /** Closes every session (agents are told to reconnect), stops timers, closes the journal. */
   async shutdown(): Promise<void> {
     const state = this.state;

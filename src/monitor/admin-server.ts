@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type ServerOptions as HttpsServerOpt
 import type { Registry } from "prom-client";
 import type { Logger } from "../logging.js";
 
-/** The admin HTTP endpoint: GET /metrics (Prometheus text format) and GET /healthz. */
+/** The admin HTTP endpoint: GET /metrics (Prometheus text format), GET /healthz (live) and GET /readyz (ready). */
 export interface AdminServer {
   /** The bound port. */
   port: number;
@@ -16,6 +16,8 @@ export interface AdminServerOptions {
   routes?: (req: IncomingMessage, res: ServerResponse) => boolean;
   /** Serve HTTPS with these options (the dashboard's mutual TLS) instead of HTTP. */
   tls?: HttpsServerOptions;
+  /** Why the process should be sent no traffic now ("" when it is ready): /readyz answers 503 with it. Default always ready. */
+  notReady?: () => string;
 }
 
 /** Listens on host:port (port 0 picks one) and serves the registry's metrics. */
@@ -34,9 +36,13 @@ export async function startAdminServer(listen: { host: string; port: number }, r
         },
       );
     } else if (req.method === "GET" && req.url === "/healthz") {
+      // Live: the process answers. Whether it should get traffic is /readyz's question.
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else if (req.method === "GET" && req.url === "/readyz") {
+      const why = options.notReady?.() ?? "";
+      res.writeHead(why ? 503 : 200, { "content-type": "text/plain" }).end(why ? `not ready: ${why}\n` : "ready\n");
     } else {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics or /healthz\n");
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics, /healthz or /readyz\n");
     }
   };
   const server = options.tls ? createHttpsServer(options.tls, handler) : createServer(handler);

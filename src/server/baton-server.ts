@@ -24,7 +24,7 @@ import { AccessControl } from "./access-control.js";
 import { checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
 
 /** Where a server is in its life. */
-export type ServerState = "new" | "starting" | "serving" | "stopping" | "stopped";
+export type ServerState = "new" | "starting" | "serving" | "draining" | "stopping" | "stopped";
 
 /** What a BatonServer is made from. */
 export interface BatonServerOptions {
@@ -202,13 +202,44 @@ export class BatonServer {
     if (this.runsCoordinator && config.adminListen) {
       const metrics = this.runsPerformanceMonitor ? () => this.performance.metricsNow({ requestId: "", agentIds: [], window: undefined }) : undefined;
       this.dashboard = createAdminDashboard({ config, control: this.control!, events: this.events, coordinator: this.coordinator, ...(metrics ? { metrics } : {}), access: this.access, logger });
-      this.admin = await startAdminServer(parseListen(config.adminListen, "adminListen"), this.registry, this.logger, { ...(this.dashboard ? { routes: this.dashboard.dashboard.handle, tls: this.dashboard.tls } : {}) }).catch((err: unknown) => {
+      this.admin = await startAdminServer(parseListen(config.adminListen, "adminListen"), this.registry, this.logger, { notReady: () => this.notReadyReason, ...(this.dashboard ? { routes: this.dashboard.dashboard.handle, tls: this.dashboard.tls } : {}) }).catch((err: unknown) => {
         throw listenFailure(err, config.adminListen, "adminListen");
       });
     }
     this.currentState = "serving";
     this.logger.info({ listen: `${host}:${this.boundPort}`, serves: [...this.health.services] }, "baton serving");
     return this.boundPort;
+  }
+
+  /** Why this server should get no traffic now ("" when ready: bound, journal open, not draining), as /readyz answers. */
+  get notReadyReason(): string {
+    if (this.currentState !== "serving") return `the server is ${this.currentState}`;
+    return this.coordinatorInstance?.notReadyReason ?? "";
+  }
+
+  /**
+   * A graceful stop (SIGTERM): no new work is placed, health says NOT_SERVING and /readyz 503,
+   * agents are told to Drain, and directives in flight may finish for up to graceMs (default
+   * drainGraceMs); then the server shuts down (completions and the journal flushed), forcing
+   * what is still open when the grace runs out. Work not finished stays in the journal.
+   */
+  async drain(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.currentState !== "serving") return this.shutdown(options);
+    const { config } = this.options;
+    const graceMs = options.graceMs ?? config.drainGraceMs;
+    const deadline = Date.now() + graceMs;
+    this.currentState = "draining";
+    this.health.shutdown();
+    const coordinator = this.coordinatorInstance;
+    coordinator?.beginDrain("the coordinator is stopping");
+    this.logger.info({ grace_ms: graceMs, in_flight: coordinator?.inFlight ?? 0 }, "draining: no new work is placed; directives in flight may finish");
+    // Completions arrive on agent streams at their own pace: looked at every few ms, not waited on one by one.
+    while (coordinator && coordinator.inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const left = coordinator?.inFlight ?? 0;
+    if (left > 0) this.logger.warn({ in_flight: left, grace_ms: graceMs }, "drain grace over with directives in flight: they stay in the journal and are replanned after a restart");
+    else this.logger.info("drained: every directive in flight has finished");
+    // Whatever is left of the grace (at most shutdownGraceMs) closes the calls still open.
+    await this.shutdown({ graceMs: Math.min(config.shutdownGraceMs, Math.max(100, deadline - Date.now())) });
   }
 
   /** Stops taking calls, closes agent sessions, waits up to graceMs for calls to end, then forces. */
