@@ -437,6 +437,7 @@ class Agent:
             elif kind == "completion_ack":
                 with self._lock:
                     self._unacked.pop(m.completion_ack.directive_id, None)
+                self._maybe_leave()
             elif kind == "key_rotation":
                 if self._keyring is None:
                     raise failed_precondition("a key rotation arrived on an unsigned session")

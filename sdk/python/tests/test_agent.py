@@ -174,3 +174,48 @@ def test_status_answered_and_drain_honoured(coordinator, agents):
     coordinator.wait_task("busy")
     status = wait_until(lambda: (s := control.GetAgentStatus(control_pb2.GetAgentStatusRequest(agent_id="py_1"), timeout=10)).status.in_flight == 0 and s, "the agent to finish its work")
     assert status.status.state == common_pb2.AGENT_STATE_DRAINING
+
+
+def test_drain_with_reconnect_to_moves_the_agent(coordinator, agents, proxy_factory):
+    proxy = proxy_factory(coordinator.port)
+    agent = coordinator.agent("py_1", capabilities=["python"], reconnect_initial=0.05, reconnect_max=0.5)
+    agents.append(agent)
+    first = agent.connect(timeout=WAIT)
+    welcomes = []
+    agent.on("welcome", welcomes.append)
+    threading.Thread(target=agent.run, args=(lambda d: {"at": agent.address},), daemon=True).start()
+    coordinator.control().DrainAgent(control_pb2.DrainAgentRequest(agent_id="py_1", reason="move", reconnect_to=proxy.address), timeout=10)
+    # Idle, it leaves at once for reconnect_to, with a new session there, and takes work again.
+    wait_until(lambda: welcomes, "the agent to connect where the Drain sent it")
+    assert agent.address == proxy.address and not welcomes[0].resumed and welcomes[0].session_id != first.session_id
+    coordinator.submit("moved", {"n": 1}, required_capabilities=["python"])
+    assert coordinator.wait_task("moved").result["at"] == proxy.address
+
+
+def test_clock_skew_beyond_the_replay_window_is_refused(coordinator):
+    agent = coordinator.agent("py_2", clock=lambda: time.time() + 3600)
+    with pytest.raises(BatonAgentError) as err:
+        agent.connect(timeout=WAIT)
+    assert err.value.code == grpc.StatusCode.UNAUTHENTICATED and "clock skew" in err.value.message
+
+
+def test_a_redelivered_directive_runs_once_and_is_acked_again(coordinator):
+    import queue
+
+    from baton_agent._gen.baton.v1 import coordination_pb2
+
+    agent = coordinator.agent("py_3")
+    agent._outbox = queue.Queue()
+    d = coordination_pb2.CoordinationDirective(directive_id="0b9d7f0e-3c1a-4e8b-a6f2-5d4c3b2a1908", target_agent="py_3", action=1, sequence=4, attempt=1)
+    d.parameters.assign_task.task_id = "t"
+    agent._receive(d)
+    received = agent._inbox.get_nowait()
+    received.accept()
+    again = coordination_pb2.CoordinationDirective()
+    again.CopyFrom(d)
+    again.attempt, again.sequence = 2, 9
+    agent._receive(again)
+    assert agent._inbox.empty(), "a duplicate reached the handler"
+    acks = [r.directive_ack for _, r in list(agent._outbox.queue) if r.WhichOneof("kind") == "directive_ack"]
+    assert [(a.attempt, a.sequence, a.outcome) for a in acks] == [(1, 4, coordination_pb2.ACK_OUTCOME_ACCEPTED), (2, 9, coordination_pb2.ACK_OUTCOME_ACCEPTED)]
+    assert agent._last_sequence == 9
