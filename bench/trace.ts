@@ -2,8 +2,9 @@
 // debug (its protocol lines), then for each task the time from the submit to each protocol
 // message the coordinator logged for it, as medians. The debug lines cost time themselves,
 // so the total is above the latency scenario's; the split is what this is for.
-//   node --import tsx bench/trace.ts [--tasks 200] [--profile]
+//   node --import tsx bench/trace.ts [--tasks 200] [--profile] [--level info]
 import { copyFileSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Fleet } from "./lib/agents.js";
 import { benchTask, openDriver, warmUp } from "./lib/control.js";
@@ -11,10 +12,10 @@ import { startCoordinator } from "./lib/coordinator.js";
 import { benchPki } from "./lib/pki.js";
 import { percentile } from "./lib/results.js";
 
-const { values } = parseArgs({ options: { tasks: { type: "string", default: "200" }, profile: { type: "boolean", default: false }, keep: { type: "string" } } });
+const { values } = parseArgs({ options: { tasks: { type: "string", default: "200" }, profile: { type: "boolean", default: false }, keep: { type: "string" }, level: { type: "string", default: "debug" } } });
 const tasks = Number(values.tasks);
 const pki = await benchPki(1);
-const coordinator = await startCoordinator({ pki, config: { log: { level: "debug" } }, ...(values.profile ? { profileDir: ".baton-tmp/bench-profiles" } : {}) });
+const coordinator = await startCoordinator({ pki, config: { log: { level: values.level } }, ...(values.profile ? { profileDir: join(process.cwd(), ".baton-tmp/bench-profiles") } : {}) });
 const fleet = new Fleet({ pki, address: coordinator.address, mode: "complete" });
 const driver = openDriver(pki, coordinator.address, ["task.*.succeeded"]);
 const submitted = new Map<string, number>();
@@ -31,16 +32,21 @@ try {
     total.push(end - start);
   }
   if (values.keep) copyFileSync(coordinator.logFile, values.keep);
+  // Protocol lines carry the round's id as correlation id: the round's plan line names its task.
+  type Line = { timestamp: string; msg: string; round_id?: string; tasks?: string[]; correlation_id?: string; task_id?: string; message_type?: string; source?: string; destination?: string; state?: string };
+  const lines = readFileSync(coordinator.logFile, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Line);
+  const roundTask = new Map<string, string>();
+  for (const e of lines) if (e.msg === "round plan" && e.round_id && e.tasks?.length === 1) roundTask.set(e.round_id, e.tasks[0]!);
   const steps = new Map<string, number[]>();
-  for (const line of readFileSync(coordinator.logFile, "utf8").split("\n")) {
-    if (!line.startsWith("{")) continue;
-    const e = JSON.parse(line) as { time: number; msg: string; correlation_id?: string; task_id?: string; message_type?: string; source?: string; destination?: string };
-    const id = e.correlation_id ?? e.task_id;
+  const agentName = (s: string | undefined) => (s ?? "").replace(/bench-agent-\d+/, "agent");
+  for (const e of lines) {
+    const ref = e.correlation_id ?? e.round_id;
+    const id = e.task_id ?? (ref ? (roundTask.get(ref) ?? ref) : undefined);
     const at = id ? submitted.get(id) : undefined;
     if (at === undefined) continue;
-    const name = `${e.msg}${e.message_type ? ` ${e.message_type}` : ""}${e.source ? ` ${e.source.replace(/bench-agent-\d+/, "agent")}->${(e.destination ?? "").replace(/bench-agent-\d+/, "agent")}` : ""}`;
+    const name = `${e.msg}${e.state ? ` ${e.state}` : ""}${e.message_type ? ` ${e.message_type}` : ""}${e.source ? ` ${agentName(e.source)}->${agentName(e.destination)}` : ""}`;
     const list = steps.get(name) ?? [];
-    list.push(e.time - at);
+    list.push(Date.parse(e.timestamp) - at);
     steps.set(name, list);
   }
   total.sort((a, b) => a - b);

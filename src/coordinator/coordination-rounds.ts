@@ -111,15 +111,21 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       const claimed = new Set(claimedAgents);
       const answered = everyone.filter((a) => claimed.has(a.agentId));
       const roundId = rr.round.roundId;
-      // The figures the plan weighs: utilization per agent from the Performance Monitor.
-      const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: answered.map((a) => a.agentId) });
-      logParticipant(state, roundId, config.coordinatorId, PM, "metrics_request");
-      const metrics = await state.performance?.metrics(metricsRequest).catch((err: unknown) => {
-        state.logger.warn({ err: (err as Error).message }, "no figures from the Performance Monitor; planning without them");
-        return undefined;
-      });
-      if (abandoned()) return;
-      if (metrics) logParticipant(state, roundId, PM, config.coordinatorId, "system_metrics");
+      // The figures the plan weighs: utilization per agent. With the synced view on, each
+      // agent's own latest status has it, and the Performance Monitor is asked only for
+      // agents that have not reported one; with it off (0), every round asks, as the spec draws it.
+      const unknown = config.session.syncIntervalMs > 0 ? answered.filter((a) => !state.reportedUtilization.has(a.agentId)) : answered;
+      let metrics: Awaited<ReturnType<NonNullable<typeof state.performance>["metrics"]>> | undefined;
+      if (state.performance && unknown.length > 0) {
+        const metricsRequest = create(MetricsRequestSchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: unknown.map((a) => a.agentId) });
+        logParticipant(state, roundId, config.coordinatorId, PM, "metrics_request");
+        metrics = await state.performance.metrics(metricsRequest).catch((err: unknown) => {
+          state.logger.warn({ err: (err as Error).message }, "no figures from the Performance Monitor; planning without them");
+          return undefined;
+        });
+        if (abandoned()) return;
+        if (metrics) logParticipant(state, roundId, PM, config.coordinatorId, "system_metrics");
+      }
       // Step 3: verify resources with the Resource Manager.
       const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: everyone.map((a) => a.agentId) });
       logParticipant(state, roundId, config.coordinatorId, RM, "resource_query");

@@ -45,12 +45,34 @@ function clearIn(schema: DescMessage, message: Record<string, unknown>): void {
   }
 }
 
+// Whether a redacted field is set anywhere in this message: most answers hold none, and are sent without a copy.
+function setIn(schema: DescMessage, message: Record<string, unknown>): boolean {
+  for (const field of schema.fields) {
+    const holder = field.oneof ? (message[field.oneof.localName] as { case?: string; value?: unknown }) : undefined;
+    if (holder && holder.case !== field.localName) continue;
+    const value = holder ? holder.value : message[field.localName];
+    if (value === undefined || value === null) continue;
+    if (redactedHere(field)) {
+      if (field.fieldKind === "list" ? (value as unknown[]).length > 0 : field.fieldKind === "map" ? Object.keys(value as object).length > 0 : true) return true;
+      continue;
+    }
+    const child = childMessage(field);
+    if (!child || !containsRedacted(child)) continue;
+    if (field.fieldKind === "list") {
+      if ((value as Array<Record<string, unknown>>).some((item) => setIn(child, item))) return true;
+    } else if (field.fieldKind === "map") {
+      if (Object.values(value as Record<string, Record<string, unknown>>).some((item) => setIn(child, item))) return true;
+    } else if (setIn(child, value as Record<string, unknown>)) return true;
+  }
+  return false;
+}
+
 /**
  * The message with every `debug_redact` field cleared (a copy; the original is kept).
  * Applied to every response the server sends, so a sensitive field can reach no caller.
  */
 export function redact<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): MessageShape<Desc> {
-  if (!containsRedacted(schema)) return message;
+  if (!containsRedacted(schema) || !setIn(schema, message as unknown as Record<string, unknown>)) return message;
   const copy = clone(schema, message);
   clearIn(schema, copy as unknown as Record<string, unknown>);
   return copy;

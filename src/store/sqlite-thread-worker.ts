@@ -1,7 +1,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { openSqliteStore, type SqliteStoreOptions } from "./sqlite-store.js";
 import type { Store } from "./store.js";
-import type { StoreReply, StoreRequest } from "./sqlite-thread.js";
+import { decodeBatch, type StoreReply, type StoreRequest } from "./sqlite-thread.js";
 
 // The SQLite journal's own thread (see sqlite-thread.ts): it opens the store, then runs
 // the requests in the order they come, one at a time, each answered once done (a write
@@ -30,7 +30,10 @@ port.on("message", (req: StoreRequest) => {
   queue = queue.then(async () => {
     try {
       let value: unknown;
-      if (req.op === "write") value = await store.write(req.ops, req.conditions);
+      if (req.op === "write") {
+        const { ops, conditions } = decodeBatch(req.batch);
+        value = await store.write(ops, conditions);
+      }
       else if (req.op === "get") value = await store.get(req.key);
       else if (req.op === "scan") value = await store.scan(req.prefix, req.options);
       else value = await store.close();

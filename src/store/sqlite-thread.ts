@@ -3,9 +3,9 @@ import { JournalError } from "./journal-error.js";
 import type { SqliteStoreOptions } from "./sqlite-store.js";
 import { assertBatch, assertKey, assertScan, closedError, type Condition, type ScanOptions, type Store, type WriteOp } from "./store.js";
 
-/** A request to the journal's thread. */
+/** A request to the journal's thread; a write's ops and conditions travel as one transferred buffer (encodeBatch). */
 export type StoreRequest =
-  | { id: number; op: "write"; ops: WriteOp[]; conditions: Condition[] }
+  | { id: number; op: "write"; batch: Uint8Array }
   | { id: number; op: "get"; key: string }
   | { id: number; op: "scan"; prefix: string; options: ScanOptions }
   | { id: number; op: "close" };
@@ -28,6 +28,59 @@ function startWorker(options: Omit<SqliteStoreOptions, "secrets">): Worker {
   // Resolved here: an eval'd worker resolves bare names from the working directory.
   const tsx = JSON.stringify(import.meta.resolve("tsx/esm/api"));
   return new Worker(`import(${tsx}).then((tsx) => { tsx.register(); return import(${target}); })`, { eval: true, workerData: options });
+}
+
+// A batch as bytes: per entry a tag (0 put, 1 delete, 2 absent), the key's UTF-8 length
+// and bytes, and for a put the value's length and bytes. Cloning an array of objects with
+// typed arrays for postMessage cost more than the commit's own work; one buffer is moved.
+const PUT = 0;
+const DELETE = 1;
+const ABSENT = 2;
+
+/** Encodes a write's ops and conditions into one buffer, to be transferred. */
+export function encodeBatch(ops: WriteOp[], conditions: Condition[]): Uint8Array {
+  const keys = [...ops.map((o) => Buffer.from(o.key)), ...conditions.map((c) => Buffer.from(c.key))];
+  let size = 0;
+  ops.forEach((o, i) => (size += 5 + keys[i]!.length + (o.type === "put" ? 4 + o.value.byteLength : 0)));
+  for (let i = ops.length; i < keys.length; i++) size += 5 + keys[i]!.length;
+  const out = Buffer.allocUnsafeSlow(size);
+  let at = 0;
+  const entry = (tag: number, key: Buffer) => {
+    out[at] = tag;
+    out.writeUInt32LE(key.length, at + 1);
+    key.copy(out, at + 5);
+    at += 5 + key.length;
+  };
+  ops.forEach((o, i) => {
+    entry(o.type === "put" ? PUT : DELETE, keys[i]!);
+    if (o.type !== "put") return;
+    out.writeUInt32LE(o.value.byteLength, at);
+    out.set(o.value, at + 4);
+    at += 4 + o.value.byteLength;
+  });
+  for (let i = ops.length; i < keys.length; i++) entry(ABSENT, keys[i]!);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** The ops and conditions encodeBatch encoded. */
+export function decodeBatch(bytes: Uint8Array): { ops: WriteOp[]; conditions: Condition[] } {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const ops: WriteOp[] = [];
+  const conditions: Condition[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const tag = buf[at]!;
+    const keyLength = buf.readUInt32LE(at + 1);
+    const key = buf.toString("utf8", at + 5, at + 5 + keyLength);
+    at += 5 + keyLength;
+    if (tag === PUT) {
+      const valueLength = buf.readUInt32LE(at);
+      ops.push({ type: "put", key, value: bytes.subarray(at + 4, at + 4 + valueLength) });
+      at += 4 + valueLength;
+    } else if (tag === DELETE) ops.push({ type: "delete", key });
+    else conditions.push({ key, absent: true });
+  }
+  return { ops, conditions };
 }
 
 function toError(fields: NonNullable<StoreReply["error"]>): Error {
@@ -86,7 +139,8 @@ export async function openSqliteThreadStore(options: SqliteStoreOptions): Promis
         resolve: (v) => (settle(id), resolve(v as T)),
         reject: (e) => (settle(id), reject(e)),
       });
-      worker.postMessage({ ...req, id });
+      if (req.op === "write") worker.postMessage({ ...req, id }, [req.batch.buffer as ArrayBuffer]);
+      else worker.postMessage({ ...req, id });
     });
   };
   const settle = (id: number) => {
@@ -101,7 +155,7 @@ export async function openSqliteThreadStore(options: SqliteStoreOptions): Promis
     // Checked here too, so a bad call fails before anything crosses to the thread.
     async write(ops: WriteOp[], conditions: Condition[] = []) {
       if (!closed) assertBatch(ops, conditions);
-      return call<boolean>({ op: "write", ops, conditions });
+      return call<boolean>({ op: "write", batch: encodeBatch(ops, conditions) });
     },
     async get(key: string) {
       if (!closed) assertKey(key);

@@ -34,8 +34,11 @@ describe("status collection reads the synced view", () => {
     expect(rounds).toBe(10);
     // The first round asks (nothing pushed yet); later ones plan from what the agent pushed after each task.
     expect(statusRequests).toBeLessThanOrEqual(1);
-    // Each round still walks the spec's steps in order, step 2 answered from the view.
-    const steps = ["metrics_request", "system_metrics", "resource_query", "resource_status", "coordination_directive", "directive_ack", "task_completion", "performance_report"];
+    // Each round still walks the spec's steps in order, step 2 answered from the view. The
+    // utilization the plan weighs is in the agent's own status, so the Performance Monitor
+    // is not asked on the round's path; it is still told how each round went.
+    const steps = ["resource_query", "resource_status", "coordination_directive", "directive_ack", "task_completion", "performance_report"];
+    expect(fx.srv.logs.lines.filter((l) => l.message_type === "metrics_request")).toEqual([]);
     const byRound = new Map<string, string[]>();
     for (const l of fx.srv.logs.lines) if (typeof l.message_type === "string") byRound.set(l.correlation_id as string, [...(byRound.get(l.correlation_id as string) ?? []), l.message_type]);
     const { recent } = fx.srv.server.coordinator.coordination();
@@ -53,5 +56,7 @@ describe("status collection reads the synced view", () => {
     const { statusRequests, rounds } = await runOneAtATime(5);
     expect(rounds).toBe(5);
     expect(statusRequests).toBeGreaterThanOrEqual(5);
+    // The spec's diagram whole: every round asks the Performance Monitor too.
+    expect(new Set(fx.srv.logs.lines.filter((l) => l.message_type === "metrics_request").map((l) => l.correlation_id)).size).toBe(5);
   });
 });
