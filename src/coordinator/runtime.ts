@@ -134,6 +134,8 @@ export interface CoordinatorEvents {
   /** Progress on a directive; taskId is its task's ("" when it belongs to none). */
   "directive.progress": [update: ProgressUpdate, taskId: string];
   "directive.completed": [completion: TaskCompletion, directive: CoordinationDirective | undefined];
+  /** A session's message keys were rotated (security.keyRotationMs). */
+  "session.key_rotated": [];
 }
 
 const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.DEAD_LETTERED, TaskState.CANCELLED]);

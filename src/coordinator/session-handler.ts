@@ -194,8 +194,10 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
   function sessionSecurity(): SessionSecurity | undefined {
     const sec = config.security;
     if (sec.messageSecurity === "off") return undefined;
+    const keyring = createKeyring({ rotationMs: sec.keyRotationMs, graceMs: sec.keyGraceMs, onListenerError: (err) => state.logger.error({ err }, "key rotation listener failed") });
+    keyring.onRotate(() => state.events.emit("session.key_rotated"));
     return {
-      keyring: createKeyring({ rotationMs: sec.keyRotationMs, graceMs: sec.keyGraceMs, onListenerError: (err) => state.logger.error({ err }, "key rotation listener failed") }),
+      keyring,
       replay: createReplayGuard({ windowMs: sec.replayWindowMs }),
       sensitiveInputOf: (directive) => {
         const owner = state.directiveTask.get(directive.directiveId);

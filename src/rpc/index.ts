@@ -10,3 +10,4 @@ export { clientCredentials, serverCredentials, readTlsFiles, type TlsFiles, type
 export { guardInterceptor, headersOf, type CallGuard, type GuardedCall } from "./guard-interceptor.js";
 export { reloadingServerCredentials, type ReloadingCredentials, type ReloadingOptions } from "./reloading-credentials.js";
 export { containsRedacted, redact } from "./redact.js";
+export { callMetricsInterceptor, type CallObserver, type GrpcType, type MethodObserver } from "./metrics-interceptor.js";

@@ -15,9 +15,9 @@ import { unavailable } from "../errors.js";
 import { messageBudget } from "../protocol/index.js";
 import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
-import { createConnectionMetrics, createCoordinatorMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
+import { createConnectionMetrics, createCoordinatorMetrics, createGrpcServerMetrics, createOperationsMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { adaptService, addReflection, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
+import { adaptService, addReflection, callMetricsInterceptor, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { AccessControl } from "./access-control.js";
@@ -50,6 +50,7 @@ export class BatonServer {
   /** The latest progress of each running task, and its task.<id>.progress events; there once start() has made the coordinator. */
   private progress: (TaskProgressView & { stop(): void }) | undefined;
   private metricsInstance: CoordinatorMetrics | undefined;
+  private operationsMetrics: { detach(): void } | undefined;
   private admin: AdminServer | undefined;
   /** The Control operations, served on the gRPC port and used by the dashboard. */
   private control: ServiceImpl<typeof Control> | undefined;
@@ -76,7 +77,8 @@ export class BatonServer {
     setMaxListeners(0, this.shutdownController.signal);
     this.access = new AccessControl(config, options.logger, this.registry);
     // One interceptor guards every service, health and reflection included: no handler can forget.
-    this.server = new Server({ ...serverChannelOptions(config.transport), interceptors: [guardInterceptor(this.access.guard)] });
+    // Metrics first: calls the guard refuses are counted too, as go-grpc-prometheus counts them.
+    this.server = new Server({ ...serverChannelOptions(config.transport), interceptors: [callMetricsInterceptor(createGrpcServerMetrics(this.registry)), guardInterceptor(this.access.guard)] });
     const adapter: AdapterOptions = {
       logger: options.logger,
       shutdownSignal: this.shutdownController.signal,
@@ -192,6 +194,7 @@ export class BatonServer {
       this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
       await this.coordinatorInstance.start();
       this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
+      this.operationsMetrics = createOperationsMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
     }
     const { host, port } = parseListen(this.options.config.listen);
     this.listener = this.guardConnections(credentials);
@@ -268,6 +271,7 @@ export class BatonServer {
     this.access.close();
     this.reloading?.close();
     this.metricsInstance?.detach();
+    this.operationsMetrics?.detach();
     this.progress?.stop();
     this.unpublish?.();
     this.events.close();

@@ -58,7 +58,8 @@ describe("progress visible to operators", () => {
     for (const e of progress) expect(e.kind.case === "progress" && e.kind.value.taskId).toBe("chatty");
     const times = progress.map((e) => Number(e.timestamp!.seconds) * 1000 + e.timestamp!.nanos / 1e6);
     for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(240);
-    expect(progress.at(-1)!.kind.case === "progress" && progress.at(-1)!.kind.value.metrics?.completionPercentage).toBe(100);
+    const last = progress.at(-1)!.kind;
+    expect(last.case === "progress" ? last.value.metrics?.completionPercentage : undefined).toBe(100);
     // The last progress event precedes the task's final event; a task that has ended shows none.
     expect(events.findIndex((e) => e.topic === "task.chatty.succeeded")).toBeGreaterThan(events.indexOf(progress.at(-1)!));
     const ended = (await control.getTask({ taskId: "chatty" })).task!;

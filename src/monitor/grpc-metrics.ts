@@ -1,0 +1,46 @@
+import { Counter, Histogram, type Registry } from "prom-client";
+import type { CallObserver } from "../rpc/index.js";
+
+// go-grpc-prometheus spells codes as Go's codes.Code.String() does.
+const GO_CODE_NAMES = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"];
+
+/**
+ * The standard gRPC server metrics under go-grpc-prometheus's names and labels
+ * (grpc_type, grpc_service, grpc_method, grpc_code), so its dashboards and alerts work
+ * unchanged; handling time in seconds with its default buckets.
+ */
+export function createGrpcServerMetrics(registry: Registry): CallObserver {
+  const labelNames = ["grpc_type", "grpc_service", "grpc_method"] as const;
+  const started = new Counter({ name: "grpc_server_started_total", help: "Total number of RPCs started on the server.", labelNames, registers: [registry] });
+  const handled = new Counter({ name: "grpc_server_handled_total", help: "Total number of RPCs completed on the server, regardless of success or failure.", labelNames: [...labelNames, "grpc_code"], registers: [registry] });
+  const received = new Counter({ name: "grpc_server_msg_received_total", help: "Total number of RPC stream messages received on the server.", labelNames, registers: [registry] });
+  const sent = new Counter({ name: "grpc_server_msg_sent_total", help: "Total number of gRPC stream messages sent by the server.", labelNames, registers: [registry] });
+  const seconds = new Histogram({
+    name: "grpc_server_handling_seconds",
+    help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    labelNames,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  return (path, type) => {
+    const [, service = "", method = ""] = /^\/([^/]*)\/(.*)$/.exec(path) ?? [];
+    const labels = { grpc_type: type, grpc_service: service, grpc_method: method };
+    // Children resolved once per method: a call costs increments, not label lookups.
+    const s = started.labels(labels);
+    const r = received.labels(labels);
+    const w = sent.labels(labels);
+    const h = seconds.labels(labels);
+    const byCode = new Map<number, ReturnType<typeof handled.labels>>();
+    return {
+      started: () => s.inc(),
+      received: () => r.inc(),
+      sent: () => w.inc(),
+      handled(code, elapsed) {
+        let c = byCode.get(code);
+        if (!c) byCode.set(code, (c = handled.labels({ ...labels, grpc_code: GO_CODE_NAMES[code] ?? String(code) })));
+        c.inc();
+        h.observe(elapsed);
+      },
+    };
+  };
+}
