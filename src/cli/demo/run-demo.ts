@@ -127,7 +127,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     const dev = await ensureDevelopmentCertificates({ dir: certs });
     const config = buildConfig({
       listen: "127.0.0.1:0",
-      adminListen: "",
+      // A free loopback port: the dashboard shows the demo live.
+      adminListen: "127.0.0.1:0",
       coordinatorId: "baton-demo",
       tls: { certsDir: certs },
       store: { kind: "memory" },
@@ -138,6 +139,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     });
     server = new BatonServer({ config, logger: createLogger({ level: "warn", destination: createWriteStream(join(dir, "coordinator.log")) }) });
     const port = await server.start();
+    if (server.dashboardUrl) stream.write(`dashboard: ${server.dashboardUrl}\n`);
     const address = `localhost:${port}`;
     const specs = agentSpecs(options.agents, address, certs);
     await Promise.all(specs.map((s) => issueToDirectory({ dir: certs, role: "managed_agent", name: s.agentId })));
