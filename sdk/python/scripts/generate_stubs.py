@@ -42,7 +42,8 @@ def buf() -> str:
     return local if os.path.exists(local) else "buf"
 
 
-def build_image(out_dir: str) -> descriptor_pb2.FileDescriptorSet:
+def build_image(out_dir: str):
+    """The image's path and its FileDescriptorSet."""
     image = os.path.join(out_dir, "image.binpb")
     subprocess.run([buf(), "build", "-o", image], cwd=ROOT, check=True)
     fds = descriptor_pb2.FileDescriptorSet()

@@ -143,11 +143,14 @@ def test_coordinator_restart_survived(coordinator, agents):
     wait_until(lambda: runs["during"] == 1, "the task to run")
     reconnected = threading.Event()
     agent.on("welcome", lambda w: reconnected.set())
-    coordinator.restart()
-    assert reconnected.wait(WAIT), "the agent did not reconnect to the restarted coordinator"
-    # The completion made while the coordinator restarts is kept until acknowledged.
+    coordinator.stop()
+    # The task finishes while no coordinator is there: its completion is kept until acknowledged.
     release.set()
+    wait_until(lambda: agent.unacknowledged_completions == 1, "the completion to be kept while the coordinator is down")
+    coordinator.start()
+    assert reconnected.wait(WAIT), "the agent did not reconnect to the restarted coordinator"
     assert coordinator.wait_task("during").result["task"] == "during"
+    assert runs["during"] == 1
     coordinator.submit("after-restart", {"n": 2}, required_capabilities=["python"])
     coordinator.wait_task("after-restart")
     wait_until(lambda: agent.unacknowledged_completions == 0, "every completion acknowledged")
