@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { listContexts, loadContext, removeContext, saveContext, selectContext, selectedContext, type CliContext } from "./contexts.js";
 import { outputFormat, render, type Printable } from "./output.js";
 import type { ClientCommandOptions } from "./client-command.js";
+import { UsageError } from "./exit.js";
 
 function contextPrintable(contexts: readonly CliContext[], selected: string | undefined, single = false): Printable<CliContext> {
   return {
@@ -22,17 +23,17 @@ function contextPrintable(contexts: readonly CliContext[], selected: string | un
 export function addContextCommands(program: Command, options: ClientCommandOptions): void {
   const { env } = options;
   const context = program.command("context").description(`save how to reach a coordinator once (in $XDG_CONFIG_HOME/baton, else ~/.config/baton); BATON_CONTEXT or --context pick one, flags override it`);
+  // --address, --ca, --cert and --key are the program's own options (every client command takes them): add saves them.
   options
-    .readCommand(context.command("add").argument("<name>").description("save a context (and select it with --select, or when it is the first)"))
-    .requiredOption("--address <host:port>", "the coordinator (dial localhost, not 127.0.0.1: its certificate names localhost)")
-    .requiredOption("--ca <file>", "the CA bundle")
-    .requiredOption("--cert <file>", "the operator certificate")
-    .requiredOption("--key <file>", "its private key")
+    .readCommand(context.command("add").argument("<name>").description("save a context from --address, --ca, --cert and --key (the global options below); it is selected with --select, or when it is the first"))
     .option("--description <text>", "what it is")
     .option("--select", "use it from now on")
-    .action((name: string, flags: { address: string; ca: string; cert: string; key: string; description?: string; select?: boolean; output?: string }) => {
+    .action((name: string, _flags: unknown, cmd: Command) => {
+      const flags = cmd.optsWithGlobals() as { address?: string; ca?: string; cert?: string; key?: string; description?: string; select?: boolean; output?: string };
+      const missing = (["address", "ca", "cert", "key"] as const).filter((f) => !flags[f]).map((f) => `--${f}`);
+      if (missing.length) throw new UsageError(`context add needs ${missing.join(", ")}`);
       const first = listContexts(env).length === 0;
-      const saved = saveContext({ name, address: flags.address, ca: flags.ca, cert: flags.cert, key: flags.key, ...(flags.description ? { description: flags.description } : {}) }, env);
+      const saved = saveContext({ name, address: flags.address!, ca: flags.ca!, cert: flags.cert!, key: flags.key!, ...(flags.description ? { description: flags.description } : {}) }, env);
       if (flags.select || first) selectContext(name, env);
       process.stdout.write(render(outputFormat(flags.output), contextPrintable([saved], selectedContext(env), true)));
     });
