@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from "pino";
+import pretty from "pino-pretty";
 import { Code } from "./errors.js";
 
 export type { Logger } from "pino";
@@ -11,6 +12,11 @@ export interface LoggingOptions {
   destination?: DestinationStream;
   /** Fields on every line (for example coordinator_id). */
   base?: Record<string, unknown>;
+  /**
+   * Coloured, human-readable lines (pino-pretty) instead of JSON. Default: when no
+   * destination is given and stdout is a terminal; JSON whenever it is piped or collected.
+   */
+  pretty?: boolean;
 }
 
 /** Secrets that must never reach a log line, whatever object carries them. */
@@ -26,7 +32,7 @@ const REDACT_PATHS = [
   "metadata.authorization",
 ];
 
-/** The root logger: JSON lines with an ISO `timestamp` field, secrets redacted. */
+/** The root logger: JSON lines with an ISO `timestamp` field, secrets redacted; pretty and coloured on a terminal. */
 export function createLogger(options: LoggingOptions = {}): Logger {
   const opts: LoggerOptions = {
     level: options.level ?? "info",
@@ -36,7 +42,46 @@ export function createLogger(options: LoggingOptions = {}): Logger {
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     formatters: { level: (label) => ({ level: label }) },
   };
-  return options.destination ? pino(opts, options.destination) : pino(opts);
+  if (options.destination) return options.pretty ? pino(opts, prettyStream(options.destination)) : pino(opts, options.destination);
+  if (options.pretty ?? process.stdout.isTTY === true) return pino(opts, prettyStream());
+  return pino(opts);
+}
+
+/** pino-pretty, in process (no worker thread): local time, the level in colour, the message, then the fields on one line. */
+function prettyStream(destination?: DestinationStream): DestinationStream {
+  return pretty({
+    colorize: !destination,
+    timestampKey: "timestamp",
+    translateTime: "SYS:HH:MM:ss.l",
+    // The same on every line of one process: the banner names it once.
+    ignore: "coordinator_id",
+    singleLine: true,
+    ...(destination ? { destination } : {}),
+  });
+}
+
+// What each protocol message is called in a log line: "directive sent", "directive ack received".
+const MESSAGE_NAMES: Record<string, string> = {
+  coordination_directive: "directive",
+  agent_status_request: "status request",
+  agent_status_response: "status response",
+  directive_ack: "directive ack",
+  progress_update: "progress update",
+  task_completion: "task completion",
+  completion_ack: "completion ack",
+  directive_cancel: "cancellation",
+  key_rotation: "key rotation",
+  metrics_request: "metrics request",
+  system_metrics: "system metrics",
+  metrics_update: "metrics update",
+  performance_report: "performance report",
+  resource_query: "resource query",
+  resource_status: "resource status",
+};
+
+/** A protocol message's log line: its name and what happened to it ("directive sent"). */
+export function protocolMessageText(messageType: string, what: string): string {
+  return `${MESSAGE_NAMES[messageType] ?? messageType.replaceAll("_", " ")} ${what}`;
 }
 
 /** The spec's logging fields for one protocol message. */
@@ -47,13 +92,19 @@ export interface ProtocolLogFields {
   message_type: string;
 }
 
-/** Logs one protocol message with the spec's fields (timestamp comes from the logger). */
+/**
+ * Logs one protocol message with the spec's fields (timestamp comes from the logger). `what`
+ * happened to it, "sent" or "received", becomes the line's message with the message's name:
+ * "directive sent", "task completion received".
+ */
 export function logProtocolMessage(
   logger: Logger,
   fields: ProtocolLogFields,
-  msg = "protocol message",
+  what = "seen",
   level: "debug" | "info" = "debug",
 ): void {
+  // Built only when the line is written: these run for every message of every agent.
+  if (!logger.isLevelEnabled(level)) return;
   logger[level](
     {
       correlation_id: fields.correlation_id,
@@ -61,7 +112,7 @@ export function logProtocolMessage(
       destination: fields.destination,
       message_type: fields.message_type,
     },
-    msg,
+    protocolMessageText(fields.message_type, what),
   );
 }
 
