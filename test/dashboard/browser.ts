@@ -31,6 +31,8 @@ export async function launchBrowser(options: { clientCertificates?: Array<{ orig
     ...(options.clientCertificates ? { clientCertificates: options.clientCertificates.map((c) => ({ origin: c.origin, cert: c.cert, key: c.key })) } : {}),
     ...(options.clientCertificates ? { ignoreHTTPSErrors: true } : {}),
   });
+  // A loaded two-core machine: a locator waits on its element for up to a minute (a passing test never does).
+  context.setDefaultTimeout(60_000);
   return {
     context,
     async close() {
