@@ -127,6 +127,23 @@ describe.skipIf(missing !== "")(`dashboard in a real browser${missing ? ` (skipp
     await page.close();
   });
 
+  it("over mutual TLS an operator's browser, presenting its certificate, sees the page live", async () => {
+    const dir = fx.pki.writeFiles({ "ca.pem": fx.pki.ca.certPem, "coordinator.pem": fx.pki.server.certPem, "coordinator.key": fx.pki.server.keyPem });
+    fx.srv = await startServer(fx.pki, { tls: { certsDir: dir }, dashboard: { mutualTls: true, pulseMs: 500 } });
+    const origin = `https://localhost:${fx.srv.server.adminPort}`;
+    const operator = await fx.pki.issue("operator", "alice");
+    const withCert = await launchBrowser({ clientCertificates: [{ origin, cert: Buffer.from(operator.certPem), key: Buffer.from(operator.keyPem) }] });
+    fx.defer(() => withCert.close());
+    const page = await withCert.context.newPage();
+    await page.goto(`${origin}/dashboard/`);
+    await page.locator('[data-testid="live"]', { hasText: "live" }).waitFor();
+    await expect(page.locator("header .me").textContent()).resolves.toBe("spiffe://baton.local/operator/alice");
+    const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
+    await control.submitTask({ task: { taskId: "over-tls", requiredCapabilities: ["nobody-has-it"] } });
+    await page.locator('tr[data-task="over-tls"][data-state="pending"]').waitFor();
+    await page.close();
+  });
+
   it("reconnects after the stream is cut and resumes from its last event id", async () => {
     fx.srv = await startServer(fx.pki, { dashboard: { pulseMs: 500 } });
     const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
