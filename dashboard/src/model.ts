@@ -1,11 +1,6 @@
 // The JSON forms (protobuf's canonical JSON) of what the dashboard's server sends: only
 // the fields the page reads. The messages themselves are in proto/baton/v1/control.proto.
 
-export interface Timestamped {
-  /** RFC 3339. */
-  [key: string]: unknown;
-}
-
 export interface ProgressUpdate {
   taskId?: string;
   status?: string;
