@@ -52,6 +52,7 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     };
     rt = created;
     state.agentsById.set(agentId, rt);
+    state.agentRing.agents.push(rt);
     return rt;
   }
 

@@ -8,7 +8,8 @@ import { Code, unavailable, type BatonError } from "../errors.js";
 import { generatePlan } from "../planner/index.js";
 import { logParticipant, PM, RM, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinationRounds, CoordinatorParts } from "./parts.js";
-import { canRunAny, donorAgent, planAgents, planTask, sampleCandidates } from "./plan-input.js";
+import { findCandidates } from "./candidate-search.js";
+import { donorAgent, isCandidate, planAgents, planTask } from "./plan-input.js";
 import type { AgentRuntime, RoundRuntime, TaskRuntime } from "./runtime.js";
 
 /**
@@ -60,10 +61,9 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       if (rr.round.state !== CoordinationState.COORDINATING || rr.planningNow || rr.replan.size === 0) continue;
       const due = [...rr.replan].map((id) => state.tasks.get(id)!).filter((rt) => rt && rt.task.state === TaskState.PENDING && rt.notBefore <= now && !state.claimedTasks.has(rt.task.spec!.taskId));
       if (due.length === 0) continue;
-      const usable = eligibleAgents(due);
-      const candidates = sampleCandidates(usable.filter((a) => !state.claimedAgents.has(a.agentId)), due);
+      const { candidates, usable } = findCandidates(state.agentRing, due, state.claimedAgents);
       // Nothing here could run its tasks: it waits for a state change rather than spin.
-      if (usable.length === 0) continue;
+      if (!usable) continue;
       if (candidates.length === 0) {
         state.replanRequested = true;
         continue;
@@ -71,13 +71,12 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       plans.push(planRound(rr, due, candidates, true));
     }
     // A round claims only agents that could run one of its tasks: concurrent rounds over other agents proceed.
-    const usable = fresh.length > 0 ? eligibleAgents(fresh) : [];
-    const candidates = sampleCandidates(usable.filter((a) => !state.claimedAgents.has(a.agentId)), fresh);
-    if (usable.length > 0 && candidates.length === 0) state.replanRequested = true;
+    const { candidates, usable } = fresh.length > 0 ? findCandidates(state.agentRing, fresh, state.claimedAgents) : { candidates: [], usable: false };
+    if (usable && candidates.length === 0) state.replanRequested = true;
     // What started this pass; a pass that starts no round forgets it.
     const trigger = [...state.triggers].join(",");
     state.triggers.clear();
-    if (fresh.length > 0 && (candidates.length > 0 || usable.length === 0)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false));
+    if (fresh.length > 0 && (candidates.length > 0 || !usable)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false));
     await Promise.all(plans);
   }
 
@@ -104,7 +103,7 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     try {
       // Agents that cannot run these tasks may still give them resources (adjust_resources):
       // they are asked for status and offered to the plan with no slots, but not claimed.
-      const donors = parts.registry.candidateAgents().filter((a) => !state.claimedAgents.has(a.agentId) && a.hello.resources.length > 0);
+      const donors = [...state.resourceHolders].filter((a) => isCandidate(a) && !state.claimedAgents.has(a.agentId));
       // Step 2: status from the agents concerned, each with a deadline; silence is agent_unavailable.
       const everyone = await collectStatus([...candidates, ...donors], rr.round.roundId);
       if (abandoned()) return;
@@ -193,11 +192,6 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
         requestSchedule("replan");
       }
     }
-  }
-
-  /** Candidate agents that could run at least one of the tasks (capabilities, target, labels, exclusions). */
-  function eligibleAgents(tasks: TaskRuntime[]): AgentRuntime[] {
-    return parts.registry.candidateAgents().filter((a) => canRunAny(a, tasks));
   }
 
   /**

@@ -48,6 +48,10 @@ export interface CoordinatorState {
   /** Draining before a stop (SIGTERM): no round places new work; what is in flight carries on. */
   draining: boolean;
   readonly agentsById: Map<string, AgentRuntime>;
+  /** The same agents in the order they first came, with where the last candidate search stopped (candidate-search.ts). */
+  readonly agentRing: { agents: AgentRuntime[]; cursor: number };
+  /** Agents whose Hello offers resources: the donors a round may move resources from. */
+  readonly resourceHolders: Set<AgentRuntime>;
   readonly tasks: Map<string, TaskRuntime>;
   /** Every task in creation order (ListTasks), the pending ones (scheduling), counts by state: kept by the task engine's moveTask. */
   readonly order: TaskRuntime[];
@@ -96,6 +100,8 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     stopping: false,
     draining: false,
     agentsById: new Map(),
+    agentRing: { agents: [], cursor: 0 },
+    resourceHolders: new Set(),
     tasks: new Map(),
     order: [],
     pendingTasks: new Set(),

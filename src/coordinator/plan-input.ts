@@ -124,37 +124,6 @@ export function canRunAny(a: AgentRuntime, tasks: TaskRuntime[]): boolean {
 /** Below this many candidates a round plans with all of them. */
 export const SAMPLE_ABOVE = 64;
 
-/**
- * The candidates a round plans with when there are many: for each task, the least loaded
- * agents that can run it (ties in id order, as the planner breaks them), enough for a
- * coalition twice over. A round's cost then follows its tasks, not the number of agents
- * connected; agents left out stay free for concurrent rounds.
- */
-export function sampleCandidates(candidates: AgentRuntime[], tasks: TaskRuntime[]): AgentRuntime[] {
-  if (candidates.length <= SAMPLE_ABOVE) return candidates;
-  const load = (a: AgentRuntime) => a.outbox.size / Math.max(1, a.maxInFlight);
-  const byLoad = [...candidates].sort((a, b) => load(a) - load(b) || (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0));
-  const chosen = new Set<AgentRuntime>();
-  // Each task's search starts where the last one stopped, so many like tasks spread over
-  // many agents instead of all naming the same least loaded few.
-  let cursor = 0;
-  for (const rt of tasks) {
-    const spec = rt.task.spec!;
-    const wanted = Math.max(8, 2 * (isCoalition(spec) ? Math.max(spec.coalition!.size, spec.coalition!.roles.length) : 1));
-    let found = 0;
-    for (let seen = 0; seen < byLoad.length && found < wanted; seen++) {
-      const a = byLoad[cursor]!;
-      cursor = (cursor + 1) % byLoad.length;
-      if (canRunAny(a, [rt])) {
-        chosen.add(a);
-        found++;
-      }
-    }
-    if (chosen.size === byLoad.length) break;
-  }
-  return byLoad.filter((a) => chosen.has(a));
-}
-
 /** The agents a round plans with, as the planner sees them: free slots, load and resources. */
 export function planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<ResourceManagerPort["query"]>>): PlanAgent[] {
   const byAgent = new Map<string, PlanAgent["resources"]>();

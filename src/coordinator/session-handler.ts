@@ -79,6 +79,8 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
     }
     agent.outbox.maxInFlight = maxInFlight;
     Object.assign(agent, { hello, identity: session.identity, peer: session.peer, sessionId, connectedAt: session.connectedAt, lastSeen: session.lastSeen, maxInFlight, draining: false, stateReason: "", pushesStatus: false });
+    if (hello.resources.length > 0) state.resourceHolders.add(agent);
+    else state.resourceHolders.delete(agent);
     clearTimeout(agent.graceTimer);
     agent.graceTimer = undefined;
     agent.state = agent.breaker.state === "open" ? AgentState.OFFLINE : AgentState.ONLINE;

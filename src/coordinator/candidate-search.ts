@@ -1,0 +1,83 @@
+import { taskFits, type FitAgent } from "../planner/index.js";
+import { fitTask, isCandidate, isCoalition, SAMPLE_ABOVE } from "./plan-input.js";
+import type { AgentRuntime, TaskRuntime } from "./runtime.js";
+
+/** What a scheduling pass found for a set of tasks. */
+export interface CandidateSearch {
+  /** Agents the round may claim: free now, not claimed by another round, able to run one of the tasks. */
+  candidates: AgentRuntime[];
+  /** Whether any agent free now could run one of the tasks, claimed by another round or not. */
+  usable: boolean;
+}
+
+// An agent's capabilities as a set, made once per Hello rather than once per check.
+const fits = new WeakMap<object, FitAgent>();
+function fitOf(a: AgentRuntime): FitAgent {
+  let fit = fits.get(a.hello);
+  if (!fit) fits.set(a.hello, (fit = { agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels }));
+  return fit;
+}
+
+function runs(a: AgentRuntime, rt: TaskRuntime): boolean {
+  const { task, roles } = fitTask(rt);
+  return taskFits(fitOf(a), task, roles);
+}
+
+const load = (a: AgentRuntime) => a.outbox.size / Math.max(1, a.maxInFlight);
+
+// Tasks with the same key fit the same agents: one search serves them all.
+function fitKey(rt: TaskRuntime): string {
+  const spec = rt.task.spec!;
+  // A task some agent rejected has an exclusion list of its own.
+  if (rt.excluded.size > 0) return `task:${spec.taskId}`;
+  return JSON.stringify([spec.requiredCapabilities, spec.target?.agentId ?? "", spec.target?.labels ?? {}, isCoalition(spec) ? spec.coalition!.roles : []]);
+}
+
+/**
+ * The candidates for a pass's tasks, at a cost that follows the tasks rather than the
+ * agents connected. Up to SAMPLE_ABOVE agents, every one is looked at. Beyond, tasks that
+ * fit the same agents are searched for together: round the ring of agents from where the
+ * last search stopped (`ring.cursor` moves on, so work spreads over many agents), taking
+ * the first idle agents that can run them, enough for each task twice over (a coalition's
+ * size twice over); only when too few idle ones are found does the search go round the
+ * whole ring, and then the least loaded are taken.
+ */
+export function findCandidates(ring: { agents: readonly AgentRuntime[]; cursor: number }, tasks: TaskRuntime[], claimed: ReadonlySet<string>): CandidateSearch {
+  const agents = ring.agents;
+  if (agents.length <= SAMPLE_ABOVE) {
+    const usable = agents.filter((a) => isCandidate(a) && tasks.some((rt) => runs(a, rt)));
+    return { candidates: usable.filter((a) => !claimed.has(a.agentId)), usable: usable.length > 0 };
+  }
+  const groups = new Map<string, TaskRuntime[]>();
+  for (const rt of tasks) {
+    const key = fitKey(rt);
+    const group = groups.get(key);
+    if (group) group.push(rt);
+    else groups.set(key, [rt]);
+  }
+  const chosen = new Set<AgentRuntime>();
+  let usable = false;
+  for (const group of groups.values()) {
+    const rt = group[0]!;
+    const spec = rt.task.spec!;
+    const each = Math.max(8, 2 * (isCoalition(spec) ? Math.max(spec.coalition!.size, spec.coalition!.roles.length) : 1));
+    const wanted = Math.min(agents.length, each * group.length);
+    let found = 0;
+    const busy: AgentRuntime[] = [];
+    for (let seen = 0; seen < agents.length && found < wanted; seen++) {
+      const a = agents[ring.cursor]!;
+      ring.cursor = (ring.cursor + 1) % agents.length;
+      if (!isCandidate(a) || !runs(a, rt)) continue;
+      usable = true;
+      if (claimed.has(a.agentId)) continue;
+      if (chosen.has(a)) found++;
+      else if (a.outbox.size === 0) {
+        chosen.add(a);
+        found++;
+      } else busy.push(a);
+    }
+    // Not enough idle agents on the whole ring: the least loaded of the busy ones.
+    if (found < wanted) for (const a of busy.sort((x, y) => load(x) - load(y)).slice(0, wanted - found)) chosen.add(a);
+  }
+  return { candidates: [...chosen], usable };
+}

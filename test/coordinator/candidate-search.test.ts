@@ -1,0 +1,80 @@
+import { describe, expect, it } from "vitest";
+import { AgentState } from "../../gen/baton/v1/common_pb.js";
+import { findCandidates } from "../../src/coordinator/candidate-search.js";
+import { SAMPLE_ABOVE } from "../../src/coordinator/plan-input.js";
+import type { AgentRuntime, TaskRuntime } from "../../src/coordinator/runtime.js";
+
+// The fields the search reads; the rest of a runtime plays no part in it. `looks` counts
+// how many agents a search looked at (each look reads the agent's state once).
+let looks = 0;
+const agent = (i: number, held: number, capabilities = ["work"]) =>
+  ({
+    agentId: `a${String(i).padStart(5, "0")}`,
+    get state() {
+      looks++;
+      return AgentState.ONLINE;
+    },
+    session: {},
+    draining: false,
+    breaker: { allows: true, state: "closed" },
+    maxInFlight: 4,
+    outbox: { size: held },
+    hello: { capabilities, labels: {} },
+  }) as unknown as AgentRuntime;
+const task = (id: string, requiredCapabilities = ["work"]) => ({ task: { spec: { taskId: id, requiredCapabilities } }, excluded: new Set<string>() }) as unknown as TaskRuntime;
+const ring = (agents: AgentRuntime[]) => ({ agents, cursor: 0 });
+const ids = (agents: AgentRuntime[]) => agents.map((a) => a.agentId);
+
+describe("a round's candidates", () => {
+  it("are every able agent when there are few", () => {
+    const few = Array.from({ length: SAMPLE_ABOVE }, (_, i) => agent(i, i % 3, i === 5 ? ["other"] : ["work"]));
+    const { candidates, usable } = findCandidates(ring(few), [task("t")], new Set(["a00007"]));
+    expect(usable).toBe(true);
+    expect(ids(candidates)).toEqual(ids(few.filter((_, i) => i !== 5 && i !== 7)));
+  });
+
+  it("for one task among 10,000 idle agents, look at a handful of them, not all", () => {
+    const many = Array.from({ length: 10_000 }, (_, i) => agent(i, 0));
+    looks = 0;
+    const { candidates } = findCandidates(ring(many), [task("t")], new Set());
+    expect(candidates).toHaveLength(8);
+    expect(looks).toBeLessThanOrEqual(8);
+  });
+
+  it("prefer idle agents, and move on round the ring so like tasks spread", () => {
+    const many = Array.from({ length: 1000 }, (_, i) => agent(i, i % 2 === 0 ? 2 : 0));
+    const r = ring(many);
+    const first = ids(findCandidates(r, [task("t1")], new Set()).candidates);
+    const second = ids(findCandidates(r, [task("t2")], new Set()).candidates);
+    expect(first.every((id) => Number(id.slice(1)) % 2 === 1)).toBe(true);
+    expect(second.every((id) => Number(id.slice(1)) % 2 === 1)).toBe(true);
+    expect(second.some((id) => first.includes(id))).toBe(false);
+  });
+
+  it("take the least loaded busy agents when too few are idle", () => {
+    const many = Array.from({ length: 1000 }, (_, i) => agent(i, i === 500 ? 1 : i < 995 ? 3 : 0));
+    const chosen = ids(findCandidates(ring(many), [task("t")], new Set()).candidates);
+    expect(chosen).toHaveLength(8);
+    expect(chosen).toEqual(expect.arrayContaining(["a00995", "a00996", "a00997", "a00998", "a00999", "a00500"]));
+  });
+
+  it("cover every agent when the tasks need that many", () => {
+    const many = Array.from({ length: 200 }, (_, i) => agent(i, 0));
+    const tasks = Array.from({ length: 1000 }, (_, i) => task(`t${i}`));
+    looks = 0;
+    expect(findCandidates(ring(many), tasks, new Set()).candidates).toHaveLength(200);
+    // Like tasks are searched for together: one walk round the ring, not one per task.
+    expect(looks).toBeLessThanOrEqual(200);
+  });
+
+  it("keep the one agent that can run a task, however loaded", () => {
+    const many = Array.from({ length: 500 }, (_, i) => (i === 321 ? agent(i, 3, ["rare"]) : agent(i, 0)));
+    expect(ids(findCandidates(ring(many), [task("common"), task("special", ["rare"])], new Set()).candidates)).toContain("a00321");
+  });
+
+  it("say when the only able agents are claimed by another round, and when there are none", () => {
+    const many = Array.from({ length: 100 }, (_, i) => agent(i, 0, i === 42 ? ["rare"] : ["work"]));
+    expect(findCandidates(ring(many), [task("special", ["rare"])], new Set(["a00042"]))).toEqual({ candidates: [], usable: true });
+    expect(findCandidates(ring(many), [task("none", ["nobody"])], new Set())).toEqual({ candidates: [], usable: false });
+  });
+});
