@@ -56,6 +56,8 @@ function prettyStream(destination?: DestinationStream): DestinationStream {
     // The same on every line of one process: the banner names it once.
     ignore: "coordinator_id",
     singleLine: true,
+    // Written as it is logged, so lines and the start-up banner reach a terminal in order.
+    sync: true,
     ...(destination ? { destination } : {}),
   });
 }

@@ -1,7 +1,7 @@
 import { configFromEnv, configFromFile, resolveConfig, type BatonConfig, type ConfigLayer, type ConfigOverrides, type ResolvedConfig } from "../config.js";
 import { createLogger, type Logger } from "../logging.js";
 import { ensureDevelopmentCertificates } from "../security/index.js";
-import { BatonServer } from "../server/index.js";
+import { BatonServer, printStartupBanner } from "../server/index.js";
 import { createJournalKeyFile } from "../store/index.js";
 
 /** Flags of `baton serve`, already parsed. */
@@ -63,5 +63,6 @@ export async function serve(config: BatonConfig, logger: Logger = createLogger({
   await prepareDevelopmentFiles(config, logger);
   const server = new BatonServer({ config, logger });
   await server.start();
+  printStartupBanner(server, config);
   return { server, logger };
 }

@@ -1,2 +1,3 @@
 export { BatonServer, type BatonServerOptions, type ServerState } from "./baton-server.js";
 export { AccessControl } from "./access-control.js";
+export { printStartupBanner, startupBanner } from "./banner.js";
