@@ -96,17 +96,30 @@ function resourceObstacles(requests: FitResourceRequest[], offered: ResourceStat
 
 /** An obstacle as the summary counts it: agents short of the same thing count together, whatever their figures. */
 function tallyKey(o: Obstacle): string {
-  if (o.kind === ObstacleKind.NO_FREE_SLOT) return "have no free slot";
-  if (o.kind === ObstacleKind.RESOURCE_SHORT) return `are short of ${o.shortfall?.resourceId ? `resource ${o.shortfall.resourceId}` : `${o.shortfall?.kind} resources`}`;
-  if (o.kind === ObstacleKind.CAPABILITY_MISSING) return `lack ${o.missing.join(", ")}`;
-  if (o.kind === ObstacleKind.LABEL_MISMATCH) return `do not match label ${o.label}=${o.wanted}`;
-  if (o.kind === ObstacleKind.NOT_TARGETED) return `are not the target ${o.wanted}`;
-  if (o.kind === ObstacleKind.EXCLUDED) return "rejected it before";
-  if (o.kind === ObstacleKind.ROLE_MISSING) return "have none of the coalition's roles";
-  if (o.kind === ObstacleKind.DRAINING) return "are draining";
-  if (o.kind === ObstacleKind.BREAKER_OPEN) return "have their breaker open";
-  if (o.kind === ObstacleKind.OFFLINE) return "are offline";
-  return "are not connected";
+  switch (o.kind) {
+    case ObstacleKind.NO_FREE_SLOT:
+      return "no free slot";
+    case ObstacleKind.RESOURCE_SHORT:
+      return `short of ${o.shortfall?.resourceId ? `resource ${o.shortfall.resourceId}` : `${o.shortfall?.kind} resources`}`;
+    case ObstacleKind.CAPABILITY_MISSING:
+      return `lacking ${o.missing.join(", ")}`;
+    case ObstacleKind.LABEL_MISMATCH:
+      return `not matching label ${o.label}=${o.wanted}`;
+    case ObstacleKind.NOT_TARGETED:
+      return `not the target ${o.wanted}`;
+    case ObstacleKind.EXCLUDED:
+      return "rejected it before";
+    case ObstacleKind.ROLE_MISSING:
+      return "none of the coalition's roles";
+    case ObstacleKind.DRAINING:
+      return "draining";
+    case ObstacleKind.BREAKER_OPEN:
+      return "breaker open";
+    case ObstacleKind.OFFLINE:
+      return "offline";
+    default:
+      return "not connected";
+  }
 }
 
 const STATE_WORDS: Partial<Record<TaskState, string>> = {
@@ -192,7 +205,7 @@ function summarize(input: ExplainInput, r: ExplainTaskResponse, tally: Map<strin
   if (input.agents.length === 0) return "waiting: no agent is known";
   const needed = isCoalition(spec) ? Math.max(spec.coalition!.size, spec.coalition!.roles.length) : 1;
   if (r.eligibleCount >= needed) return `${r.eligibleCount} agent${r.eligibleCount === 1 ? "" : "s"} could take it now; the next coordination round places it`;
-  const reasons = [...tally.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([why, n]) => `${n} ${why}`);
+  const reasons = [...tally.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([why, n]) => `${why}: ${n}`);
   const head = needed > 1 ? `waiting: the coalition needs ${needed} agents, ${r.eligibleCount} could take part` : `waiting: none of the ${input.agents.length} agent${input.agents.length === 1 ? "" : "s"} can take it`;
   return reasons.length ? `${head} (${reasons.join("; ")})` : head;
 }

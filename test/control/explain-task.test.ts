@@ -43,7 +43,7 @@ describe("Control.ExplainTask", () => {
     const small = waiting.agents.find((a) => a.agentId === "a-small")!;
     expect(small.obstacles).toEqual([expect.objectContaining({ kind: ObstacleKind.RESOURCE_SHORT, shortfall: expect.objectContaining({ kind: "gpu", needed: 2, free: 1, shortBy: 1 }) })]);
     expect(kinds(waiting, "a-drain")).toEqual([ObstacleKind.DRAINING]);
-    expect(waiting.summary).toMatch(/none of the 4 agents can take it/);
+    expect(waiting.summary).toMatch(/none of the 4 agents can take it \(.*lacking render: 1.*\)/);
 
     const good = await fx.agent("a-good", { capabilities: ["render"], labels: { zone: "eu-9" }, resources: gpu(4) });
     let release!: () => void;
@@ -144,5 +144,22 @@ describe("explain (pure)", () => {
     expect(r.agents.find((a) => a.agentId === "free")).toMatchObject({ eligible: true, obstacles: [] });
     expect(r.eligibleCount).toBe(1);
     expect(r.summary).toMatch(/1 agent could take it now/);
+  });
+
+  it("a coalition: agents with none of its roles, and one short of a resource it does not offer; the summary counts them", () => {
+    const rt = task();
+    rt.task.spec!.coalition = { $typeName: "baton.v1.CoalitionSpec", size: 2, roles: ["planner", "executor"], formationTimeoutMs: 0 };
+    rt.task.spec!.requiredCapabilities = [];
+    rt.task.spec!.resources = [{ $typeName: "baton.v1.ResourceRequest", resourceId: "", kind: "gpu", amount: 1 }];
+    const withCaps = (id: string, caps: string[]) => {
+      const a = agent(id);
+      a.hello.capabilities = caps;
+      return a;
+    };
+    const r = explain({ task: rt, agents: [withCaps("p", ["planner"]), withCaps("w", ["work"])], resources: [], now: Date.now(), roundId: "", planningNow: false, roles: new Map() });
+    expect(kinds(r, "w")).toEqual([ObstacleKind.ROLE_MISSING, ObstacleKind.RESOURCE_SHORT]);
+    expect(r.agents.find((a) => a.agentId === "w")!.obstacles[0]!.missing).toEqual(["planner", "executor"]);
+    expect(r.agents.find((a) => a.agentId === "p")!.obstacles).toEqual([expect.objectContaining({ kind: ObstacleKind.RESOURCE_SHORT, detail: "offers no gpu resource", shortfall: expect.objectContaining({ needed: 1, free: 0, shortBy: 1 }) })]);
+    expect(r.summary).toBe("waiting: the coalition needs 2 agents, 0 could take part (short of gpu resources: 2; none of the coalition's roles: 1)");
   });
 });
