@@ -135,11 +135,25 @@ export const SETTINGS = group("The configuration of a baton process.", {
     progressEventIntervalMs: int(250, "Least time between two task.<id>.progress events of one task: a chatty agent cannot flood watchers, and the latest progress is always delivered. 0 publishes every report.", { unit: "ms", env: "BATON_PROGRESS_EVENT_INTERVAL_MS", min: 0, max: MAX_TIMER_MS }),
   }),
   store: group("The journal.", {
-    kind: oneOf(["sqlite", "memory"], "sqlite", '"sqlite" (durable) or "memory" (nothing survives a restart).', { env: "BATON_STORE" }),
+    kind: oneOf(["sqlite", "memory", "etcd"], "sqlite", '"sqlite" (durable), "memory" (nothing survives a restart) or "etcd" (the journal in etcd, shared by replicas with leader election: see store.etcd and cluster).', { env: "BATON_STORE" }),
     dataDir: text("data", "Folder of the SQLite journal, its state file and the lock that keeps a second server out.", { env: "BATON_DATA_DIR" }),
     synchronous: oneOf(["FULL", "NORMAL"], "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a process crash."),
     keyFile: text("", "The key file that seals tasks' sensitive_input at rest (AES-256-GCM): base64 of 32 bytes a line, the first sealing, any others older keys still read.", { env: "BATON_JOURNAL_KEY_FILE", derived: "<certsDir>/journal.key" }),
     key: text("", "The same keys given directly, base64, comma-separated; when set, keyFile is not read.", { env: "BATON_JOURNAL_KEY", secret: true }),
+    etcd: group("The journal in etcd (store.kind \"etcd\").", {
+      endpoints: list(["127.0.0.1:2379"], 'etcd client endpoints, "host:port" (http, or https when caFile is set) or full URLs.', { env: "BATON_ETCD_ENDPOINTS" }),
+      prefix: text("baton/", "Every key baton keeps in etcd starts with it: the journal, the election and the service registry; replica sets that share an etcd use different prefixes.", { env: "BATON_ETCD_PREFIX" }),
+      caFile: text("", 'CA bundle of etcd\'s server certificate; "" for plaintext etcd.', { env: "BATON_ETCD_CA" }),
+      certFile: text("", 'Client certificate for etcd\'s mutual TLS; "" for none.', { env: "BATON_ETCD_CERT" }),
+      keyFile: text("", 'Its private key; "" for none.', { env: "BATON_ETCD_KEY" }),
+      maxTxnOps: int(10_000, "Most ops one journal batch may carry: one batch is one etcd transaction, never split. Start etcd with --max-txn-ops at least this (etcd's default 128 is too small for group commits under load) and --max-request-bytes=33554432.", { env: "BATON_ETCD_MAX_TXN_OPS" }),
+      dialTimeoutMs: int(5000, "How long to wait for a connection to etcd.", { unit: "ms", ...TIMER }),
+    }),
+  }),
+  cluster: group("Replicas on etcd (store.kind \"etcd\"): one leader serves, the others wait and take over.", {
+    advertise: text("", 'The address agents and clients reach this coordinator at, as the leader\'s address in the baton-leader trailer and the registry ("host:port"); "" is localhost and the bound port.', { env: "BATON_ADVERTISE" }),
+    leaseTtlSeconds: int(5, "The leader's etcd lease: a leader that dies or stalls loses leadership this long after its last keep-alive.", { unit: "s", env: "BATON_LEASE_TTL_S", max: 3600 }),
+    recheckMs: int(1000, "How often a follower re-reads the election key whatever its watch says (etcd watches can miss events across a reconnect); the margin a takeover may take beyond the lease TTL.", { unit: "ms", env: "BATON_CLUSTER_RECHECK_MS", ...TIMER }),
   }),
   transport: group("grpc-js transport limits, and the listener's limits on connections before grpc-js sees them.", {
     maxReceiveMessageBytes: int(T.maxReceiveMessageBytes, "Largest message accepted (4 MiB).", { unit: "bytes" }),

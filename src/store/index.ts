@@ -1,6 +1,7 @@
 export type { Condition, ScanOptions, Store, WriteOp } from "./store.js";
 export { createMemoryStore } from "./memory-store.js";
-export { JOURNAL_FILE, journalKeyHint, journalSecrets, makeDataDir, openConfiguredStore } from "./open-store.js";
+export { etcdConnection, etcdStoreOptions, JOURNAL_FILE, journalKeyHint, journalSecrets, makeDataDir, openConfiguredStore } from "./open-store.js";
+export { connectEtcd, FencedWriteError, openEtcdStore, prefixEnd, type EtcdConnection, type EtcdStoreOptions, type Fence } from "./etcd-store.js";
 export { openSqliteStore, type SqliteStoreOptions } from "./sqlite-store.js";
 export { openSqliteThreadStore } from "./sqlite-thread.js";
 export { JournalError } from "./journal-error.js";

@@ -8,6 +8,7 @@ export function journalKeyHint(path: string): string {
 }
 import { ConfigError, type BatonConfig } from "../config.js";
 import { lockDirectory } from "./dir-lock.js";
+import { openEtcdStore, type EtcdConnection, type EtcdStoreOptions } from "./etcd-store.js";
 import { createMemoryStore } from "./memory-store.js";
 import { createSecretBox, parseJournalKeys, type SecretBox } from "./secret-box.js";
 import { openSqliteThreadStore } from "./sqlite-thread.js";
@@ -23,6 +24,7 @@ export const JOURNAL_FILE = "journal.sqlite";
  */
 export async function openConfiguredStore(config: BatonConfig): Promise<Store> {
   if (config.store.kind === "memory") return createMemoryStore();
+  if (config.store.kind === "etcd") return openEtcdStore(etcdStoreOptions(config));
   const secrets = journalSecrets(config);
   const { dataDir } = config.store;
   makeDataDir(dataDir);
@@ -77,4 +79,21 @@ export function journalSecrets(config: BatonConfig): SecretBox | undefined {
     throw new ConfigError(`${source} cannot be read: ${(err as Error).message}`);
   }
   return createSecretBox(parseJournalKeys(text, source), source);
+}
+
+/** Where etcd is, from store.etcd. */
+export function etcdConnection(config: BatonConfig): EtcdConnection {
+  const { endpoints, caFile, certFile, keyFile, dialTimeoutMs } = config.store.etcd;
+  if (endpoints.length === 0) throw new ConfigError("store.etcd.endpoints is empty: store.kind \"etcd\" needs at least one etcd endpoint");
+  for (const [name, file] of [["caFile", caFile], ["certFile", certFile], ["keyFile", keyFile]] as const) {
+    if (file && !existsSync(file)) throw new ConfigError(`store.etcd.${name} ${file} does not exist`);
+  }
+  if ((certFile === "") !== (keyFile === "")) throw new ConfigError("store.etcd.certFile and store.etcd.keyFile go together: set both or neither");
+  return { endpoints, caFile, certFile, keyFile, dialTimeoutMs };
+}
+
+/** The etcd journal's options (under <prefix>journal/), sealing secrets with the journal key; `fence` makes every write conditional on leadership. */
+export function etcdStoreOptions(config: BatonConfig, extra: Partial<EtcdStoreOptions> = {}): EtcdStoreOptions {
+  const secrets = journalSecrets(config);
+  return { ...etcdConnection(config), prefix: `${config.store.etcd.prefix}journal/`, maxTxnOps: config.store.etcd.maxTxnOps, ...(secrets ? { secrets } : {}), ...extra };
 }

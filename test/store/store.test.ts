@@ -5,12 +5,21 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMemoryStore, openSqliteStore, openSqliteThreadStore, type Store, type WriteOp } from "../../src/store/index.js";
 import { TSX } from "../helpers/process.js";
+import { openEtcdStore } from "../../src/store/etcd-store.js";
+import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "../cluster/etcd.js";
 
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "baton-store-"));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// One real etcd for the etcd variant, each store under a prefix of its own.
+let etcd: EtcdCluster;
+beforeAll(async () => {
+  etcd = await startEtcd();
+}, 90_000);
+afterAll(() => etcd?.stop());
 
 let opened = 0;
 const freshPath = () => join(dir, `s${++opened}`, "journal.sqlite");
@@ -29,6 +38,7 @@ describe.each([
   ["memory", (): Store => createMemoryStore()],
   ["sqlite", (): Store => openSqliteStore({ path: freshPath() })],
   ["sqlite on its own thread", (): Promise<Store> => openSqliteThreadStore({ path: freshPath() })],
+  ["etcd", (): Store => openEtcdStore({ endpoints: etcd.endpoints, prefix: `test/s${++opened}/`, maxTxnOps: ETCD_MAX_TXN_OPS })],
 ])("%s store", (_name, open) => {
   let store: Store;
   const withStore = (fn: () => Promise<void>) => async () => {
@@ -240,5 +250,51 @@ describe("sqlite store", () => {
         await s.close();
       }
     });
+  });
+});
+
+describe("etcd store", () => {
+  const opts = () => ({ endpoints: etcd.endpoints, prefix: `fence/s${++opened}/`, maxTxnOps: ETCD_MAX_TXN_OPS });
+
+  it("refuses a fenced write once the fence key is gone or re-created, writing nothing", async () => {
+    const o = opts();
+    const admin = openEtcdStore({ ...o, prefix: "" });
+    const fenceKey = `${o.prefix}leader`;
+    await admin.write([{ type: "put", key: fenceKey, value: enc("me") }]);
+    const { Etcd3 } = await import("etcd3");
+    const client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
+    const createRevision = String((await client.kv.range({ key: Buffer.from(fenceKey) })).kvs[0]!.create_revision);
+    const fenced = openEtcdStore({ ...o, fence: { key: fenceKey, createRevision } });
+    try {
+      expect(await fenced.write([put("task/1")])).toBe(true);
+      // A condition failing is still false, not a fence failure.
+      expect(await fenced.write([put("task/2")], [{ key: "task/1", absent: true }])).toBe(false);
+      // Re-created: the same key, another incarnation (another leader's term).
+      await admin.write([{ type: "delete", key: fenceKey }]);
+      await admin.write([{ type: "put", key: fenceKey, value: enc("someone else") }]);
+      await expect(fenced.write([put("task/3")])).rejects.toThrow(/write refused.*no longer at create revision/);
+      await admin.write([{ type: "delete", key: fenceKey }]);
+      await expect(fenced.write([put("task/4")], [{ key: "task/1", absent: true }])).rejects.toThrow(/write refused/);
+      expect(keysOf(await fenced.scan("task/"))).toEqual(["task/1"]);
+    } finally {
+      client.close();
+      await fenced.close();
+      await admin.close();
+    }
+  });
+
+  it("refuses clearly a batch larger than one transaction may be, and takes one at the limit", async () => {
+    const store = openEtcdStore({ ...opts(), maxTxnOps: 300 });
+    try {
+      const keys = (n: number) => Array.from({ length: n }, (_, i) => put(`task/${String(i).padStart(4, "0")}`));
+      await expect(store.write(keys(301))).rejects.toThrow(/store\.etcd\.maxTxnOps \(300\).*--max-txn-ops/);
+      expect(await store.scan("")).toEqual([]);
+      expect(await store.write(keys(300))).toBe(true);
+      // More than one page of a scan, read at one revision.
+      expect(keysOf(await store.scan("task/"))).toEqual(keys(300).map((op) => op.key));
+      expect(await store.scan("task/", { limit: 7, startAfter: "task/0100" })).toHaveLength(7);
+    } finally {
+      await store.close();
+    }
   });
 });

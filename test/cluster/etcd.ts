@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../helpers/process.js";
+
+/** The flags baton needs of etcd beyond its defaults: a journal batch is one Txn. */
+export const ETCD_FLAGS = ["--max-txn-ops=10000", "--max-request-bytes=33554432"];
+/** What the stores and coordinators under test are told etcd allows. */
+export const ETCD_MAX_TXN_OPS = 10_000;
+
+/** A real etcd process (or several, one cluster) on loopback, with a temp data dir. */
+export interface EtcdCluster {
+  /** Client endpoints, "127.0.0.1:port". */
+  endpoints: string[];
+  members: Array<{ name: string; child: ChildProcess; endpoint: string }>;
+  stop(): Promise<void>;
+}
+
+/** Starts `size` etcd members on free loopback ports; resolves once each serves clients. */
+export async function startEtcd(size = 1): Promise<EtcdCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "baton-etcd-"));
+  const specs = [];
+  for (let i = 0; i < size; i++) specs.push({ name: `m${i}`, client: await freePort(), peer: await freePort() });
+  const initial = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(",");
+  const members = specs.map((s) => {
+    const child = spawn("etcd", [
+      `--name=${s.name}`,
+      `--data-dir=${join(dir, s.name)}`,
+      `--listen-client-urls=http://127.0.0.1:${s.client}`,
+      `--advertise-client-urls=http://127.0.0.1:${s.client}`,
+      `--listen-peer-urls=http://127.0.0.1:${s.peer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${s.peer}`,
+      `--initial-cluster=${initial}`,
+      "--initial-cluster-state=new",
+      "--initial-cluster-token=baton-test",
+      "--log-level=warn",
+      "--logger=zap",
+      ...ETCD_FLAGS,
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    return { name: s.name, child, endpoint: `127.0.0.1:${s.client}`, stderr: "" };
+  });
+  for (const m of members) m.child.stderr!.on("data", (d: Buffer) => (m.stderr += d.toString()));
+  const cluster: EtcdCluster = {
+    endpoints: members.map((m) => m.endpoint),
+    members,
+    async stop() {
+      await Promise.all(members.map(async (m) => {
+        if (m.child.exitCode !== null || m.child.signalCode !== null) return;
+        const exited = once(m.child, "exit");
+        m.child.kill("SIGCONT");
+        m.child.kill("SIGKILL");
+        await exited;
+      }));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await Promise.all(members.map((m) => waitHealthy(m.endpoint, () => m.stderr, m.child)));
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+// etcd's /health answers {"health":"true"} once the member has a leader and serves.
+async function waitHealthy(endpoint: string, stderr: () => string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`etcd at ${endpoint} exited with ${child.exitCode}: ${stderr()}`);
+    try {
+      const res = await fetch(`http://${endpoint}/health`);
+      if (res.ok && ((await res.json()) as { health?: string }).health === "true") return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} not healthy within 60 s (waited for /health): ${stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
