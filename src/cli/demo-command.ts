@@ -26,12 +26,15 @@ export function addDemoCommand(program: Command, _options: ClientCommandOptions)
     .action(async (flags: { agents: string; tasks: string; workMs: string; kill: boolean; plain?: boolean; timeoutMs: string; output?: string }) => {
       // The report prints as text unless -o asks for JSON or YAML.
       const format = flags.output === undefined ? "table" : outputFormat(flags.output);
+      // With -o json or yaml stdout holds the report alone; the live view goes to stderr.
+      const stream = format === "table" ? process.stdout : process.stderr;
       const report = await runDemo({
+        stream,
         agents: count(flags.agents, "--agents", 3),
         tasks: count(flags.tasks, "--tasks", 1),
         workMs: count(flags.workMs, "--work-ms", 1),
         kill: flags.kill,
-        tty: Boolean(process.stdout.isTTY) && !flags.plain,
+        tty: Boolean(stream.isTTY) && !flags.plain,
         timeoutMs: count(flags.timeoutMs, "--timeout-ms", 1),
       });
       if (format === "json") process.stdout.write(`${JSON.stringify(report)}\n`);

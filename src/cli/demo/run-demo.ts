@@ -157,7 +157,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     closeChannel = () => channel.close();
     const control = createClient(Control, channel);
     let wake: () => void = () => {};
-    const view = startLiveView(control, { title: `baton demo: ${options.agents} agents, ${options.tasks} tasks`, tty: options.tty, stream, onEvent: () => wake() });
+    const view = startLiveView(control, { title: `baton demo (${options.tasks} tasks)`, tty: options.tty, stream, onEvent: () => wake() });
     stopView = view.stop;
     void view.done.catch(() => {});
     await view.ready;
@@ -165,14 +165,19 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     const ids: string[] = [];
     let killed: DemoReport["killed"];
     const killOne = () => {
-      // The busiest agent goes (the most open tasks assigned to it): the most work to replan.
+      // The busiest agent goes (the most open tasks assigned to it), among those whose roles and
+      // GPU another agent also has: the rest of the stream can still run without it.
       const held = new Map<string, string[]>();
       for (const t of view.model.tasks.values()) if (!isEnded(t)) for (const a of t.assignedAgents) held.set(a, [...(held.get(a) ?? []), t.spec!.taskId]);
-      const [agent, tasks] = [...held].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
+      const offers = (s: DemoAgentSpec) => [...s.capabilities, ...s.resources.map((r) => `resource:${r.kind}`)];
+      const replaceable = specs.filter((s) => offers(s).every((o) => specs.some((other) => other !== s && offers(other).includes(o))));
+      const chosen = replaceable.sort((a, b) => (held.get(b.agentId)?.length ?? 0) - (held.get(a.agentId)?.length ?? 0))[0];
+      const agent = chosen?.agentId;
+      const tasks = agent ? (held.get(agent) ?? []) : [];
       const child = agent && children[specs.findIndex((s) => s.agentId === agent)];
       if (!agent || !child) return;
       child.kill("SIGKILL");
-      killed = { agent, heldTasks: tasks! };
+      killed = { agent, heldTasks: tasks };
     };
     for (let i = 0; i < options.tasks; i++) {
       const spec = taskSpec(i, options.workMs);

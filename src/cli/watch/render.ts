@@ -42,9 +42,13 @@ export function renderFrame(model: WatchModel, options: FrameOptions): string {
   lines.push(cut(`${options.title}  ·  ${model.agents.size} agents  ·  tasks: ${c.running} running, ${c.assigned} assigned, ${c.pending} pending, ${c.succeeded} succeeded, ${c.dead_lettered} dead-lettered, ${c.cancelled} cancelled`, width).trimEnd());
   lines.push("");
   lines.push("AGENTS");
+  // An agent's event comes with its state changes only; what it holds now is read off the open tasks.
+  const holding = new Map<string, number>();
+  for (const t of model.tasks.values()) if (!isEnded(t)) for (const id of t.assignedAgents) holding.set(id, (holding.get(id) ?? 0) + 1);
   for (const a of [...model.agents.values()].sort((x, y) => x.agentId.localeCompare(y.agentId))) {
-    const load = a.maxInFlight ? progressBar((a.inFlight / a.maxInFlight) * 100, 10).replace(/\s+\d+%$/, "") : "";
-    lines.push(cut(`  ${cut(a.agentId, 18)} ${cut(lower(AgentState, a.state), 13)} ${cut(`${a.inFlight}/${a.maxInFlight}`, 7)} ${load} breaker ${a.breaker || "-"}  ${a.capabilities.join(",")}`, width).trimEnd());
+    const held = a.state === AgentState.ONLINE || a.state === AgentState.DRAINING ? Math.max(a.inFlight, holding.get(a.agentId) ?? 0) : 0;
+    const load = a.maxInFlight ? progressBar(Math.min(100, (held / a.maxInFlight) * 100), 10).replace(/\s+\d+%$/, "") : "";
+    lines.push(cut(`  ${cut(a.agentId, 18)} ${cut(lower(AgentState, a.state), 13)} ${cut(`${held}/${a.maxInFlight}`, 7)} ${load} breaker ${a.breaker || "-"}  ${a.capabilities.join(",")}`, width).trimEnd());
   }
   if (model.agents.size === 0) lines.push("  (none connected)");
   // Rounds and events get a few lines each; tasks take what is left of the terminal.
