@@ -24,12 +24,16 @@ export function quote(value: string, max = QUOTE_CHARS): string {
 export class BatonError extends Error {
   override readonly name = "BatonError";
 
+  /** Sent with the status as trailing metadata ("baton-leader": where a follower's caller should go). */
+  readonly trailers: Readonly<Record<string, string>>;
+
   constructor(
     readonly code: Code,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; trailers?: Record<string, string> },
   ) {
-    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message, options);
+    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.trailers = options?.trailers ?? {};
   }
 
   /** Wraps anything thrown: a BatonError stays as it is, anything else becomes INTERNAL. */
@@ -118,8 +122,14 @@ export function toBatonError(err: unknown): BatonError {
     }
     // A grpc-js client error: keep its code and the peer's message.
     if (typeof code === "number" && "details" in err && code in Code) {
-      return new BatonError(code as Code, String((err as { details: unknown }).details), { cause: err });
+      return new BatonError(code as Code, String((err as { details: unknown }).details), { cause: err, trailers: batonTrailers((err as { metadata?: unknown }).metadata) });
     }
   }
   return new BatonError(Code.INTERNAL, "internal error", { cause: err });
+}
+
+// The baton-* trailers of a grpc-js client error (a follower's baton-leader), as strings.
+function batonTrailers(metadata: unknown): Record<string, string> {
+  const map = (metadata as { getMap?: () => Record<string, unknown> } | undefined)?.getMap?.() ?? {};
+  return Object.fromEntries(Object.entries(map).filter(([k, v]) => k.startsWith("baton-") && typeof v === "string")) as Record<string, string>;
 }

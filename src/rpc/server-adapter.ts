@@ -114,7 +114,9 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
 type AnyCall = ServerUnaryCall<Buffer, unknown> | ServerReadableStream<Buffer, unknown> | ServerWritableStream<Buffer, unknown> | ServerDuplexStream<Buffer, unknown>;
 
 function toServiceError(err: BatonError): Partial<ServiceError> {
-  return { code: err.code, details: err.message, metadata: new Metadata() };
+  const metadata = new Metadata();
+  for (const [key, value] of Object.entries(err.trailers)) metadata.set(key, value);
+  return { code: err.code, details: err.message, metadata };
 }
 
 /** Builds the context, authenticates and authorizes; throws a BatonError to refuse. */

@@ -20,6 +20,7 @@ import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen
 import { adaptService, addReflection, callMetricsInterceptor, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
+import { joinCluster, type ClusterMember, type ServiceKind } from "../cluster/index.js";
 import { AccessControl } from "./access-control.js";
 import { checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
 
@@ -109,6 +110,9 @@ export class BatonServer {
   private readonly runsResourceManager: boolean;
   private readonly runsPerformanceMonitor: boolean;
   private readonly peers: Array<{ close(): void }> = [];
+  /** With store.kind "etcd": this process's place in the replica set; it serves agents and Control only while it leads. */
+  private cluster: ClusterMember | undefined;
+  private leading = false;
 
   /** A channel to another participant over mTLS, as this server's identity, through a named breaker. */
   private peer(address: string, name: string): { channel: Channel; breaker: CallBreaker } {
@@ -121,6 +125,7 @@ export class BatonServer {
 
   /** The coordinator; there once start() has loaded the journal. */
   get coordinator(): Coordinator {
+    if (this.cluster && !this.leading) throw this.cluster.notLeader();
     if (!this.coordinatorInstance) throw unavailable("the coordinator is starting");
     return this.coordinatorInstance;
   }
@@ -182,9 +187,50 @@ export class BatonServer {
   }
 
   private async open(credentials: ServerCredentials): Promise<number> {
+    const { config } = this.options;
+    // Replicas on etcd bind first (followers answer, naming the leader) and load the journal once elected.
+    const clustered = this.runsCoordinator && config.store.kind === "etcd" && !this.options.store;
+    if (this.runsCoordinator && !clustered) await this.startCoordinator(this.options.store ?? (await openConfiguredStore(config)));
+    const { host, port } = parseListen(this.options.config.listen);
+    this.listener = this.guardConnections(credentials);
+    this.boundPort = await this.listener.listen(host, port).catch((err: unknown) => {
+      throw listenFailure(err, config.listen, "listen");
+    });
+    if (clustered) {
+      const services: ServiceKind[] = ["coordinator", ...(this.runsResourceManager ? (["resource_manager"] as const) : []), ...(this.runsPerformanceMonitor ? (["performance_monitor"] as const) : [])];
+      this.cluster = await joinCluster(config, this.options.logger, { address: config.cluster.advertise || `localhost:${this.boundPort}`, services });
+      this.cluster.election.onLost(() => void this.shutdown({ graceMs: 0 }));
+      void this.leadWhenElected(this.cluster);
+    } else if (this.runsCoordinator && config.adminListen) {
+      await this.startAdmin();
+    }
+    this.currentState = "serving";
+    this.logger.info({ listen: `${host}:${this.boundPort}`, serves: [...this.health.services] }, "baton serving");
+    return this.boundPort;
+  }
+
+  /** Campaigns; once elected, loads the journal from etcd (every write fenced by the term) and serves. */
+  private async leadWhenElected(cluster: ClusterMember): Promise<void> {
+    const { config } = this.options;
+    try {
+      const { store } = await cluster.lead();
+      if (this.currentState !== "serving") return;
+      const started = Date.now();
+      await this.startCoordinator(store);
+      this.leading = true;
+      if (config.adminListen) await this.startAdmin();
+      this.logger.info({ load_ms: Date.now() - started, address: cluster.address }, "leading: journal loaded from etcd; serving agents and Control");
+    } catch (err) {
+      if (this.currentState !== "serving") return;
+      this.logger.error({ err }, "could not take over as leader; stopping");
+      void this.shutdown({ graceMs: 0 });
+    }
+  }
+
+  /** The coordinator on its journal, its events and metrics. */
+  private async startCoordinator(store: Store): Promise<void> {
     const { config, logger } = this.options;
-    if (this.runsCoordinator) {
-      const store = this.options.store ?? (await openConfiguredStore(config));
+    {
       const rm = config.services.resourceManager;
       const pm = config.services.performanceMonitor;
       const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker); })();
@@ -196,22 +242,18 @@ export class BatonServer {
       this.metricsInstance = createCoordinatorMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
       this.operationsMetrics = createOperationsMetrics(this.coordinatorInstance, config.coordinatorId, this.registry);
     }
-    const { host, port } = parseListen(this.options.config.listen);
-    this.listener = this.guardConnections(credentials);
-    this.boundPort = await this.listener.listen(host, port).catch((err: unknown) => {
-      throw listenFailure(err, config.listen, "listen");
-    });
-    // Only once gRPC is bound: /healthz must not answer ok for a server that could not listen.
-    if (this.runsCoordinator && config.adminListen) {
+  }
+
+  /** The admin endpoint: only once gRPC is bound, as /healthz must not answer ok for a server that could not listen. */
+  private async startAdmin(): Promise<void> {
+    const { config, logger } = this.options;
+    {
       const metrics = this.runsPerformanceMonitor ? () => this.performance.metricsNow({ requestId: "", agentIds: [], window: undefined }) : undefined;
       this.dashboard = createAdminDashboard({ config, control: this.control!, events: this.events, coordinator: this.coordinator, ...(metrics ? { metrics } : {}), access: this.access, logger });
       this.admin = await startAdminServer(parseListen(config.adminListen, "adminListen"), this.registry, this.logger, { notReady: () => this.notReadyReason, ...(this.dashboard ? { routes: this.dashboard.dashboard.handle, tls: this.dashboard.tls } : {}) }).catch((err: unknown) => {
         throw listenFailure(err, config.adminListen, "adminListen");
       });
     }
-    this.currentState = "serving";
-    this.logger.info({ listen: `${host}:${this.boundPort}`, serves: [...this.health.services] }, "baton serving");
-    return this.boundPort;
   }
 
   /** Why this server should get no traffic now ("" when ready: bound, journal open, not draining), as /readyz answers. */
@@ -267,6 +309,8 @@ export class BatonServer {
       });
     });
     await stopping;
+    // After the journal's last flush: resigning lets a follower take over at once.
+    await this.cluster?.close().catch((err: unknown) => this.logger.warn({ err }, "leaving the replica set failed"));
     for (const p of this.peers) p.close();
     this.access.close();
     this.reloading?.close();

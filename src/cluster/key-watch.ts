@@ -1,0 +1,75 @@
+import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+
+/** One key as read at a revision: its value and create revision, or absent. */
+export interface KeyState {
+  /** The store revision this was read at. */
+  revision: string;
+  kv: IKeyValue | undefined;
+}
+
+/** Reads a key, with the revision the answer is true at. */
+export async function readKey(client: Etcd3, key: Buffer): Promise<KeyState> {
+  const answer = await client.kv.range({ key });
+  return { revision: String(answer.header.revision), kv: answer.kvs[0] };
+}
+
+/**
+ * Resolves once `key` is no longer the incarnation `known` (deleted, or re-created with
+ * another create revision), with what it is now. A watch alone is not trusted: etcd 3.4's
+ * watches can miss events across a reconnect, so the key is re-read (a linearizable read,
+ * at a known revision) whenever the watch reconnects and every recheckMs whatever it says.
+ */
+export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState, options: { recheckMs: number; signal: AbortSignal }): Promise<KeyState> {
+  const createRevision = known.kv ? String(known.kv.create_revision) : "0";
+  const changed = (state: KeyState) => (state.kv ? String(state.kv.create_revision) : "0") !== createRevision;
+  let watcher: Watcher | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort = () => {};
+  try {
+    return await new Promise<KeyState>((resolve, reject) => {
+      let settled = false;
+      const done = (state: KeyState) => {
+        if (!settled) {
+          settled = true;
+          resolve(state);
+        }
+      };
+      const reread = () => {
+        if (settled) return;
+        readKey(client, key).then((state) => {
+          if (changed(state)) done(state);
+        }, () => {
+          // etcd unreachable: the next recheck tries again.
+        });
+      };
+      onAbort = () => {
+        settled = true;
+        reject(options.signal.reason);
+      };
+      if (options.signal.aborted) return onAbort();
+      options.signal.addEventListener("abort", onAbort, { once: true });
+      timer = setInterval(reread, options.recheckMs);
+      // From the revision after the one read: nothing between the read and the watch is missed.
+      client
+        .watch()
+        .key(key)
+        .startRevision(String(BigInt(known.revision) + 1n))
+        .create()
+        .then((w) => {
+          watcher = w;
+          if (settled) void w.cancel();
+          w.on("delete", () => reread());
+          w.on("put", () => reread());
+          w.on("connected", () => reread());
+          w.on("error", () => reread());
+        }, () => {
+          // No watch: the rechecks alone find the change.
+        });
+      reread();
+    });
+  } finally {
+    options.signal.removeEventListener("abort", onAbort);
+    clearInterval(timer);
+    await watcher?.cancel().catch(() => {});
+  }
+}
