@@ -42,6 +42,8 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
    * so disjoint agents mean disjoint resources).
    */
   async function schedule(): Promise<void> {
+    // A pass queued before a drain began places nothing either.
+    if (state.draining) return;
     const now = state.now();
     let wake = Number.POSITIVE_INFINITY;
     const fresh: TaskRuntime[] = [];
@@ -89,7 +91,8 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     rr.planningNow = true;
     // After a failed journal write the state is reloaded: this round's view of it is gone.
     const epoch = state.epoch;
-    const abandoned = () => state.stopping || epoch !== state.epoch;
+    // Draining (SIGTERM) stops placing at once: what this round has not sent yet stays pending in the journal.
+    const abandoned = () => state.stopping || state.draining || epoch !== state.epoch;
     const giveUp = (reason: string, wait: string) => {
       parts.book.moveRound(rr, "coordination_failure", reason);
       if (resumed) {

@@ -21,25 +21,28 @@ const readyz = async (port: number) => {
 };
 
 describe("BatonServer.drain (in process)", () => {
-  it("flips /readyz and health to not serving, tells agents to Drain, places nothing new, and stops when the grace runs out, forcing", async () => {
-    fx.srv = await startServer(fx.pki, { drainGraceMs: 1500 });
+  it("flips /readyz and health to not serving, tells agents to Drain, places nothing new, and stops once what was in flight has finished", async () => {
+    fx.srv = await startServer(fx.pki, { drainGraceMs: 120_000 });
     const { server } = fx.srv;
     const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
     const health = createClient(Health, fx.channel(await fx.pki.credentials("operator", "ops")));
     expect(await readyz(server.adminPort)).toEqual({ status: 200, body: "ready\n" });
     expect((await health.check({ service: "" })).status).toBe(ServingStatus.SERVING);
-    const stuck = await fx.agent("stuck", { capabilities: ["work"] });
+    const busy = await fx.agent("busy", { capabilities: ["work"] });
     const drains: string[] = [];
-    stuck.on("drain", (d) => drains.push(d.reason));
-    await stuck.connect();
-    // Never finishes: the drain has to give up on it.
-    void stuck.run(() => new Promise(() => {}));
+    busy.on("drain", (d) => drains.push(d.reason));
+    await busy.connect();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    void busy.run(async () => {
+      await held;
+      return { ok: true };
+    });
     await control.submitTask({ task: { taskId: "long", requiredCapabilities: ["work"] } });
     await waitFor(() => server.coordinator.getTask("long").state === TaskState.RUNNING, 30_000, "long to run");
     const assigned: string[] = [];
     server.coordinator.on("task.updated", (t) => t.state === TaskState.ASSIGNED && assigned.push(t.spec!.taskId));
 
-    const started = Date.now();
     const draining = server.drain();
     expect(server.state).toBe("draining");
     const ready = await readyz(server.adminPort);
@@ -53,13 +56,31 @@ describe("BatonServer.drain (in process)", () => {
     await fresh.connect();
     void fresh.run(async () => ({ ok: true }));
     await control.submitTask({ task: { taskId: "late", requiredCapabilities: ["work"] } });
+    expect((await control.getTask({ taskId: "late" })).task!.state).toBe(TaskState.PENDING);
+    release();
     await draining;
-    const tookMs = Date.now() - started;
-    expect(tookMs).toBeGreaterThanOrEqual(1400);
-    // The grace, then at most the rest of it for closing calls, on a loaded machine.
-    expect(tookMs).toBeLessThan(1500 + 10_000);
     expect(server.state).toBe("stopped");
     expect(assigned).not.toContain("late");
+    expect(fx.srv.logs.lines.some((l) => l.msg === "drained: every directive in flight has finished")).toBe(true);
+  });
+
+  it("stops when the grace runs out, forcing, with what is still in flight left to the journal", async () => {
+    fx.srv = await startServer(fx.pki, { drainGraceMs: 1500 });
+    const { server } = fx.srv;
+    const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
+    const stuck = await fx.agent("stuck", { capabilities: ["work"] });
+    await stuck.connect();
+    // Never finishes: the drain has to give up on it.
+    void stuck.run(() => new Promise(() => {}));
+    await control.submitTask({ task: { taskId: "forever", requiredCapabilities: ["work"] } });
+    await waitFor(() => server.coordinator.getTask("forever").state === TaskState.RUNNING, 30_000, "forever to run");
+    const started = Date.now();
+    await server.drain();
+    const tookMs = Date.now() - started;
+    expect(tookMs).toBeGreaterThanOrEqual(1400);
+    // The grace, then closing the calls still open, on a loaded machine.
+    expect(tookMs).toBeLessThan(1500 + 10_000);
+    expect(server.state).toBe("stopped");
     expect(fx.srv.logs.lines.some((l) => l.msg === "drain grace over with directives in flight: they stay in the journal and are replanned after a restart" && l.in_flight === 1)).toBe(true);
   });
 });
