@@ -26,10 +26,15 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     state.triggers.add(trigger);
     if (state.scheduleQueued || state.stopping || state.draining) return;
     state.scheduleQueued = true;
-    setImmediate(() => {
+    const pass = () => {
       state.scheduleQueued = false;
       void schedule();
-    });
+    };
+    // Idle (nothing else waiting, no round planning), a pass runs at once, before the
+    // journal's next group commit, so the directive shares the fsync of the change that
+    // asked for it; busy, it waits a turn of the event loop and takes every ready task.
+    if (state.pendingTasks.size <= 1 && state.claimedTasks.size === 0) queueMicrotask(pass);
+    else setImmediate(pass);
   }
 
   /**

@@ -8,7 +8,7 @@ import { logProtocolMessage, type Logger } from "../logging.js";
 import type { Store as JournalStore } from "../store/index.js";
 import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import type { AgentRuntime, CoordinatorEvents, DirectiveOwner, RoundRuntime, TaskRuntime } from "./runtime.js";
-import { TaskJournal } from "./task-journal.js";
+import { TaskJournal, type CommitOptions } from "./task-journal.js";
 
 /** Options of the coordinator. */
 export interface CoordinatorOptions {
@@ -152,8 +152,8 @@ export async function durably(state: CoordinatorState, change: Parameters<TaskJo
 }
 
 /** Commits a change no caller waits on; a failure is handled once, by onJournalFailed. */
-export function record(state: CoordinatorState, change: Parameters<TaskJournal["commit"]>[0]): Promise<void> {
-  const written = state.journal.commit(change);
+export function record(state: CoordinatorState, change: Parameters<TaskJournal["commit"]>[0], options?: CommitOptions): Promise<void> {
+  const written = state.journal.commit(change, options);
   written.catch(() => {});
   return written;
 }
@@ -162,7 +162,7 @@ export function record(state: CoordinatorState, change: Parameters<TaskJournal["
 export function publishTask(state: CoordinatorState, task: Task, reason: string): void {
   const snapshot: Task = { ...task, attempts: task.attempts.map((a) => ({ ...a })), assignedAgents: [...task.assignedAgents] };
   const epoch = state.epoch;
-  state.journal.barrier().then(
+  state.journal.whenDurable().then(
     () => epoch === state.epoch && state.events.emit("task.updated", snapshot, reason),
     () => {},
   );

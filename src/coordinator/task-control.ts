@@ -56,14 +56,17 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
     rt.created = durably(state, { tasks: [task] }, `task ${spec.taskId}`);
     parts.engine.addTask(rt);
-    // A failed write drops the whole unacknowledged state (onJournalFailed), this task with it.
+    // Planned while its record is being written: its directive's record then joins the same
+    // group commit (an idle coordinator plans at once), and nothing reaches an agent before
+    // both are durable. A failed write drops the whole unacknowledged state
+    // (onJournalFailed), this task and any plan for it with it.
+    parts.rounds.requestSchedule("task_submitted");
     try {
       await rt.created;
     } finally {
       delete rt.created;
     }
     publishTask(state, task, "submitted");
-    parts.rounds.requestSchedule("task_submitted");
     return { task, created: true };
   }
 

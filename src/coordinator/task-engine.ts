@@ -15,6 +15,9 @@ const COUNTED = new Set(["directive_failed", "lease_expired", "rejected", "coali
 // Remember settled completions so a resent TaskCompletion is acknowledged, not applied twice.
 const SETTLED_MEMORY = 100_000;
 
+// How long a directive's acceptance may wait for another commit to share its fsync, ms.
+const ACCEPT_DEFER_MS = 5;
+
 /**
  * The task engine: the only code that writes a Task. Its state moves only by the task
  * state table (moveTask), which also keeps the indexes (creation order, pending set, counts
@@ -134,7 +137,9 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
       change.tasks = [rt.task];
       publishTask(state, rt.task, "accepted");
     }
-    void record(state, change);
+    // Nothing waits on it, and losing it costs at most a redelivery the agent drops as a
+    // duplicate (re-acking it): it rides with the completion that usually follows at once.
+    void record(state, change, { deferMs: ACCEPT_DEFER_MS });
   }
 
   /**

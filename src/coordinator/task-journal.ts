@@ -12,6 +12,25 @@ export interface JournalContents {
   sessions: JournalSession[];
 }
 
+/** How a commit is written. */
+export interface CommitOptions {
+  /**
+   * Write it with the next commit, or after this many ms if none comes first: for a change
+   * nothing waits on (a directive's acceptance), which then shares the fsync of the one
+   * that usually follows (its completion). It is durable before any event reports it.
+   */
+  deferMs?: number;
+}
+
+// A batch's ops with only the last op on each key (the same record written twice in one
+// batch, as a task is when it is accepted and completed at once), in the order they came.
+function lastPerKey(ops: WriteOp[]): WriteOp[] {
+  if (ops.length < 2) return ops;
+  const last = new Map<string, number>();
+  ops.forEach((op, i) => last.set(op.key, i));
+  return last.size === ops.length ? ops : ops.filter((op, i) => last.get(op.key) === i);
+}
+
 /** Changes that must be durable together. */
 export interface JournalChange {
   tasks?: Task[];
@@ -41,6 +60,8 @@ export class TaskJournal {
   private pending: WriteOp[] = [];
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
+  /** A commit that may wait (CommitOptions.deferMs): the timer that writes it if nothing else does first. */
+  private deferred: NodeJS.Timeout | undefined;
   /** Whether a write is out: what is committed meanwhile waits, and goes as one batch when it ends (group commit). */
   private inFlight = false;
   private writing: Promise<void> = Promise.resolve();
@@ -121,7 +142,7 @@ export class TaskJournal {
    * batch was built on the state the failed one described, so writing it would leave a
    * journal that no moment of the coordinator ever held.
    */
-  commit(change: JournalChange): Promise<void> {
+  commit(change: JournalChange, options: CommitOptions = {}): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.refusal());
     const sealing: JsonObject[] = [];
     try {
@@ -135,10 +156,8 @@ export class TaskJournal {
     for (const id of change.deleteDirectives ?? []) this.pending.push({ type: "delete", key: DIRECTIVE + id });
     const written = new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (!this.scheduled && !this.inFlight) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      if (options.deferMs === undefined) this.schedule();
+      else if (!this.scheduled && !this.inFlight) this.deferred ??= setTimeout(() => this.schedule(), options.deferMs).unref();
     });
     if (sealing.length === 0) return written;
     return written.then(() => {
@@ -163,11 +182,19 @@ export class TaskJournal {
     return ops;
   }
 
+  private schedule(): void {
+    if (this.scheduled || this.inFlight) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
   private flush(): void {
     this.scheduled = false;
+    clearTimeout(this.deferred);
+    this.deferred = undefined;
     // The write out now starts the next batch when it ends.
     if (this.inFlight) return;
-    const ops = this.pending;
+    const ops = lastPerKey(this.pending);
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
@@ -197,6 +224,19 @@ export class TaskJournal {
   /** Resolves once every change committed so far is durable; rejects if one of them failed. */
   barrier(): Promise<void> {
     return this.commit({});
+  }
+
+  /**
+   * The same, without hastening a deferred commit: for what only reports a change (events),
+   * which may wait for the write that was coming anyway.
+   */
+  whenDurable(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.refusal());
+    // Nothing is waiting to be written: everything committed so far is durable already.
+    if (!this.scheduled && !this.inFlight && this.deferred === undefined && this.waiters.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+    });
   }
 
   private refusal(): Error {

@@ -1,0 +1,93 @@
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { TaskSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { TaskJournal } from "../../src/coordinator/task-journal.js";
+import { createMemoryStore, type Store, type WriteOp } from "../../src/store/index.js";
+
+// The task journal's group commit: what is committed while a write is out goes as one
+// batch; a deferred commit shares the next one's write; events wait without hastening.
+
+/** A memory store whose writes are held until released, and counted. */
+function heldStore(): { store: Store; writes: WriteOp[][]; release(): void } {
+  const inner = createMemoryStore();
+  const writes: WriteOp[][] = [];
+  let gate: (() => void) | undefined;
+  const store: Store = {
+    ...inner,
+    async write(ops, conditions) {
+      writes.push(ops);
+      await new Promise<void>((resolve) => (gate = resolve));
+      return inner.write(ops, conditions);
+    },
+  };
+  return { store, writes, release: () => gate?.() };
+}
+
+const task = (id: string, state = TaskState.PENDING) => create(TaskSchema, { spec: { taskId: id }, state });
+const settled = async (p: Promise<unknown>) => (await Promise.race([p.then(() => true), new Promise((r) => setImmediate(() => r(false)))])) as boolean;
+
+describe("group commit", () => {
+  it("commits made while a write is out go together in the next write", async () => {
+    const held = heldStore();
+    const journal = new TaskJournal(held.store);
+    const first = journal.commit({ tasks: [task("a")] });
+    await new Promise((r) => setImmediate(r));
+    expect(held.writes).toHaveLength(1);
+    const later = [journal.commit({ tasks: [task("b")] }), journal.commit({ tasks: [task("c")] }), journal.commit({ tasks: [task("d")] })];
+    await new Promise((r) => setImmediate(r));
+    // Still one write out: the three wait for it.
+    expect(held.writes).toHaveLength(1);
+    held.release();
+    await first;
+    await new Promise((r) => setImmediate(r));
+    expect(held.writes).toHaveLength(2);
+    expect(held.writes[1]!.map((op) => op.key)).toEqual(["task/b", "task/c", "task/d"]);
+    expect(await settled(Promise.all(later))).toBe(false);
+    held.release();
+    await Promise.all(later);
+  });
+
+  it("a deferred commit shares the next commit's write, and a record written twice in a batch is written once", async () => {
+    const held = heldStore();
+    const journal = new TaskJournal(held.store);
+    const accepted = journal.commit({ tasks: [task("a", TaskState.RUNNING)] }, { deferMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(held.writes).toHaveLength(0);
+    const done = journal.commit({ tasks: [task("a", TaskState.SUCCEEDED)] });
+    await new Promise((r) => setImmediate(r));
+    expect(held.writes).toHaveLength(1);
+    expect(held.writes[0]!.map((op) => op.key)).toEqual(["task/a"]);
+    held.release();
+    await Promise.all([accepted, done]);
+  });
+
+  it("a deferred commit alone is written once its delay is up, and an event waiting on it does not hasten it", async () => {
+    const held = heldStore();
+    const journal = new TaskJournal(held.store);
+    const accepted = journal.commit({ tasks: [task("a", TaskState.RUNNING)] }, { deferMs: 50 });
+    const reported = journal.whenDurable();
+    await new Promise((r) => setImmediate(r));
+    expect(held.writes).toHaveLength(0);
+    expect(await settled(reported)).toBe(false);
+    // Written by its timer, then durable for both.
+    await new Promise<void>((resolve) => {
+      const poll = () => (held.writes.length > 0 ? resolve() : setTimeout(poll, 5));
+      poll();
+    });
+    held.release();
+    await Promise.all([accepted, reported]);
+    // With nothing waiting to be written, an event is told at once.
+    expect(await settled(journal.whenDurable())).toBe(true);
+  });
+
+  it("a barrier writes a deferred commit now", async () => {
+    const held = heldStore();
+    const journal = new TaskJournal(held.store);
+    const accepted = journal.commit({ tasks: [task("a")] }, { deferMs: 60_000 });
+    const barrier = journal.barrier();
+    await new Promise((r) => setImmediate(r));
+    expect(held.writes).toHaveLength(1);
+    held.release();
+    await Promise.all([accepted, barrier]);
+  });
+});
