@@ -5,6 +5,9 @@ export const Code = status;
 /** A gRPC status code. */
 export type Code = status;
 
+/** The trailer in which a follower coordinator names the leader ("host:port"). */
+export const LEADER_TRAILER = "baton-leader";
+
 /** How much of a caller's value an error message quotes, characters. */
 export const QUOTE_CHARS = 64;
 

@@ -19,7 +19,7 @@ import {
   type Welcome,
 } from "../../gen/baton/v1/session_pb.js";
 import type { SignedEnvelope } from "../../gen/baton/v1/security_pb.js";
-import { BatonError, Code, toBatonError, unavailable } from "../errors.js";
+import { BatonError, Code, LEADER_TRAILER, toBatonError, unavailable } from "../errors.js";
 import { createLogger, type Logger } from "../logging.js";
 import { PROTOCOL_VERSION } from "../protocol/index.js";
 import { clientChannelOptions, createChannel, createClient, decodeRequest, type Channel } from "../rpc/index.js";
@@ -44,6 +44,11 @@ import { backoffMs, finalRefusal, type SessionEnd } from "./reconnect.js";
 export interface AgentOptions {
   /** The coordinator, "localhost:50051" (dial localhost, not 127.0.0.1, so TLS names match). */
   address: string;
+  /**
+   * The other coordinators of a replica set. A follower's refusal names the leader (the
+   * baton-leader trailer) and the agent goes there; with no name, each address is tried in turn.
+   */
+  addresses?: string[];
   /** This agent's id; must equal the name in its certificate's SPIFFE id. */
   agentId: string;
   /** mTLS credentials (see clientCredentials in the rpc module). */
@@ -154,6 +159,9 @@ type Outgoing = { kind: "report"; report: AgentReport } | { kind: "frame"; frame
 export class BatonAgent extends EventEmitter<AgentEvents> {
   private readonly logger: Logger;
   private channel: Channel;
+  /** The coordinator dialled now: options.address, a leader a follower named, or the next of options.addresses. */
+  private target: string;
+  private leaderHint: string | undefined;
   private readonly inbox: AsyncQueue<ReceivedDirective> = createAsyncQueue({ capacity: 100_000, overflow: "error", name: "agent inbox" });
   /** Directive id -> what this agent did with it; duplicates (redelivery, replay) are answered from here. */
   private readonly seen = new Map<string, Tracked>();
@@ -187,6 +195,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     super();
     this.clock = options.now ?? Date.now;
     this.logger = (options.logger ?? createLogger({ level: "warn" })).child({ component: "agent", agent_id: options.agentId });
+    this.target = options.address;
     this.channel = this.dial();
     this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
     options.signal?.addEventListener("abort", () => void this.close(), { once: true });
@@ -229,14 +238,15 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       this.welcome = undefined;
       this.emit("disconnected", end);
       const refusal = finalRefusal(end);
-      // A first connect that never got a Welcome tells its caller, unless told to wait for the coordinator.
-      const giveUp = refusal ?? (o.reconnect === false || (this.firstWelcome && !o.waitForCoordinator) ? end : undefined);
+      const leader = this.followLeader(welcomed);
+      // A first connect that never got a Welcome tells its caller, unless told to wait for the coordinator (or a follower named the leader).
+      const giveUp = refusal ?? (o.reconnect === false || (this.firstWelcome && !o.waitForCoordinator && !leader) ? end : undefined);
       if (giveUp) {
         this.firstWelcome?.reject(new BatonError(giveUp.code, giveUp.message));
         this.firstWelcome = undefined;
         return this.finish(giveUp);
       }
-      failures = welcomed ? 1 : failures + 1;
+      failures = welcomed || leader ? 1 : failures + 1;
       const wait = backoffMs(failures, o.reconnectInitialMs ?? 100, o.reconnectMaxMs ?? 5000);
       this.logger.info({ code: Code[end.code], reason: end.message, retry_in_ms: wait }, "session lost; reconnecting");
       this.emit("reconnecting", { end, attempt: failures, delayMs: wait, everConnected });
@@ -285,6 +295,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       return { code: Code.UNAVAILABLE, message: "the coordinator closed the session" };
     } catch (err) {
       const error = toBatonError(err);
+      this.leaderHint = error.trailers[LEADER_TRAILER] || undefined;
       return { code: error.code, message: error.message };
     } finally {
       clearInterval(this.heartbeat);
@@ -459,7 +470,21 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   }
 
   private dial(): Channel {
-    return createChannel(this.options.address, this.options.credentials, clientChannelOptions());
+    return createChannel(this.target, this.options.credentials, clientChannelOptions());
+  }
+
+  /** After a session ends: goes to the leader a follower named, else (no Welcome) to the next address of a replica set; whether a leader was named. */
+  private followLeader(welcomed: boolean): boolean {
+    const hint = this.leaderHint;
+    this.leaderHint = undefined;
+    if (hint && hint !== this.target) {
+      this.logger.info({ from: this.target, leader: hint }, "the coordinator is a follower; going to the leader it names");
+      this.target = hint;
+      return true;
+    }
+    const all = [this.options.address, ...(this.options.addresses ?? [])];
+    if (!welcomed && all.length > 1) this.target = all[(all.indexOf(this.target) + 1) % all.length]!;
+    return false;
   }
 
   private redial(): void {

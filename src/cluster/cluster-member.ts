@@ -1,12 +1,11 @@
 import type { BatonConfig } from "../config.js";
-import { BatonError, Code } from "../errors.js";
+import { BatonError, Code, LEADER_TRAILER } from "../errors.js";
 import type { Logger } from "../logging.js";
 import { connectEtcd, etcdConnection, etcdStoreOptions, openEtcdStore, type Store } from "../store/index.js";
 import { LeaderElection, type Term } from "./leader-election.js";
 import { etcdServiceRegistry, type ServiceKind, type ServiceRegistry } from "./service-registry.js";
 
-/** The trailer a follower names the leader in. */
-export const LEADER_TRAILER = "baton-leader";
+export { LEADER_TRAILER };
 
 /** This process in a replica set on etcd. */
 export interface ClusterMember {
