@@ -170,6 +170,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     state.draining = true;
     clearTimeout(state.wakeTimer);
     for (const agent of state.agentsById.values()) if (agent.session && !agent.draining) this.parts.registry.drain(agent.agentId, reason);
+    // An agent that connects meanwhile is told too, once its session is welcomed.
+    this.on("agent.online", (view) =>
+      setImmediate(() => {
+        const agent = state.agentsById.get(view.agentId);
+        if (state.draining && !state.stopping && agent?.session && !agent.draining) this.parts.registry.drain(agent.agentId, reason);
+      }),
+    );
   }
 
   /** Why the coordinator takes no work now ("" when it does): stopping, draining, or its journal cannot be written. */

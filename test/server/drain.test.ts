@@ -53,7 +53,11 @@ describe("BatonServer.drain (in process)", () => {
     await waitFor(() => drains.length > 0, 30_000, "the agent's Drain");
     // A fresh agent and a new task: accepted (it is journaled), but not placed while draining.
     const fresh = await fx.agent("fresh", { capabilities: ["work"] });
+    const freshDrains: string[] = [];
+    fresh.on("drain", (d) => freshDrains.push(d.reason));
     await fresh.connect();
+    // Connected during the drain, it is told to drain too.
+    await waitFor(() => freshDrains.length > 0, 30_000, "the fresh agent's Drain");
     void fresh.run(async () => ({ ok: true }));
     await control.submitTask({ task: { taskId: "late", requiredCapabilities: ["work"] } });
     expect((await control.getTask({ taskId: "late" })).task!.state).toBe(TaskState.PENDING);
