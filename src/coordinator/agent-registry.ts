@@ -8,7 +8,6 @@ import type { AgentSession } from "./agent-session.js";
 import type { CoordinatorState } from "./coordinator-state.js";
 import { DirectiveOutbox } from "./directive-outbox.js";
 import type { AgentRegistry, CoordinatorParts } from "./parts.js";
-import { isCandidate } from "./plan-input.js";
 import type { AgentRuntime } from "./runtime.js";
 
 /**
@@ -103,6 +102,7 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     agent.lastSeen = session.lastSeen;
     agent.outbox.disconnect();
     clearTimeout(agent.dueTimer);
+    agent.dueTimer = undefined;
     const reason = error?.message ?? "the agent closed its session";
     agent.stateReason = reason;
     logger.info({ agent_id: agent.agentId, session_id: session.sessionId, reason }, "agent session closed");
@@ -112,10 +112,6 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
       startGrace(agent, reason, error === undefined);
     }
     state.events.emit("agent.disconnected", agent, reason);
-  }
-
-  function candidateAgents(): AgentRuntime[] {
-    return [...state.agentsById.values()].filter(isCandidate);
   }
 
   function liveSession(agentId: string): AgentSession {
@@ -153,6 +149,6 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     return liveSession(agentId).requestStatus(options.timeoutMs ?? config.session.statusTimeoutMs, options.signal);
   }
 
-  return { newOutbox, agentRuntime, markOffline, startGrace, onClockSkewRefused, onSessionClosed, candidateAgents, liveSession, agents, agent, drain, requestStatus };
+  return { newOutbox, agentRuntime, markOffline, startGrace, onClockSkewRefused, onSessionClosed, liveSession, agents, agent, drain, requestStatus };
 }
 

@@ -202,6 +202,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     for (const agent of state.agentsById.values()) {
       clearTimeout(agent.graceTimer);
       clearTimeout(agent.dueTimer);
+      agent.dueTimer = undefined;
       agent.breaker.shutdown();
       const session = agent.session;
       if (session) {

@@ -18,6 +18,9 @@ import type { AgentRuntime } from "./runtime.js";
 export function createDirectiveDelivery(state: CoordinatorState, parts: CoordinatorParts): DirectiveDelivery {
   const { config } = state;
 
+  // When each agent's pump timer fires (its outbox's next due time when it was set).
+  const dueAt = new WeakMap<AgentRuntime, number | undefined>();
+
   function track(agent: AgentRuntime, directiveId: string): Promise<void> {
     const outcome = new Promise<void>((resolve, reject) => agent.outcomes.set(directiveId, { resolve, reject }));
     // Directives restored from the journal have no breaker call awaiting them; their failure is handled here, not thrown.
@@ -43,10 +46,19 @@ export function createDirectiveDelivery(state: CoordinatorState, parts: Coordina
         state.events.emit("directive.sent", directive);
       }
     }
+    const due = agent.session ? agent.outbox.nextDue() : undefined;
+    // A timer only when the next due time moved: most writes leave it where it was (the
+    // oldest unacked directive's deadline), and a timer per directive written is a cost per message.
+    if (due === dueAt.get(agent) && (due === undefined || agent.dueTimer)) return;
     clearTimeout(agent.dueTimer);
-    const due = agent.outbox.nextDue();
-    if (due !== undefined && agent.session) {
-      agent.dueTimer = setTimeout(() => pump(agent), Math.max(1, due - state.now()));
+    agent.dueTimer = undefined;
+    dueAt.set(agent, due);
+    if (due !== undefined) {
+      agent.dueTimer = setTimeout(() => {
+        agent.dueTimer = undefined;
+        dueAt.delete(agent);
+        pump(agent);
+      }, Math.max(1, due - state.now()));
       agent.dueTimer.unref();
     }
   }

@@ -52,6 +52,7 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
     for (const agent of state.agentsById.values()) {
       clearTimeout(agent.graceTimer);
       clearTimeout(agent.dueTimer);
+      agent.dueTimer = undefined;
       agent.breaker.shutdown();
       for (const outcome of agent.outcomes.values()) outcome.resolve();
       const session = agent.session;

@@ -25,8 +25,6 @@ export interface AgentRegistry {
   startGrace(agent: AgentRuntime, reason: string, clean?: boolean): void;
   onSessionClosed(agent: AgentRuntime, session: AgentSession, error: BatonError | undefined): void;
   onClockSkewRefused(agent: AgentRuntime, refusal: ClockSkewError): void;
-  /** Agents that may take work now. */
-  candidateAgents(): AgentRuntime[];
   liveSession(agentId: string): AgentSession;
   /** The agents known, sorted by id. */
   agents(): AgentRuntime[];

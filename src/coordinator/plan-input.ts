@@ -112,15 +112,6 @@ export function fitTask(rt: TaskRuntime): { task: FitTask; roles: readonly strin
   return { task: { requiredCapabilities: spec.requiredCapabilities, target: spec.target, excluded: rt.excluded }, roles: isCoalition(spec) ? spec.coalition!.roles : [] };
 }
 
-/** Whether an agent could run at least one of the tasks (capabilities, target, labels, exclusions, a coalition's roles). */
-export function canRunAny(a: AgentRuntime, tasks: TaskRuntime[]): boolean {
-  const agent = fitAgent(a);
-  return tasks.some((rt) => {
-    const { task, roles } = fitTask(rt);
-    return taskFits(agent, task, roles);
-  });
-}
-
 /** Below this many candidates a round plans with all of them. */
 export const SAMPLE_ABOVE = 64;
 
