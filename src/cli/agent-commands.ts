@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
@@ -59,7 +60,7 @@ function parseStates(values: string[] | undefined): AgentState[] {
 /** Adds `baton agent ...` and `baton round ...`. */
 export function addAgentCommands(program: Command, options: ClientCommandOptions): void {
   const read = options.readCommand;
-  const agent = program.command("agent").description("inspect and drain managed agents");
+  const agent = program.command("agent").description(COMMANDS.agent);
   read(agent.command("list").description("list the agents known, by id"))
     .option("--state <state>", "only agents in this state: online, draining, disconnected, offline (repeat)", collect)
     .action(withControl(options, async ({ control, format, out }, flags: { state?: string[] }) => {
@@ -96,7 +97,7 @@ export function addAgentCommands(program: Command, options: ClientCommandOptions
       out(render(format, agentPrintable([res.agent!], true)));
     }));
 
-  const round = program.command("round").description("inspect coordination rounds");
+  const round = program.command("round").description(COMMANDS.round);
   read(round.command("list").description("rounds under way and the most recent finished ones")).action(withControl(options, async ({ control, format, out }) => {
     const res = await control.getCoordination({});
     if (format !== "table" && format !== "json") return out(render(format, { items: [res], single: true, json: (r) => messageJson(GetCoordinationResponseSchema, r), columns: [] }));

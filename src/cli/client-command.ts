@@ -1,9 +1,10 @@
-import { Option, type Command } from "commander";
+import type { Command } from "commander";
 import type { Control } from "../../gen/baton/v1/control_pb.js";
 import type { ServiceClient } from "../rpc/index.js";
 import { connect, type ConnectionFlags, type ControlConnection } from "./connection.js";
 import { CallError, describeError } from "./exit.js";
-import { outputFormat, OUTPUT_FORMATS, type OutputFormat } from "./output.js";
+import { outputFormat, type OutputFormat } from "./output.js";
+export { addOutputOption } from "./output-option.js";
 
 /** What a client command's action gets. */
 export interface ClientContext {
@@ -19,11 +20,6 @@ export interface ClientCommandOptions {
   /** Adds -o table|json|yaml to a read command. */
   readCommand(cmd: Command): Command;
   env: Record<string, string | undefined>;
-}
-
-/** -o on a command that prints what it read. */
-export function addOutputOption(cmd: Command): Command {
-  return cmd.addOption(new Option("-o, --output <format>", "table, json (one JSON object a line) or yaml; default: table on a terminal, json when piped").choices(OUTPUT_FORMATS as string[]));
 }
 
 /** An action that connects (flags, BATON_*, context), runs `fn`, and closes; a failed call is rethrown with the address in its message. */

@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { UsageError } from "./exit.js";
 
@@ -44,7 +45,7 @@ export function addCompletionCommand(program: Command): void {
   program
     .command("completion")
     .argument("<shell>", "bash or zsh")
-    .description('print a shell completion script: eval "$(baton completion bash)"')
+    .description(COMMANDS.completion)
     .action((shell: string) => {
       process.stdout.write(completionScript(program, shell));
     });

@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { stringify as toYaml } from "yaml";
 import { configFromFile, configSchema, resolveConfig, settingsList, type BatonConfig } from "../config.js";
@@ -26,7 +27,7 @@ function redacted(config: BatonConfig): BatonConfig {
 
 /** Adds `baton config print`, `config check FILE` and `config schema`. */
 export function addConfigCommands(program: Command, options: ClientCommandOptions): void {
-  const config = program.command("config").description("the effective configuration and where each value came from, a config file's check, its JSON Schema");
+  const config = program.command("config").description(COMMANDS.config);
   addOutputOption(addServeFlags(config.command("print").description("the configuration `baton serve` would run with (same flags, BATON_* and file), and where each value came from: default, file, env or flag")))
     .option("--changed", "only the settings not at their default")
     .action((opts: Record<string, unknown>) => {

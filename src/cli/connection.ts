@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Control } from "../../gen/baton/v1/control_pb.js";
-import { ConfigError } from "../config.js";
+import { ConfigError } from "../config-errors.js";
 import { clientChannelOptions, clientCredentials, createChannel, createClient, type Channel, type ServiceClient } from "../rpc/index.js";
 import { loadContext, selectedContext } from "./contexts.js";
 

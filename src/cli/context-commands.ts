@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { listContexts, loadContext, removeContext, saveContext, selectContext, selectedContext, type CliContext } from "./contexts.js";
 import { outputFormat, render, type Printable } from "./output.js";
@@ -22,7 +23,7 @@ function contextPrintable(contexts: readonly CliContext[], selected: string | un
 /** Adds `baton context add|use|list|show|remove`: saved addresses and certificates, like `nats context`. */
 export function addContextCommands(program: Command, options: ClientCommandOptions): void {
   const { env } = options;
-  const context = program.command("context").description(`save how to reach a coordinator once (in $XDG_CONFIG_HOME/baton, else ~/.config/baton); BATON_CONTEXT or --context pick one, flags override it`);
+  const context = program.command("context").description(COMMANDS.context);
   // --address, --ca, --cert and --key are the program's own options (every client command takes them): add saves them.
   options
     .readCommand(context.command("add").argument("<name>").description("save a context from --address, --ca, --cert and --key (the global options below); it is selected with --select, or when it is the first"))

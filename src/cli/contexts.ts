@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { ConfigError } from "../config.js";
+import { ConfigError } from "../config-errors.js";
 import { didYouMean } from "../suggest.js";
 
 /** A saved way to reach a coordinator, like a `nats context`. */

@@ -1,7 +1,7 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { UsageError } from "./exit.js";
 import { addOutputOption, type ClientCommandOptions } from "./client-command.js";
-import { describeReport, runDemo } from "./demo/run-demo.js";
 import { outputFormat } from "./output.js";
 
 function count(value: string, flag: string, min: number): number {
@@ -15,7 +15,7 @@ export function addDemoCommand(program: Command, _options: ClientCommandOptions)
   addOutputOption(
     program
       .command("demo")
-      .description("run a coordinator, agents in their own processes and a stream of tasks (coalitions, GPUs, one agent killed midway), shown live, then report what happened; cleans up after itself"),
+      .description(COMMANDS.demo),
   )
     .option("--agents <n>", "agent processes (at least 3)", "5")
     .option("--tasks <n>", "tasks to submit", "30")
@@ -28,6 +28,8 @@ export function addDemoCommand(program: Command, _options: ClientCommandOptions)
       const format = flags.output === undefined ? "table" : outputFormat(flags.output);
       // With -o json or yaml stdout holds the report alone; the live view goes to stderr.
       const stream = format === "table" ? process.stdout : process.stderr;
+      // The server and its dependencies load only when the demo runs.
+      const { describeReport, runDemo } = await import("./demo/run-demo.js");
       const report = await runDemo({
         stream,
         agents: count(flags.agents, "--agents", 3),

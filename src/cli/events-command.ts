@@ -1,6 +1,6 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { EventSchema, type Event } from "../../gen/baton/v1/control_pb.js";
-import { isValidPattern } from "../events/index.js";
 import { UsageError } from "./exit.js";
 import { messageJson, timeCell } from "./output.js";
 import { stringify as toYaml } from "yaml";
@@ -18,12 +18,12 @@ export function addEventsCommand(program: Command, options: ClientCommandOptions
       program
         .command("events")
         .argument("[topics...]", 'topic patterns: * one segment, # any number ("task.*.succeeded", "agent.#"); none: every event')
-        .description("stream state changes as they happen (Ctrl-C to stop)"),
+        .description(COMMANDS.events),
     )
     .option("--after <cursor>", "resume after this cursor (the last one you saw); default: from now")
     .option("--count <n>", "stop after this many events")
     .action(withControl(options, async ({ control, format, out }, topics: string[], flags: { after?: string; count?: string }) => {
-      for (const t of topics) if (!isValidPattern(t)) throw new UsageError(`${JSON.stringify(t)} is not a topic pattern: dot-separated segments, * for one, # for any number`);
+      // Patterns are checked by the coordinator (INVALID_ARGUMENT names the bad one), one rule in one place.
       if (flags.after !== undefined && !/^\d+$/.test(flags.after)) throw new UsageError(`--after must be a cursor (a whole number), got ${JSON.stringify(flags.after)}`);
       const count = flags.count === undefined ? Infinity : Number(flags.count);
       if (!(count > 0)) throw new UsageError(`--count must be a positive whole number, got ${JSON.stringify(flags.count)}`);

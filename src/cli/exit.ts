@@ -1,5 +1,8 @@
-import { ConfigError } from "../config.js";
-import { Code } from "../errors.js";
+import { ConfigError } from "../config-errors.js";
+
+// The gRPC status names by code, here rather than from grpc-js: the CLI prints them without loading it.
+const STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"] as const;
+const UNAVAILABLE = 14;
 
 /** The exit codes of every `baton` command (sysexits.h where one fits). */
 export const EXIT = {
@@ -39,7 +42,7 @@ interface GrpcFailure {
 function grpcFailure(err: unknown): GrpcFailure | undefined {
   const e = err as Partial<GrpcFailure> | undefined;
   // A grpc-js ServiceError (a client call) or a BatonError: both carry a numeric status code.
-  return e && typeof e.code === "number" && typeof e.message === "string" && Code[e.code] !== undefined ? (e as GrpcFailure) : undefined;
+  return e && typeof e.code === "number" && typeof e.message === "string" && STATUS[e.code] !== undefined ? (e as GrpcFailure) : undefined;
 }
 
 /** The exit code for an error a command threw. */
@@ -48,7 +51,7 @@ export function exitCodeOf(err: unknown): number {
   // PolicyError comes from the security module; matched by name so the CLI need not import it.
   if (err instanceof ConfigError || (err as Error | undefined)?.name === "PolicyError") return EXIT.config;
   const grpc = grpcFailure(err);
-  if (grpc?.code === Code.UNAVAILABLE) return EXIT.unavailable;
+  if (grpc?.code === UNAVAILABLE) return EXIT.unavailable;
   return EXIT.failure;
 }
 
@@ -58,8 +61,8 @@ export function describeError(err: unknown, address?: string): string {
   const grpc = grpcFailure(err);
   if (grpc && (err as { name?: string }).name !== "ConfigError") {
     const details = grpc.details ?? grpc.message.replace(/^\d+ [A-Z_]+: /, "");
-    const status = Code[grpc.code];
-    if (grpc.code === Code.UNAVAILABLE) return `${status}: the coordinator${address ? ` at ${address}` : ""} is unavailable: ${details} (is \`baton serve\` running? check --address or the context)`;
+    const status = STATUS[grpc.code];
+    if (grpc.code === UNAVAILABLE) return `${status}: the coordinator${address ? ` at ${address}` : ""} is unavailable: ${details} (is \`baton serve\` running? check --address or the context)`;
     return `${status}: ${details}`;
   }
   return (err as Error | undefined)?.message ?? String(err);

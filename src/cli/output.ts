@@ -1,12 +1,10 @@
 import { toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
 import { stringify as toYaml } from "yaml";
 import { UsageError } from "./exit.js";
+import { OUTPUT_FORMATS } from "./output-option.js";
 
 /** How a read command prints. */
 export type OutputFormat = "table" | "json" | "yaml";
-
-/** The formats -o takes. */
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ["table", "json", "yaml"];
 
 /** -o's value, or the default: a table on a terminal, JSON lines when piped. */
 export function outputFormat(flag: string | undefined, isTty = Boolean(process.stdout.isTTY)): OutputFormat {

@@ -1,19 +1,30 @@
 import { Command, CommanderError } from "commander";
-import { addAgentCommands } from "./agent-commands.js";
-import { addOutputOption, type ClientCommandOptions } from "./client-command.js";
-import { addCompletionCommand } from "./completion.js";
-import { addConfigCommands } from "./config-commands.js";
-import { addContextCommands } from "./context-commands.js";
-import { addDemoCommand } from "./demo-command.js";
-import { addEventsCommand } from "./events-command.js";
+import type { ClientCommandOptions } from "./client-command.js";
+import { addOutputOption } from "./output-option.js";
+import { COMMANDS, GROUPS } from "./command-table.js";
 import { describeError, EXIT, exitCodeOf, UsageError } from "./exit.js";
 import { packageInfo } from "./io.js";
-import { addServerCommands } from "./server-commands.js";
-import { addTaskCommands } from "./task-commands.js";
-import { addWatchCommand } from "./watch-command.js";
 
-/** The `baton` command tree; `env` is where BATON_* and XDG_CONFIG_HOME are read. */
-export function buildProgram(env: Record<string, string | undefined>): Command {
+// Options of the program that take a value: the token after them is not the command.
+const VALUE_OPTIONS = new Set(["--context", "-s", "--address", "--ca", "--cert", "--key"]);
+
+/** The top-level command argv names ("task" in `baton --context dev task list`), if any. */
+function commandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (VALUE_OPTIONS.has(a)) i++;
+    else if (a === "help") return argv[i + 1];
+    else if (!a.startsWith("-")) return a;
+  }
+  return undefined;
+}
+
+/**
+ * The `baton` command tree; `env` is where BATON_* and XDG_CONFIG_HOME are read. Only the
+ * group of the command `argv` runs is built in full (all of them for `completion`, or without
+ * argv); the others are listed by name and description for help and suggestions.
+ */
+export async function buildProgram(env: Record<string, string | undefined>, argv?: readonly string[]): Promise<Command> {
   const program = new Command("baton")
     .description("baton: a gRPC coordination server for multi-agent systems, and its operator CLI")
     .version(packageInfo().version, "-V, --version", "print the version")
@@ -28,15 +39,12 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
     .configureHelp({ styleTitle: (title: string) => title.toLowerCase(), sortSubcommands: false, showGlobalOptions: true })
     .exitOverride();
   const options: ClientCommandOptions = { readCommand: addOutputOption, env };
-  addServerCommands(program);
-  addTaskCommands(program, options);
-  addAgentCommands(program, options);
-  addEventsCommand(program, options);
-  addWatchCommand(program, options);
-  addContextCommands(program, options);
-  addConfigCommands(program, options);
-  addDemoCommand(program, options);
-  addCompletionCommand(program);
+  const wanted = argv ? commandOf(argv) : undefined;
+  const all = argv === undefined || wanted === "completion";
+  for (const group of GROUPS) {
+    if (all || group.names.some((n) => n === wanted)) (await group.load())(program, options);
+    else for (const name of group.names) program.command(name).description(COMMANDS[name]).allowUnknownOption().allowExcessArguments();
+  }
   // Every subcommand, however deep, exits through the same override (codes 0 and 2, not commander's 1).
   const inherit = (cmd: Command) => {
     for (const sub of cmd.commands) {
@@ -50,7 +58,7 @@ export function buildProgram(env: Record<string, string | undefined>): Command {
 
 /** Runs the CLI on `argv` (without node and the script); resolves with the exit code, having printed any error. */
 export async function runCli(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
-  const program = buildProgram(env);
+  const program = await buildProgram(env, argv);
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.usage;

@@ -61,6 +61,8 @@ export async function prepareDevelopmentFiles(config: BatonConfig, logger: Logge
 /** Starts the server; returns it and its logger so the caller can wire signals. */
 export async function serve(config: BatonConfig, logger: Logger = createLogger({ level: config.log.level, base: { coordinator_id: config.coordinatorId } })): Promise<{ server: BatonServer; logger: Logger }> {
   await prepareDevelopmentFiles(config, logger);
+  // Loaded here, not at the top: the commands that only read the configuration start without it.
+  const { BatonServer } = await import("../server/index.js");
   const server = new BatonServer({ config, logger });
   await server.start();
   printStartupBanner(server, config);

@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { certs } from "./certs.js";
 import { journal } from "./journal.js";
@@ -41,11 +42,11 @@ async function runServe(flags: ServeFlags): Promise<void> {
 
 /** Adds `serve`, `certs` and `journal`: the commands that run on the coordinator's own machine. */
 export function addServerCommands(program: Command): void {
-  addServeFlags(program.command("serve").description("run the coordinator (with the Resource Manager and Performance Monitor unless --only says otherwise)")).action(async (opts: Record<string, unknown>) => {
+  addServeFlags(program.command("serve").description(COMMANDS.serve)).action(async (opts: Record<string, unknown>) => {
     await runServe(kebabKeys(opts) as ServeFlags);
   });
 
-  const certsCmd = program.command("certs").description("make and manage the certificates of a baton deployment");
+  const certsCmd = program.command("certs").description(COMMANDS.certs);
   const dirOpt = (c: Command) => c.option("--dir <dir>", "certificate folder (BATON_CERTS_DIR; default certs)").option("--trust-domain <name>", "SPIFFE trust domain (BATON_TRUST_DOMAIN; default baton.local)");
   const runCerts = (sub: string) => async (opts: Record<string, unknown>) => print(await certs(sub, kebabKeys(opts), process.env));
   dirOpt(certsCmd.command("init").description("make a certificate authority and the journal key")).option("--force", "replace an existing CA").action(runCerts("init"));
@@ -67,7 +68,7 @@ export function addServerCommands(program: Command): void {
     .action(runCerts("revoke"));
   certsCmd.command("journal-key").description("make the journal key beside the certificates when missing").option("--dir <dir>", "certificate folder (BATON_CERTS_DIR; default certs)").action(runCerts("journal-key"));
 
-  const journalCmd = program.command("journal").description("inspect, adopt or reset the journal that `baton serve` would load");
+  const journalCmd = program.command("journal").description(COMMANDS.journal);
   for (const [sub, what] of [["check", "check that a start would load the journal"], ["adopt", "accept the journal as it is (after a restore)"], ["reset", "move the journal aside; the next start begins empty"]] as const) {
     const c = journalCmd.command(sub).description(what).option("--config <file>", "JSON config file (BATON_CONFIG)").option("--data-dir <dir>", "the journal's folder (BATON_DATA_DIR)");
     if (sub === "reset") c.option("--force", "reset even a journal that would load");

@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
@@ -6,7 +7,6 @@ import type { Command } from "commander";
 import { Priority } from "../../gen/baton/v1/common_pb.js";
 import { ExplainTaskResponseSchema, TaskSchema, TaskSpecSchema, TaskState, type AgentExplanation, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
-import { topicSegment } from "../events/index.js";
 import { UsageError } from "./exit.js";
 import { enumLabel, messageJson, render, table, timeCell, type Column, type Printable } from "./output.js";
 import { withControl, type ClientCommandOptions } from "./client-command.js";
@@ -126,7 +126,7 @@ export function specFromFlags(taskId: string | undefined, flags: SubmitFlags): T
 
 /** Adds `baton task ...`. */
 export function addTaskCommands(program: Command, options: ClientCommandOptions): void {
-  const task = program.command("task").description("submit, inspect, cancel and resubmit tasks");
+  const task = program.command("task").description(COMMANDS.task);
   const read = options.readCommand;
 
   read(task.command("submit").argument("[task-id]", "the task's id (default: a random task-xxxxxxxx); the same id submits once").description("submit a task"))
@@ -151,7 +151,8 @@ export function addTaskCommands(program: Command, options: ClientCommandOptions)
       }
       // Watch first, then submit: no end can slip between the two.
       const abort = new AbortController();
-      const events = control.watchEvents({ topics: [`task.${topicSegment(spec.taskId)}.*`] }, { signal: abort.signal })[Symbol.asyncIterator]();
+      // Every task event, filtered here: the id need not be escaped into a topic segment.
+      const events = control.watchEvents({ topics: ["task.#"] }, { signal: abort.signal })[Symbol.asyncIterator]();
       const first = events.next();
       const res = await control.submitTask({ task: spec });
       let current = res.task!;
@@ -159,7 +160,7 @@ export function addTaskCommands(program: Command, options: ClientCommandOptions)
       while (!TERMINAL.has(current.state)) {
         const { value, done } = await next;
         if (done) break;
-        if (value.event?.kind.case === "task") current = value.event.kind.value;
+        if (value.event?.kind.case === "task" && value.event.kind.value.spec?.taskId === spec.taskId) current = value.event.kind.value;
         next = events.next();
       }
       abort.abort();

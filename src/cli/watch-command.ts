@@ -1,3 +1,4 @@
+import { COMMANDS } from "./command-table.js";
 import type { Command } from "commander";
 import { withControl, type ClientCommandOptions } from "./client-command.js";
 import { startLiveView } from "./watch/live.js";
@@ -6,7 +7,7 @@ import { startLiveView } from "./watch/live.js";
 export function addWatchCommand(program: Command, options: ClientCommandOptions): void {
   program
     .command("watch")
-    .description("a live view of agents, tasks with their progress, and rounds; redrawn in place on a terminal, one line per event otherwise (Ctrl-C to stop)")
+    .description(COMMANDS.watch)
     .option("--plain", "one line per event even on a terminal")
     .action(withControl(options, async ({ control, connection }, flags: { plain?: boolean }) => {
       const view = startLiveView(control, { title: `baton watch: ${connection.target.address}${connection.target.context ? ` (context ${connection.target.context})` : ""}`, tty: Boolean(process.stdout.isTTY) && !flags.plain });

@@ -98,7 +98,9 @@ describe("baton agent, round and events, against a real server", () => {
     const got = jsonLines(events.stdout);
     expect(got).toHaveLength(2);
     expect(got.every((e) => e.topic.startsWith("task.") && Number(e.cursor) > 1)).toBe(true);
-    expect((await cli("events", "task.##bad")).code).toBe(2);
+    const bad = await cli("events", "task.##bad");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT: .*task\.##bad/);
 
     const drain = await cli("agent", "drain", "a1", "--reason", "maintenance", "-o", "json");
     expect(drain.code, drain.stderr).toBe(0);

@@ -44,11 +44,19 @@ export function startLiveView(control: ServiceClient<typeof Control>, options: L
   let markReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const done = (async () => {
-    const events = control.watchEvents({ topics: [] }, { signal: abort.signal })[Symbol.asyncIterator]();
-    // Subscribing before the snapshot: nothing that changes meanwhile is missed (events replace snapshot entries).
-    const first = events.next();
     const [agents, tasks, rounds] = await Promise.all([control.listAgents({}), control.listTasks({ pageSize: 1000 }), control.getCoordination({})]);
     model.snapshot(agents.agents, tasks.tasks, rounds.rounds, rounds.recent);
+    // A watch "from now" would miss what changes before the server has registered it: instead
+    // the retained events are replayed, and those older than the snapshot are skipped. When
+    // none are retained (nothing happened yet, or too much), it watches from now.
+    let events = control.watchEvents({ topics: [], afterCursor: 1n }, { signal: abort.signal })[Symbol.asyncIterator]();
+    const first = events.next().catch((err: unknown) => {
+      const code = (err as { code?: number }).code;
+      // INVALID_ARGUMENT: no event yet; OUT_OF_RANGE: the oldest are gone (the snapshot has their state).
+      if (abort.signal.aborted || (code !== 3 && code !== 11)) throw err;
+      events = control.watchEvents({ topics: [] }, { signal: abort.signal })[Symbol.asyncIterator]();
+      return events.next();
+    });
     if (draw) draw(frame());
     else stream.write(`${frame()}\n\n`);
     markReady();

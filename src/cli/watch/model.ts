@@ -29,8 +29,13 @@ export class WatchModel {
   /** Tasks that went back to pending after an attempt (an agent lost, a rejection): replanned. */
   replanned = 0;
 
+  /** When the snapshot was taken, by the server's clock (its newest time): replayed events before it are old news. */
+  private snapshotAt = 0;
+
   /** Takes the answers of ListAgents, ListTasks and GetCoordination. */
   snapshot(agents: readonly Agent[], tasks: readonly Task[], live: readonly CoordinationRound[], recent: readonly CoordinationRound[]): void {
+    const times = [...tasks.map((t) => t.updatedAt), ...live.map((r) => r.updatedAt), ...recent.map((r) => r.updatedAt), ...agents.map((a) => a.lastSeen)];
+    this.snapshotAt = Math.max(0, ...times.map((t) => (t ? timestampMs(t) : 0)));
     for (const a of agents) this.agents.set(a.agentId, a);
     for (const t of tasks) if (!this.tasks.has(t.spec!.taskId)) this.tasks.set(t.spec!.taskId, t);
     for (const r of recent) this.rounds.set(r.roundId, Object.assign(r, { live: false }));
@@ -39,11 +44,14 @@ export class WatchModel {
 
   /** Applies one event; returns whether anything shown changed. */
   apply(event: Event): boolean {
+    if (event.timestamp && timestampMs(event.timestamp) < this.snapshotAt) return false;
     this.events++;
     const kind = event.kind;
     if (kind.case === "task") {
       const id = kind.value.spec!.taskId;
       const before = this.tasks.get(id);
+      // A replayed event may be older than the snapshot's copy of the task.
+      if (before?.updatedAt && kind.value.updatedAt && timestampMs(kind.value.updatedAt) < timestampMs(before.updatedAt)) return false;
       // A progress event may arrive after the task ended on another path: an end is final.
       if (before && isEnded(before) && !isEnded(kind.value)) return false;
       if (before && before.state !== TaskState.PENDING && kind.value.state === TaskState.PENDING && kind.value.attempts.length > 0) this.replanned++;
