@@ -85,6 +85,7 @@ async function scenario(members: number, fault: "kill" | "pause") {
   let failoverMs = 0;
   let next: Replica | undefined;
   const lateIds: string[] = [];
+  let lateCode = "";
   const accepted = await submitUnderFault(s, async () => {
     const t0 = performance.now();
     const electing = s.waitForLeader({ except: leader, timeoutMs: 60_000 });
@@ -99,12 +100,14 @@ async function scenario(members: number, fault: "kill" | "pause") {
         const late = "late-write-from-the-paused-leader";
         lateIds.push(late);
         const err = await client.submitTask({ task: { taskId: late, requiredCapabilities: ["work"] } }, { deadline: 10_000 }).then(() => undefined, (e: unknown) => toBatonError(e));
+        lateCode = err ? `${Code[err.code]} ${err.message}` : "accepted";
         expect(err?.code, "the paused leader's late submit must fail").toBe(Code.UNAVAILABLE);
       } finally {
         close();
       }
       // It sees the term is over and stops (a supervisor would start it again as a follower).
-      await leader.proc.waitForLine((l) => l.msg === "leadership lost: the lease is gone; this term's writes are refused" || /write refused/.test(JSON.stringify(l.err ?? "")), 30_000);
+      const seen = await leader.proc.waitForLine((l) => l.msg === "leadership lost: the lease is gone; this term's writes are refused" || /write refused/.test(JSON.stringify(l.err ?? "")), 30_000);
+      console.log(`the paused leader after SIGCONT: ${String(seen.msg)} (late submit: ${lateCode})`);
     }
   });
   console.log(`failover (${fault}, etcd members=${members}, lease TTL ${LEASE_TTL_S} s): ${Math.round(failoverMs)} ms from the ${fault === "kill" ? "SIGKILL" : "SIGSTOP"} to ${next!.name} serving with the journal loaded`);

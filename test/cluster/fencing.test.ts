@@ -1,0 +1,76 @@
+// Two coordinators in this process on one etcd: a follower refuses naming the leader (and
+// the SDK follows it), and a leader whose lease is gone has its writes refused even
+// before it has noticed (its keep-alive not yet answered): the fence, not the lease alone.
+import { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Control } from "../../gen/baton/v1/control_pb.js";
+import { Code, LEADER_TRAILER, toBatonError } from "../../src/errors.js";
+import { createClient } from "../../src/rpc/index.js";
+import { useFixture } from "../helpers/fixture.js";
+import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
+
+const fx = useFixture();
+let etcd: EtcdCluster;
+let client: Etcd3;
+beforeAll(async () => {
+  etcd = await startEtcd();
+  client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
+}, 90_000);
+afterAll(async () => {
+  client?.close();
+  await etcd?.stop();
+});
+
+const LEADING = "leading: journal loaded from etcd; serving agents and Control";
+let n = 0;
+
+async function pair(): Promise<{ a: TestServer; b: TestServer; prefix: string }> {
+  const prefix = `fencing-${++n}/`;
+  // A long lease: the leader's keep-alive (every TTL/3) does not tell it of a revoked lease within the test.
+  const overrides = { store: { kind: "etcd" as const, etcd: { endpoints: etcd.endpoints, prefix, maxTxnOps: ETCD_MAX_TXN_OPS } }, cluster: { leaseTtlSeconds: 60, recheckMs: 200 }, adminListen: "" };
+  const a = await startServer(fx.pki, { ...overrides, coordinatorId: "coordinator-a" });
+  fx.defer(() => a.stop());
+  await waitFor(() => a.logs.lines.some((l) => l.msg === LEADING), 60_000, "a to lead");
+  const b = await startServer(fx.pki, { ...overrides, coordinatorId: "coordinator-b" });
+  fx.defer(() => b.stop());
+  await waitFor(() => b.logs.lines.some((l) => l.msg === "following: another coordinator leads"), 60_000, "b to follow");
+  return { a, b, prefix };
+}
+
+describe("coordinators on etcd", () => {
+  it("a follower refuses Control and agent sessions with UNAVAILABLE naming the leader; the SDK goes there", async () => {
+    const { a, b } = await pair();
+    const operator = await fx.pki.credentials("operator", "ops");
+    fx.srv = b;
+    const control = createClient(Control, fx.channel(operator));
+    const err = toBatonError(await control.listTasks({ pageSize: 10 }).then(() => undefined, (e: unknown) => e));
+    expect(err.code).toBe(Code.UNAVAILABLE);
+    expect(err.message).toContain(`the leader is at ${a.address}`);
+    expect(err.trailers[LEADER_TRAILER]).toBe(a.address);
+    // An agent pointed at the follower ends up in a session with the leader.
+    const agent = await fx.agent("agent-1", { reconnectInitialMs: 20 });
+    const welcome = await agent.connect();
+    expect(welcome.coordinatorId).toBe("coordinator-a");
+  });
+
+  it("a leader whose lease is gone cannot write, before it knows: its submit fails, the new leader has no trace of it", async () => {
+    const { a, b, prefix } = await pair();
+    const operator = await fx.pki.credentials("operator", "ops");
+    fx.srv = a;
+    const toA = createClient(Control, fx.channel(operator));
+    await toA.submitTask({ task: { taskId: "before", requiredCapabilities: ["work"] } });
+    // What etcd does to a leader that stalls past its TTL: the lease, and the election key on it, are gone.
+    const leaderKey = (await client.kv.range({ key: Buffer.from(`${prefix}leader`) })).kvs[0]!;
+    await client.leaseClient.leaseRevoke({ ID: leaderKey.lease });
+    await waitFor(() => b.logs.lines.some((l) => l.msg === LEADING), 60_000, "b to take over");
+    // a still believes it leads (no keep-alive answered yet) and takes the call; the fence refuses the write.
+    const err = await toA.submitTask({ task: { taskId: "late", requiredCapabilities: ["work"] } }, { deadline: 10_000 }).then(() => undefined, (e: unknown) => toBatonError(e));
+    expect(err?.code, "the deposed leader's submit must fail").toBe(Code.UNAVAILABLE);
+    expect(a.logs.lines.some((l) => /write refused/.test(JSON.stringify(l.err ?? "")))).toBe(true);
+    fx.srv = b;
+    const toB = createClient(Control, fx.channel(operator));
+    const tasks = await toB.listTasks({ pageSize: 10 });
+    expect(tasks.tasks.map((t) => t.spec!.taskId)).toEqual(["before"]);
+  });
+});
