@@ -26,6 +26,33 @@ interface AgentFigures {
 const WINDOW_MS = 60_000;
 const MAX_SAMPLES = 10_000;
 
+/**
+ * Counts per second over the last ten minutes: a message rate in constant memory and time
+ * per message, however many arrive (100,000 progress updates a second are a counter bump each).
+ */
+class SecondCounts {
+  private readonly seconds = new Float64Array(600);
+  private readonly counts = new Float64Array(600);
+
+  add(nowMs: number, n: number): void {
+    const second = Math.floor(nowMs / 1000);
+    const i = second % this.seconds.length;
+    if (this.seconds[i] !== second) {
+      this.seconds[i] = second;
+      this.counts[i] = 0;
+    }
+    this.counts[i]! += n;
+  }
+
+  /** Counted at or after `sinceMs` (to the second). */
+  since(sinceMs: number): number {
+    const from = Math.floor(sinceMs / 1000);
+    let total = 0;
+    for (let i = 0; i < this.seconds.length; i++) if (this.seconds[i]! >= from) total += this.counts[i]!;
+    return total;
+  }
+}
+
 function summarize(samples: number[]): LatencySummary {
   if (samples.length === 0) return create(LatencySummarySchema, {});
   const sorted = [...samples].sort((a, b) => a - b);
@@ -39,7 +66,7 @@ function summarize(samples: number[]): LatencySummary {
  */
 export class PerformanceStore {
   private readonly agents = new Map<string, AgentFigures>();
-  private readonly messages: number[] = [];
+  private readonly messages = new SecondCounts();
   private readonly rounds: Array<{ at: number; ok: boolean }> = [];
   private readonly completionMs: number[] = [];
   private readonly latencyMs: number[] = [];
@@ -54,9 +81,14 @@ export class PerformanceStore {
     return a;
   }
 
+  // Keeps the latest MAX_SAMPLES, trimmed once the list is twice that: amortized O(1) a sample, not a move of all of them.
   private push(list: number[], value: number): void {
     list.push(value);
-    if (list.length > MAX_SAMPLES) list.splice(0, list.length - MAX_SAMPLES);
+    if (list.length >= 2 * MAX_SAMPLES) list.splice(0, list.length - MAX_SAMPLES);
+  }
+
+  private recent(list: number[]): number[] {
+    return list.length > MAX_SAMPLES ? list.slice(-MAX_SAMPLES) : list;
   }
 
   /** Records a MetricsUpdate (message latency is its age on arrival). */
@@ -68,7 +100,8 @@ export class PerformanceStore {
     // The coordinator adds the agent's load (directives in flight) to the figures it forwards.
     if (update.custom.in_flight !== undefined) a.inFlight = update.custom.in_flight;
     a.lastReport = now;
-    this.push(this.messages, now);
+    // A coordinator that coalesces updates for a remote monitor says how many this one stands for.
+    this.messages.add(now, Math.max(1, update.custom.coalesced ?? 1));
     if (update.timestamp) this.push(this.latencyMs, Math.max(0, now - timestampMs(update.timestamp)));
   }
 
@@ -80,7 +113,7 @@ export class PerformanceStore {
   /** Records a PerformanceReport (one per finished round). */
   recordReport(report: PerformanceReport): void {
     const now = this.now();
-    this.push(this.messages, now);
+    this.messages.add(now, 1);
     this.rounds.push({ at: now, ok: report.succeeded });
     if (this.rounds.length > MAX_SAMPLES) this.rounds.shift();
     if (report.succeeded) this.completedRounds++;
@@ -111,10 +144,10 @@ export class PerformanceStore {
       requestId: request.requestId,
       timestamp: timestampNow(),
       agents,
-      messagesPerSecond: inWindow(this.messages) / (windowMs / 1000),
+      messagesPerSecond: this.messages.since(since) / (windowMs / 1000),
       coordinationsPerSecond: this.rounds.filter((r) => r.at >= since).length / (windowMs / 1000),
-      messageLatency: summarize(this.latencyMs),
-      directiveCompletionTime: summarize(this.completionMs),
+      messageLatency: summarize(this.recent(this.latencyMs)),
+      directiveCompletionTime: summarize(this.recent(this.completionMs)),
       rounds: { $typeName: "baton.v1.RoundOutcomes", completed: BigInt(this.completedRounds), failed: BigInt(this.failedRounds), successRate: total ? this.completedRounds / total : 0 },
     });
   }
