@@ -71,6 +71,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       tls: { trustDomain: pki.trustDomain, certsDir: dir, caFile: pki.caFile, certFile: pki.coordinatorCert, keyFile: pki.coordinatorKey, revokedFile: join(dir, "revoked.json") },
       store: { kind: "sqlite", dataDir: join(dir, "data") },
       ...options.config,
+      // Another journal for a comparison run (docs/scaling.md: the etcd journal), JSON of config fields.
+      ...(process.env.BENCH_COORDINATOR_CONFIG ? (JSON.parse(process.env.BENCH_COORDINATOR_CONFIG) as Record<string, unknown>) : {}),
     }),
   );
   const logFile = join(dir, "coordinator.log");
