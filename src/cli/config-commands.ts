@@ -4,6 +4,7 @@ import { stringify as toYaml } from "yaml";
 import { configFromFile, configSchema, resolveConfig, settingsList, type BatonConfig } from "../config.js";
 import type { ClientCommandOptions } from "./client-command.js";
 import { addOutputOption } from "./client-command.js";
+import { didYouMean } from "../suggest.js";
 import { kebabKeys } from "./io.js";
 import { outputFormat, table } from "./output.js";
 import { resolveServeConfig, type ServeFlags } from "./serve.js";
@@ -25,20 +26,34 @@ function redacted(config: BatonConfig): BatonConfig {
   return copy;
 }
 
+// BATON_* variables that are not settings but are read elsewhere (the CLI's connection, the config file, tests).
+const OTHER_VARIABLES = new Set(["BATON_CONFIG", "BATON_CONTEXT", "BATON_ADDRESS", "BATON_CA", "BATON_CERT", "BATON_KEY", "BATON_TEST_LOG"]);
+
+/** A warning for each BATON_* variable that sets nothing, with the closest setting's variable. */
+function strayVariables(env: Record<string, string | undefined>): string[] {
+  const known = settingsList().flatMap(([, leaf]) => (leaf.env ? [leaf.env] : []));
+  return Object.keys(env)
+    .filter((k) => k.startsWith("BATON_") && !known.includes(k) && !OTHER_VARIABLES.has(k))
+    .map((k) => `baton: warning: ${k} is not a setting's variable, so it changes nothing${didYouMean(k, known)}`);
+}
+
 /** Adds `baton config print`, `config check FILE` and `config schema`. */
 export function addConfigCommands(program: Command, options: ClientCommandOptions): void {
   const config = program.command("config").description(COMMANDS.config);
   addOutputOption(addServeFlags(config.command("print").description("the configuration `baton serve` would run with (same flags, BATON_* and file), and where each value came from: default, file, env or flag")))
     .option("--changed", "only the settings not at their default")
     .action((opts: Record<string, unknown>) => {
+      for (const w of strayVariables(options.env)) process.stderr.write(`${w}\n`);
       const { config: effective, origin } = resolveServeConfig(kebabKeys(opts) as ServeFlags, options.env);
       const shown = redacted(effective);
       const rows = settingsList()
         .map(([path]) => ({ path, value: valueAt(shown, path), source: origin[path] ?? "default" }))
         .filter((r) => !opts.changed || !r.source.startsWith("default"));
       const format = outputFormat(opts.output as string | undefined);
-      if (format === "json") process.stdout.write(`${JSON.stringify({ config: shown, origin })}\n`);
-      else if (format === "yaml") process.stdout.write(toYaml({ config: shown, origin }));
+      // --changed narrows JSON and YAML to the same rows as the table.
+      const data = opts.changed ? { settings: rows } : { config: shown, origin };
+      if (format === "json") process.stdout.write(`${JSON.stringify(data)}\n`);
+      else if (format === "yaml") process.stdout.write(toYaml(data));
       else process.stdout.write(table(rows, [["SETTING", (r) => r.path], ["VALUE", (r) => JSON.stringify(r.value)], ["FROM", (r) => r.source]]));
     });
   config

@@ -193,6 +193,9 @@ describe("baton config", () => {
     expect(config.store.key).toBe("(set)");
     const table = await baton(["config", "print", "--changed", "--listen", "127.0.0.1:7000", "-o", "table"], {}, cwd.dir);
     expect(table.stdout).toMatch(/listen\s+"127.0.0.1:7000"\s+flag --listen/);
+    const typo = await baton(["config", "print", "--changed", "-o", "json"], { BATON_LISTN: "127.0.0.1:1" }, cwd.dir);
+    expect(typo.stderr).toContain("BATON_LISTN is not a setting's variable, so it changes nothing (did you mean BATON_LISTEN?)");
+    expect(jsonLines(typo.stdout)[0]).toEqual({ settings: [] });
     const ok = await baton(["config", "check", "baton.json"], {}, cwd.dir);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain("ok: baton.json is a valid baton configuration (1 settings set");
