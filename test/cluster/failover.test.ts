@@ -9,7 +9,7 @@ import { Code, toBatonError } from "../../src/errors.js";
 import { startEtcd, type EtcdCluster } from "./etcd.js";
 import { LEASE_TTL_S, startReplicaSet, type Replica, type ReplicaSet } from "./replicas.js";
 
-const TASKS = Number(process.env.BATON_CLUSTER_TASKS ?? 400);
+const TASKS = Number(process.env.BATON_CLUSTER_TASKS ?? 1000);
 const FAULT_AT = Math.floor(TASKS / 3);
 
 let etcd: EtcdCluster | undefined;
