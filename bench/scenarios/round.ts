@@ -3,6 +3,7 @@
 // timed as bench/planner.ts does on a plan of the same size.
 import { planInput, timePlanner } from "../planner.js";
 import { withBaton } from "../lib/baton.js";
+import { summarizeProfiles } from "../lib/profile.js";
 import { submitAll, warmupTopics } from "../lib/control.js";
 import { FigureSet, type ScenarioResult } from "../lib/results.js";
 import type { Scenario } from "../lib/scenario.js";
@@ -19,7 +20,7 @@ export const round: Scenario = {
     const tasks = ctx.smoke ? 200 : 10_000;
     const boundMs = ctx.smoke ? 60_000 : 60_000;
     const planner = timePlanner(planInput(agents, tasks), ctx.smoke ? 1 : 5);
-    await withBaton(ctx, { agents, mode: "hold", maxInFlight: 32, topics: warmupTopics("running"), connectTimeoutMs: 45_000, warmup: "running" }, async (b) => {
+    await withBaton(ctx, { agents, mode: "hold", maxInFlight: 32, topics: warmupTopics("running"), connectTimeoutMs: 45_000, warmup: "running", profile: true }, async (b) => {
       const n = b.connect.connected;
       if (n < agents) notes.push(`round: ${n} of ${agents} agents connected in ${b.connect.seconds.toFixed(0)} s`);
       for (let run = 0; run < ctx.runs; run++) {
@@ -54,6 +55,7 @@ export const round: Scenario = {
         }
       }
     });
+    if (ctx.profileDir) notes.push(...summarizeProfiles(ctx.profileDir, 15, ctx.log));
     return { scenario: "round", figures: figures.list(), notes };
   },
 };

@@ -23,6 +23,9 @@ function runs(a: AgentRuntime, rt: TaskRuntime): boolean {
   return taskFits(fitOf(a), task, roles);
 }
 
+// Agents a search looks at before it settles for busy ones.
+const SCAN_AT_LEAST = 64;
+
 const load = (a: AgentRuntime) => a.outbox.size / Math.max(1, a.maxInFlight);
 
 // Tasks with the same key fit the same agents: one search serves them all.
@@ -39,8 +42,9 @@ function fitKey(rt: TaskRuntime): string {
  * fit the same agents are searched for together: round the ring of agents from where the
  * last search stopped (`ring.cursor` moves on, so work spreads over many agents), taking
  * the first idle agents that can run them, enough for each task twice over (a coalition's
- * size twice over); only when too few idle ones are found does the search go round the
- * whole ring, and then the least loaded are taken.
+ * size twice over). When too few are idle, the least loaded of the able agents seen are
+ * taken once enough of them have been seen (at least 64 looked at); only tasks that few
+ * agents can run make the search go round the whole ring.
  */
 export function findCandidates(ring: { agents: readonly AgentRuntime[]; cursor: number }, tasks: TaskRuntime[], claimed: ReadonlySet<string>): CandidateSearch {
   const agents = ring.agents;
@@ -64,10 +68,14 @@ export function findCandidates(ring: { agents: readonly AgentRuntime[]; cursor: 
     const wanted = Math.min(agents.length, each * group.length);
     let found = 0;
     const busy: AgentRuntime[] = [];
-    for (let seen = 0; seen < agents.length && found < wanted; seen++) {
+    // Past this many agents looked at, busy ones will do: the least loaded of a sample
+    // (power of k choices), not of every agent, unless too few could run the tasks at all.
+    const enough = Math.max(SCAN_AT_LEAST, 4 * wanted);
+    for (let seen = 0; seen < agents.length && found < wanted && !(seen >= enough && found + busy.length >= wanted); seen++) {
       const a = agents[ring.cursor]!;
       ring.cursor = (ring.cursor + 1) % agents.length;
-      if (!isCandidate(a) || !runs(a, rt)) continue;
+      // A full agent is the common refusal under load: checked before the rules that cost more.
+      if (a.outbox.size >= a.maxInFlight || !isCandidate(a) || !runs(a, rt)) continue;
       usable = true;
       if (claimed.has(a.agentId)) continue;
       if (chosen.has(a)) found++;
@@ -76,7 +84,7 @@ export function findCandidates(ring: { agents: readonly AgentRuntime[]; cursor: 
         found++;
       } else busy.push(a);
     }
-    // Not enough idle agents on the whole ring: the least loaded of the busy ones.
+    // Not enough idle agents: the least loaded of the busy ones seen.
     if (found < wanted) for (const a of busy.sort((x, y) => load(x) - load(y)).slice(0, wanted - found)) chosen.add(a);
   }
   return { candidates: [...chosen], usable };

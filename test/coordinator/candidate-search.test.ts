@@ -51,11 +51,27 @@ describe("a round's candidates", () => {
     expect(second.some((id) => first.includes(id))).toBe(false);
   });
 
-  it("take the least loaded busy agents when too few are idle", () => {
-    const many = Array.from({ length: 1000 }, (_, i) => agent(i, i === 500 ? 1 : i < 995 ? 3 : 0));
+  it("take the least loaded busy agents of a bounded sample when none is idle", () => {
+    // Every agent busy, a few less than the rest: the search looks at a sample, not at all 10,000.
+    const many = Array.from({ length: 10_000 }, (_, i) => agent(i, i % 50 === 7 ? 1 : 3));
+    looks = 0;
+    const chosen = findCandidates(ring(many), [task("t")], new Set()).candidates;
+    expect(chosen).toHaveLength(8);
+    expect(looks).toBeLessThanOrEqual(64);
+    // The least loaded of those looked at (agents 0 to 63) come first.
+    expect(ids(chosen)).toEqual(expect.arrayContaining(["a00007", "a00057"]));
+  });
+
+  it("take the idle agents it sees, and the least loaded busy ones beside them", () => {
+    const many = Array.from({ length: 100 }, (_, i) => agent(i, i === 50 ? 1 : i >= 10 && i < 15 ? 0 : 3));
     const chosen = ids(findCandidates(ring(many), [task("t")], new Set()).candidates);
     expect(chosen).toHaveLength(8);
-    expect(chosen).toEqual(expect.arrayContaining(["a00995", "a00996", "a00997", "a00998", "a00999", "a00500"]));
+    expect(chosen).toEqual(expect.arrayContaining(["a00010", "a00011", "a00012", "a00013", "a00014", "a00050"]));
+  });
+
+  it("go round the whole ring for a task few agents can run, however busy", () => {
+    const many = Array.from({ length: 5000 }, (_, i) => agent(i, 3, i === 4321 ? ["rare"] : ["work"]));
+    expect(ids(findCandidates(ring(many), [task("special", ["rare"])], new Set()).candidates)).toEqual(["a04321"]);
   });
 
   it("cover every agent when the tasks need that many", () => {
