@@ -17,7 +17,7 @@ import { openConfiguredStore, type Store } from "../store/index.js";
 import type { Logger } from "../logging.js";
 import { createConnectionMetrics, createCoordinatorMetrics, createGrpcServerMetrics, createOperationsMetrics, createPerformanceMonitorService, PerformanceStore, remotePerformanceMonitor, startAdminServer, type AdminServer, type CoordinatorMetrics } from "../monitor/index.js";
 import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { adaptService, addReflection, callMetricsInterceptor, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
+import { adaptService, addReflection, callMetricsInterceptor, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, ServingStatus, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { joinCluster, type ClusterMember, type ServiceKind } from "../cluster/index.js";
@@ -200,6 +200,8 @@ export class BatonServer {
       const services: ServiceKind[] = ["coordinator", ...(this.runsResourceManager ? (["resource_manager"] as const) : []), ...(this.runsPerformanceMonitor ? (["performance_monitor"] as const) : [])];
       this.cluster = await joinCluster(config, this.options.logger, { address: config.cluster.advertise || `localhost:${this.boundPort}`, services });
       this.cluster.election.onLost(() => void this.shutdown({ graceMs: 0 }));
+      // A follower is up but serves neither: health checks send traffic to the leader.
+      for (const name of [CoordinatorService.typeName, Control.typeName]) this.health.set(name, ServingStatus.NOT_SERVING);
       void this.leadWhenElected(this.cluster);
     } else if (this.runsCoordinator && config.adminListen) {
       await this.startAdmin();
@@ -218,6 +220,7 @@ export class BatonServer {
       const started = Date.now();
       await this.startCoordinator(store);
       this.leading = true;
+      for (const name of [CoordinatorService.typeName, Control.typeName]) this.health.set(name, ServingStatus.SERVING);
       if (config.adminListen) await this.startAdmin();
       this.logger.info({ load_ms: Date.now() - started, address: cluster.address }, "leading: journal loaded from etcd; serving agents and Control");
     } catch (err) {

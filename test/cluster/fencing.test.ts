@@ -4,6 +4,7 @@
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Control } from "../../gen/baton/v1/control_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { Code, LEADER_TRAILER, toBatonError } from "../../src/errors.js";
 import { createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
@@ -28,7 +29,7 @@ let n = 0;
 async function pair(): Promise<{ a: TestServer; b: TestServer; prefix: string }> {
   const prefix = `fencing-${++n}/`;
   // A long lease: the leader's keep-alive (every TTL/3) does not tell it of a revoked lease within the test.
-  const overrides = { store: { kind: "etcd" as const, etcd: { endpoints: etcd.endpoints, prefix, maxTxnOps: ETCD_MAX_TXN_OPS } }, cluster: { leaseTtlSeconds: 60, recheckMs: 200 }, adminListen: "" };
+  const overrides = { store: { kind: "etcd" as const, etcd: { endpoints: etcd.endpoints, prefix, maxTxnOps: ETCD_MAX_TXN_OPS, caFile: "", certFile: "", keyFile: "", dialTimeoutMs: 5000 } }, cluster: { leaseTtlSeconds: 60, recheckMs: 200 }, adminListen: "" };
   const a = await startServer(fx.pki, { ...overrides, coordinatorId: "coordinator-a" });
   fx.defer(() => a.stop());
   await waitFor(() => a.logs.lines.some((l) => l.msg === LEADING), 60_000, "a to lead");
@@ -48,6 +49,13 @@ describe("coordinators on etcd", () => {
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toContain(`the leader is at ${a.address}`);
     expect(err.trailers[LEADER_TRAILER]).toBe(a.address);
+    // Health checks send traffic to the leader: the follower is up, but serves neither.
+    const health = createClient(Health, fx.channel(operator));
+    expect((await health.check({ service: "baton.v1.Coordinator" })).status).toBe(ServingStatus.NOT_SERVING);
+    expect((await health.check({ service: "baton.v1.Control" })).status).toBe(ServingStatus.NOT_SERVING);
+    fx.srv = a;
+    expect((await createClient(Health, fx.channel(operator)).check({ service: "baton.v1.Coordinator" })).status).toBe(ServingStatus.SERVING);
+    fx.srv = b;
     // An agent pointed at the follower ends up in a session with the leader.
     const agent = await fx.agent("agent-1", { reconnectInitialMs: 20 });
     const welcome = await agent.connect();
