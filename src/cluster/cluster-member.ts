@@ -29,8 +29,13 @@ export async function joinCluster(config: BatonConfig, logger: Logger, options: 
   const leaderKey = `${prefix}leader`;
   const election = new LeaderElection({ client, key: leaderKey, address: options.address, ttlSeconds: config.cluster.leaseTtlSeconds, recheckMs: config.cluster.recheckMs, logger: log });
   const registry = etcdServiceRegistry(client, { prefix, leaderKey, leaseId: () => election.leaseId() });
-  try {
+  const registerAll = async () => {
     for (const kind of options.services) await registry.register({ kind, id: config.coordinatorId, address: options.address });
+  };
+  // A follower's lease can lapse too (etcd unreachable past the TTL): its entries went with it.
+  election.onNewLease(() => void registerAll().catch((err: unknown) => log.warn({ err: (err as Error).message }, "registering again in etcd failed")));
+  try {
+    await registerAll();
   } catch (err) {
     await election.close();
     client.close();

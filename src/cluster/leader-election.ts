@@ -39,6 +39,8 @@ export class LeaderElection {
   private term: Term | undefined;
   private readonly keyBytes: Buffer;
   private lostHandlers: Array<(reason: Error) => void> = [];
+  private renewHandlers: Array<() => void> = [];
+  private leases = 0;
 
   constructor(private readonly options: ElectionOptions) {
     this.keyBytes = Buffer.from(options.key);
@@ -63,6 +65,11 @@ export class LeaderElection {
   /** Runs `fn` when leadership is lost (the lease expired or was revoked, or etcd said so). */
   onLost(fn: (reason: Error) => void): void {
     this.lostHandlers.push(fn);
+  }
+
+  /** Runs `fn` when a lease replaces one that was lost (what lived on the old one must be put again). */
+  onNewLease(fn: () => void): void {
+    this.renewHandlers.push(fn);
   }
 
   /** Campaigns until this process leads; resolves with the term. Rejects once closed. */
@@ -100,10 +107,13 @@ export class LeaderElection {
     if (this.lease && !this.lease.revoked()) return this.lease;
     const lease = this.options.client.lease(this.options.ttlSeconds);
     this.lease = lease;
+    if (this.leases++ > 0) for (const fn of this.renewHandlers) fn();
     lease.on("lost", (err: Error) => {
       if (this.lease === lease) this.lease = undefined;
       const term = this.term;
       this.term = undefined;
+      // A new lease at once: the registry's entries go back on it (and a follower campaigns on it).
+      if (!this.stop.signal.aborted) queueMicrotask(() => !this.stop.signal.aborted && this.ensureLease());
       if (!term || this.stop.signal.aborted) return;
       this.options.logger.error({ err: err.message, term: term.createRevision }, "leadership lost: the lease is gone; this term's writes are refused");
       for (const fn of this.lostHandlers) fn(err);

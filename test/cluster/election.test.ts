@@ -85,6 +85,25 @@ describe("leader election on an etcd lease", () => {
     expect(now.kv).toBeUndefined();
   });
 
+  it("puts its registry entries back on a new lease when its lease lapses", async () => {
+    const { key, made: [a], close } = candidates(1);
+    try {
+      const registry = etcdServiceRegistry(a!.client, { prefix: `relapse-${n}/`, leaderKey: key, leaseId: () => a!.election.leaseId() });
+      const renewed = new Promise<void>((resolve) => a!.election.onNewLease(resolve));
+      a!.election.onNewLease(() => void registry.register({ kind: "coordinator", id: "c1", address: "localhost:5000" }));
+      await registry.register({ kind: "coordinator", id: "c1", address: "localhost:5000" });
+      const first = await a!.election.leaseId();
+      // What etcd does when this process was unreachable past its TTL.
+      await client.leaseClient.leaseRevoke({ ID: first });
+      expect(await registry.lookup("coordinator")).toEqual([]);
+      await renewed;
+      await expect.poll(async () => (await registry.lookup("coordinator")).map((e) => e.id), { timeout: 30_000 }).toEqual(["c1"]);
+      expect(await a!.election.leaseId()).not.toBe(first);
+    } finally {
+      await close();
+    }
+  });
+
   it("registers services on the lease and finds the leader", async () => {
     const { key, made: [a], close } = candidates(1);
     try {
