@@ -49,6 +49,14 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
   async function schedule(): Promise<void> {
     // A pass queued before a drain began places nothing either.
     if (state.draining) return;
+    // Every agent is claimed by a round planning now: nothing could be placed, and walking
+    // the pending tasks (thousands, under load) would find that out at a cost per pass.
+    // The rounds' end asks for the next pass.
+    const known = state.agentRing.agents.length;
+    if (known > 0 && state.claimedAgents.size >= known) {
+      state.replanRequested = true;
+      return;
+    }
     const now = state.now();
     let wake = Number.POSITIVE_INFINITY;
     const fresh: TaskRuntime[] = [];

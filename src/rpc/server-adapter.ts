@@ -119,13 +119,32 @@ function toServiceError(err: BatonError): Partial<ServiceError> {
   return { code: err.code, details: err.message, metadata };
 }
 
+// One listener per signal, fanning out to a set: every open call watches the server's
+// shutdown signal, and an EventTarget scans its listeners on each add (a cost per call that
+// grew with the calls open).
+const abortWatchers = new WeakMap<AbortSignal, Set<() => void>>();
+function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    fn();
+    return () => {};
+  }
+  let set = abortWatchers.get(signal);
+  if (!set) {
+    const watchers = (set = new Set());
+    abortWatchers.set(signal, watchers);
+    signal.addEventListener("abort", () => [...watchers].forEach((w) => w()), { once: true });
+  }
+  set.add(fn);
+  return () => set.delete(fn);
+}
+
 /** Builds the context, authenticates and authorizes; throws a BatonError to refuse. */
 function makeContext(method: DescMethod, path: string, call: AnyCall, options: AdapterOptions): { ctx: HandlerContext; done: () => void } {
   const headers = headersOf(call.metadata);
   const correlationId = headers.get(CORRELATION_HEADER) || randomUUID();
   const controller = new AbortController();
   const onShutdown = () => controller.abort(new BatonError(Code.UNAVAILABLE, "the server is shutting down"));
-  options.shutdownSignal?.addEventListener("abort", onShutdown, { once: true });
+  const unwatchShutdown = options.shutdownSignal ? onAbort(options.shutdownSignal, onShutdown) : undefined;
   const onCancel = () => controller.abort(new BatonError(Code.CANCELLED, "the call was cancelled"));
   const events = call as unknown as import("node:events").EventEmitter;
   events.once("cancelled", onCancel);
@@ -148,7 +167,7 @@ function makeContext(method: DescMethod, path: string, call: AnyCall, options: A
   const untrack = options.onCall?.(ctx, (reason) => controller.abort(reason));
   const done = () => {
     untrack?.();
-    options.shutdownSignal?.removeEventListener("abort", onShutdown);
+    unwatchShutdown?.();
     events.removeListener("cancelled", onCancel);
     if (!controller.signal.aborted) controller.abort(new BatonError(Code.CANCELLED, "the call ended"));
   };
