@@ -97,6 +97,12 @@ export function addAgentCommands(program: Command, options: ClientCommandOptions
       out(render(format, agentPrintable([res.agent!], true)));
     }));
 
+  read(agent.command("undrain").argument("<agent-id>").description("take a draining agent back into service (it is not told; one already leaving still leaves)"))
+    .action(withControl(options, async ({ control, format, out }, agentId: string) => {
+      const res = await control.undrainAgent({ agentId });
+      out(render(format, agentPrintable([res.agent!], true)));
+    }));
+
   const round = program.command("round").description(COMMANDS.round);
   read(round.command("list").description("rounds under way and the most recent finished ones")).action(withControl(options, async ({ control, format, out }) => {
     const res = await control.getCoordination({});

@@ -98,6 +98,11 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       coordinator.drain(req.agentId, req.reason || "drained by an operator", req.reconnectTo);
       return { $typeName: "baton.v1.DrainAgentResponse", agent: agent(req.agentId) };
     },
+    async undrainAgent(req) {
+      const coordinator = getCoordinator();
+      coordinator.undrain(req.agentId);
+      return { $typeName: "baton.v1.UndrainAgentResponse", agent: agent(req.agentId) };
+    },
     async getCoordination() {
       const coordinator = getCoordinator();
       const { rounds, recent } = coordinator.coordination();

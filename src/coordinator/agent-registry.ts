@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { HelloSchema, ConnectResponseSchema } from "../../gen/baton/v1/session_pb.js";
 import { createAgentBreaker, type BreakerState } from "../breakers/index.js";
-import { notFound, unavailable, type BatonError } from "../errors.js";
+import { failedPrecondition, notFound, unavailable, type BatonError } from "../errors.js";
 import type { ClockSkewError } from "../security/index.js";
 import type { AgentSession } from "./agent-session.js";
 import type { CoordinatorState } from "./coordinator-state.js";
@@ -144,11 +144,24 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     return rt;
   }
 
+  /** Takes a draining agent back into service (the agent is not told); FAILED_PRECONDITION while the whole coordinator drains. */
+  function undrain(agentId: string): AgentRuntime {
+    const rt = state.agentsById.get(agentId);
+    if (!rt) throw notFound(`no agent ${JSON.stringify(agentId)} is known`);
+    if (state.draining) throw failedPrecondition(`the coordinator is draining: agent ${agentId} cannot be taken back into service`);
+    if (!rt.draining) return rt;
+    rt.draining = false;
+    if (rt.state === AgentState.DRAINING) rt.state = AgentState.ONLINE;
+    state.events.emit("agent.online", rt);
+    parts.rounds.requestSchedule("agent_undrained");
+    return rt;
+  }
+
   /** Asks an agent for its status over its stream and waits for the answer. */
   async function requestStatus(agentId: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}) {
     return liveSession(agentId).requestStatus(options.timeoutMs ?? config.session.statusTimeoutMs, options.signal);
   }
 
-  return { newOutbox, agentRuntime, markOffline, startGrace, onClockSkewRefused, onSessionClosed, liveSession, agents, agent, drain, requestStatus };
+  return { newOutbox, agentRuntime, markOffline, startGrace, onClockSkewRefused, onSessionClosed, liveSession, agents, agent, drain, undrain, requestStatus };
 }
 

@@ -104,6 +104,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.parts.registry.drain(agentId, reason, reconnectTo);
   }
 
+  /** Takes a draining agent back into service. */
+  undrain(agentId: string): AgentView {
+    return this.parts.registry.undrain(agentId);
+  }
+
   /** Sends a directive outside any task (operators, tests); it is tracked like any other. */
   sendDirective(agentId: string, init: MessageInitShape<typeof CoordinationDirectiveSchema>): CoordinationDirective {
     return this.parts.delivery.sendDirective(agentId, init);

@@ -30,6 +30,7 @@ export interface AgentRegistry {
   agents(): AgentRuntime[];
   agent(agentId: string): AgentRuntime | undefined;
   drain(agentId: string, reason: string, reconnectTo?: string): AgentRuntime;
+  undrain(agentId: string): AgentRuntime;
   requestStatus(agentId: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<{ response: AgentStatusResponse; roundTripMs: number }>;
 }
 

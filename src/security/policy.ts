@@ -19,6 +19,7 @@ export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = Object.free
   "/baton.v1.Control/GetAgent": "agents.read",
   "/baton.v1.Control/GetAgentStatus": "agents.status",
   "/baton.v1.Control/DrainAgent": "agents.drain",
+  "/baton.v1.Control/UndrainAgent": "agents.drain",
   "/baton.v1.Control/GetCoordination": "coordination.read",
   "/baton.v1.Control/WatchEvents": "events.watch",
   "/baton.v1.ResourceManager/Query": "resources.query",

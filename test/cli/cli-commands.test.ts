@@ -105,6 +105,12 @@ describe("baton agent, round and events, against a real server", () => {
     const drain = await cli("agent", "drain", "a1", "--reason", "maintenance", "-o", "json");
     expect(drain.code, drain.stderr).toBe(0);
     expect(jsonLines(drain.stdout)[0]).toMatchObject({ agentId: "a1", state: "AGENT_STATE_DRAINING" });
+    const undrain = await cli("agent", "undrain", "a1", "-o", "json");
+    expect(undrain.code, undrain.stderr).toBe(0);
+    expect(jsonLines(undrain.stdout)[0]).toMatchObject({ agentId: "a1", state: "AGENT_STATE_ONLINE" });
+    const unknown = await cli("agent", "undrain", "nobody");
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/NOT_FOUND/);
     held.release();
   });
 });

@@ -212,4 +212,29 @@ describe("agent session over mutual TLS", () => {
     expect((await drained).reason).toBe("maintenance");
     expect(() => fx.srv.server.coordinator.sendDirective("task_executor_1", { action: Action.ASSIGN_TASK, parameters: { kind: { case: "assignTask", value: { taskId: "t" } } } })).toThrow(expect.objectContaining({ code: Code.FAILED_PRECONDITION }));
   });
+
+  it("undrains an agent through Control: the task that waited for it is placed on it", async () => {
+    fx.srv = await startServer(fx.pki);
+    const a = await agent("task_executor_1", { capabilities: ["work"] });
+    await a.connect();
+    const ran: string[] = [];
+    void a.run(async (d) => {
+      ran.push(d.parameters?.kind.case === "assignTask" ? d.parameters.kind.value.taskId : "");
+      return {};
+    });
+    const control = createClient(Control, channel(await fx.pki.credentials("operator", "ops")));
+    await control.drainAgent({ agentId: "task_executor_1", reason: "maintenance" });
+    await control.submitTask({ task: { taskId: "after-drain", requiredCapabilities: ["work"] } });
+    // Drained, the only agent that could run it gets nothing.
+    const explained = await control.explainTask({ taskId: "after-drain" });
+    expect(JSON.stringify(explained, (_k, v) => (typeof v === "bigint" ? String(v) : v))).toMatch(/draining/);
+    expect(ran).toEqual([]);
+    const res = await control.undrainAgent({ agentId: "task_executor_1" });
+    expect(res.agent?.state).toBe(AgentState.ONLINE);
+    await waitFor(() => ran.includes("after-drain"), 20_000, "the task placed on the undrained agent");
+    // Again: nothing to do, the same answer.
+    expect((await control.undrainAgent({ agentId: "task_executor_1" })).agent?.state).toBe(AgentState.ONLINE);
+    await expect(control.undrainAgent({ agentId: "nobody" })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    await expect(control.undrainAgent({ agentId: "" })).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
+  });
 });

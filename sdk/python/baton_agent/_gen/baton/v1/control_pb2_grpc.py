@@ -53,6 +53,11 @@ class ControlStub:
             request_serializer=baton_dot_v1_dot_control__pb2.DrainAgentRequest.SerializeToString,
             response_deserializer=baton_dot_v1_dot_control__pb2.DrainAgentResponse.FromString,
         )
+        self.UndrainAgent = channel.unary_unary(
+            "/baton.v1.Control/UndrainAgent",
+            request_serializer=baton_dot_v1_dot_control__pb2.UndrainAgentRequest.SerializeToString,
+            response_deserializer=baton_dot_v1_dot_control__pb2.UndrainAgentResponse.FromString,
+        )
         self.GetAgentStatus = channel.unary_unary(
             "/baton.v1.Control/GetAgentStatus",
             request_serializer=baton_dot_v1_dot_control__pb2.GetAgentStatusRequest.SerializeToString,
