@@ -18,18 +18,32 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
-/** Starts `size` etcd members on free loopback ports; resolves once each serves clients. */
-export async function startEtcd(size = 1): Promise<EtcdCluster> {
+/** PEM files for etcd's client port: its certificate (for localhost) and the CA client certificates must chain to. */
+export interface EtcdTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * Starts `size` etcd members on free loopback ports; resolves once each serves clients.
+ * With `tls`, clients must connect over TLS to "localhost:<port>" with a certificate from
+ * the CA (--client-cert-auth); /health is then on a plaintext metrics port.
+ */
+export async function startEtcd(size = 1, options: { tls?: EtcdTls } = {}): Promise<EtcdCluster> {
   const dir = mkdtempSync(join(tmpdir(), "baton-etcd-"));
+  const { tls } = options;
   const specs = [];
-  for (let i = 0; i < size; i++) specs.push({ name: `m${i}`, client: await freePort(), peer: await freePort() });
+  for (let i = 0; i < size; i++) specs.push({ name: `m${i}`, client: await freePort(), peer: await freePort(), metrics: await freePort() });
   const initial = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(",");
   const members = specs.map((s) => {
     const child = spawn("etcd", [
       `--name=${s.name}`,
       `--data-dir=${join(dir, s.name)}`,
-      `--listen-client-urls=http://127.0.0.1:${s.client}`,
-      `--advertise-client-urls=http://127.0.0.1:${s.client}`,
+      `--listen-client-urls=${tls ? "https" : "http"}://127.0.0.1:${s.client}`,
+      `--advertise-client-urls=${tls ? "https://localhost" : "http://127.0.0.1"}:${s.client}`,
+      `--listen-metrics-urls=http://127.0.0.1:${s.metrics}`,
+      ...(tls ? [`--cert-file=${tls.certFile}`, `--key-file=${tls.keyFile}`, `--trusted-ca-file=${tls.caFile}`, "--client-cert-auth"] : []),
       `--listen-peer-urls=http://127.0.0.1:${s.peer}`,
       `--initial-advertise-peer-urls=http://127.0.0.1:${s.peer}`,
       `--initial-cluster=${initial}`,
@@ -39,7 +53,7 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
       "--logger=zap",
       ...ETCD_FLAGS,
     ], { stdio: ["ignore", "ignore", "pipe"] });
-    return { name: s.name, child, endpoint: `127.0.0.1:${s.client}`, stderr: "" };
+    return { name: s.name, child, endpoint: `${tls ? "localhost" : "127.0.0.1"}:${s.client}`, health: `127.0.0.1:${s.metrics}`, stderr: "" };
   });
   for (const m of members) m.child.stderr!.on("data", (d: Buffer) => (m.stderr += d.toString()));
   const cluster: EtcdCluster = {
@@ -57,7 +71,7 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
     },
   };
   try {
-    await Promise.all(members.map((m) => waitHealthy(m.endpoint, () => m.stderr, m.child)));
+    await Promise.all(members.map((m) => waitHealthy(m.health, () => m.stderr, m.child)));
   } catch (err) {
     await cluster.stop();
     throw err;

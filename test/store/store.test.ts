@@ -253,6 +253,31 @@ describe("sqlite store", () => {
   });
 });
 
+describe("etcd store over mutual TLS", () => {
+  it("reads and writes with the configured CA, certificate and key; refuses without a client certificate", async () => {
+    const { makePki } = await import("../helpers/pki.js");
+    const pki = await makePki();
+    const client = await pki.issue("operator", "baton-journal");
+    const files = pki.writeFiles({ "ca.pem": pki.ca.certPem, "etcd.pem": pki.server.certPem, "etcd.key": pki.server.keyPem, "client.pem": client.certPem, "client.key": client.keyPem });
+    const tlsEtcd = await startEtcd(1, { tls: { caFile: join(files, "ca.pem"), certFile: join(files, "etcd.pem"), keyFile: join(files, "etcd.key") } });
+    const stores: Store[] = [];
+    try {
+      const o = { endpoints: tlsEtcd.endpoints, prefix: "tls/", maxTxnOps: ETCD_MAX_TXN_OPS, dialTimeoutMs: 3000 };
+      const store = openEtcdStore({ ...o, caFile: join(files, "ca.pem"), certFile: join(files, "client.pem"), keyFile: join(files, "client.key") });
+      stores.push(store);
+      expect(await store.write([put("task/1", "over TLS")])).toBe(true);
+      expect(dec(await store.get("task/1"))).toBe("over TLS");
+      const anonymous = openEtcdStore({ ...o, caFile: join(files, "ca.pem") });
+      stores.push(anonymous);
+      await expect(anonymous.get("task/1")).rejects.toThrow();
+    } finally {
+      for (const s of stores) await s.close();
+      await tlsEtcd.stop();
+      pki.cleanup();
+    }
+  }, 120_000);
+});
+
 describe("etcd store", () => {
   const opts = () => ({ endpoints: etcd.endpoints, prefix: `fence/s${++opened}/`, maxTxnOps: ETCD_MAX_TXN_OPS });
 
