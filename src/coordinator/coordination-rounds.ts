@@ -72,8 +72,13 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     }
     const plans: Array<Promise<void>> = [];
     // Rounds that need adjusting re-plan their own tasks first.
-    for (const rr of state.rounds.values()) {
-      if (rr.round.state !== CoordinationState.COORDINATING || rr.planningNow || rr.replan.size === 0) continue;
+    // Only rounds that have had tasks to re-plan: a busy coordinator has thousands of rounds monitoring.
+    for (const rr of state.replanRounds) {
+      if (rr.replan.size === 0 || state.rounds.get(rr.round.roundId) !== rr) {
+        state.replanRounds.delete(rr);
+        continue;
+      }
+      if (rr.round.state !== CoordinationState.COORDINATING || rr.planningNow) continue;
       const due = [...rr.replan].map((id) => state.tasks.get(id)!).filter((rt) => rt && rt.task.state === TaskState.PENDING && rt.notBefore <= now && !state.claimedTasks.has(rt.task.spec!.taskId));
       if (due.length === 0) continue;
       const { candidates, usable } = findCandidates(state.agentRing, due, state.claimedAgents);

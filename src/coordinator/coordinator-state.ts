@@ -67,6 +67,8 @@ export interface CoordinatorState {
   scheduleQueued: boolean;
   wakeTimer: NodeJS.Timeout | undefined;
   readonly rounds: Map<string, RoundRuntime>;
+  /** Rounds that have had tasks to plan again (a superset: emptied ones are dropped by the next pass). */
+  readonly replanRounds: Set<RoundRuntime>;
   readonly taskRound: Map<string, string>;
   readonly recentRounds: CoordinationRound[];
   /** Agents and tasks claimed by rounds that are planning now: concurrent rounds never share them. */
@@ -113,6 +115,7 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     scheduleQueued: false,
     wakeTimer: undefined,
     rounds: new Map(),
+    replanRounds: new Set(),
     taskRound: new Map(),
     recentRounds: [],
     claimedAgents: new Set(),

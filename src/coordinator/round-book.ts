@@ -49,6 +49,7 @@ export function createRoundBook(state: CoordinatorState, parts: CoordinatorParts
     rr.completionMs.set(action, list);
     if (!ok && state.tasks.get(taskId)?.task.state === TaskState.PENDING && rr.open.has(taskId)) {
       rr.replan.add(taskId);
+      state.replanRounds.add(rr);
       if (rr.round.state === CoordinationState.MONITORING) moveRound(rr, "adjustment_needed", `task ${taskId} is to be planned again`);
       parts.rounds.requestSchedule("adjustment_needed");
       return;
