@@ -1,4 +1,4 @@
 export { joinCluster, LEADER_TRAILER, type ClusterMember } from "./cluster-member.js";
 export { LeaderElection, type ElectionOptions, type Term } from "./leader-election.js";
 export { etcdServiceRegistry, type ServiceEntry, type ServiceKind, type ServiceRegistry } from "./service-registry.js";
-export { readKey, waitForChange, type KeyState } from "./key-watch.js";
+export { readKey, waitForChange, type KeyState, type RereadReason } from "./key-watch.js";

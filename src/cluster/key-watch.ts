@@ -7,6 +7,9 @@ export interface KeyState {
   kv: IKeyValue | undefined;
 }
 
+/** Why a wait re-read its key ("watching": the watch is set up, nothing read). */
+export type RereadReason = "start" | "event" | "reconnect" | "recheck" | "watching";
+
 /** Reads a key, with the revision the answer is true at. */
 export async function readKey(client: Etcd3, key: Buffer): Promise<KeyState> {
   const answer = await client.kv.range({ key });
@@ -19,7 +22,7 @@ export async function readKey(client: Etcd3, key: Buffer): Promise<KeyState> {
  * watches can miss events across a reconnect, so the key is re-read (a linearizable read,
  * at a known revision) whenever the watch reconnects and every recheckMs whatever it says.
  */
-export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState, options: { recheckMs: number; signal: AbortSignal }): Promise<KeyState> {
+export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState, options: { recheckMs: number; signal: AbortSignal; onReread?: (why: RereadReason, changed: boolean) => void }): Promise<KeyState> {
   const createRevision = known.kv ? String(known.kv.create_revision) : "0";
   const changed = (state: KeyState) => (state.kv ? String(state.kv.create_revision) : "0") !== createRevision;
   let watcher: Watcher | undefined;
@@ -34,10 +37,12 @@ export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState,
           resolve(state);
         }
       };
-      const reread = () => {
+      const reread = (why: RereadReason) => {
         if (settled) return;
         readKey(client, key).then((state) => {
-          if (changed(state)) done(state);
+          const moved = changed(state);
+          options.onReread?.(why, moved);
+          if (moved) done(state);
         }, () => {
           // etcd unreachable: the next recheck tries again.
         });
@@ -48,7 +53,7 @@ export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState,
       };
       if (options.signal.aborted) return onAbort();
       options.signal.addEventListener("abort", onAbort, { once: true });
-      timer = setInterval(reread, options.recheckMs);
+      timer = setInterval(() => reread("recheck"), options.recheckMs);
       // From the revision after the one read: nothing between the read and the watch is missed.
       client
         .watch()
@@ -58,14 +63,15 @@ export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState,
         .then((w) => {
           watcher = w;
           if (settled) void w.cancel();
-          w.on("delete", () => reread());
-          w.on("put", () => reread());
-          w.on("connected", () => reread());
-          w.on("error", () => reread());
+          w.on("delete", () => reread("event"));
+          w.on("put", () => reread("event"));
+          w.on("connected", () => reread("reconnect"));
+          w.on("error", () => reread("reconnect"));
+          options.onReread?.("watching", false);
         }, () => {
           // No watch: the rechecks alone find the change.
         });
-      reread();
+      reread("start");
     });
   } finally {
     options.signal.removeEventListener("abort", onAbort);

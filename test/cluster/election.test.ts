@@ -1,6 +1,6 @@
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { etcdServiceRegistry, LeaderElection, waitForChange, readKey } from "../../src/cluster/index.js";
+import { etcdServiceRegistry, LeaderElection, waitForChange, readKey, type RereadReason } from "../../src/cluster/index.js";
 import { createLogger } from "../../src/logging.js";
 import { FencedWriteError, openEtcdStore } from "../../src/store/index.js";
 import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
@@ -123,4 +123,33 @@ describe("leader election on an etcd lease", () => {
       await close();
     }
   });
+});
+
+describe("a follower's wait across an etcd restart", () => {
+  it("re-reads the key when its watch reconnects, and finds a change the watch never reported", async () => {
+    const own = await startEtcd();
+    const c = new Etcd3({ hosts: own.endpoints.map((e) => `http://${e}`) });
+    try {
+      const key = Buffer.from("reconnect/leader");
+      await c.put(key).value("x");
+      const known = await readKey(c, key);
+      const seen: Array<[RereadReason, boolean]> = [];
+      // Its watch starts past any revision this test makes, so it reports nothing (as a watch
+      // that lost events would), and no periodic re-read comes within the test: only a reconnect can tell.
+      const far = { ...known, revision: String(BigInt(known.revision) + 1_000_000n) };
+      const waiting = waitForChange(c, key, far, { recheckMs: 3_600_000, signal: new AbortController().signal, onReread: (why, changed) => seen.push([why, changed]) });
+      await expect.poll(() => seen.map(([why]) => why).sort(), { timeout: 30_000 }).toEqual(["start", "watching"]);
+      expect(seen.find(([why]) => why === "start")![1]).toBe(false);
+      await c.delete().key(key);
+      await own.restart(0);
+      const now = await waiting;
+      expect(now.kv).toBeUndefined();
+      // The reconnect re-read found it. (etcd3 resumes a reconnected watch from the last revision
+      // it saw, so here the watch may report the delete too; the re-read does not depend on that.)
+      expect(seen).toContainEqual(["reconnect", true]);
+    } finally {
+      c.close();
+      await own.stop();
+    }
+  }, 120_000);
 });

@@ -15,6 +15,8 @@ export interface EtcdCluster {
   /** Client endpoints, "127.0.0.1:port". */
   endpoints: string[];
   members: Array<{ name: string; child: ChildProcess; endpoint: string }>;
+  /** SIGKILLs member i and starts it again on the same ports and data; resolves once it is healthy. */
+  restart(i: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -37,7 +39,7 @@ export async function startEtcd(size = 1, options: { tls?: EtcdTls } = {}): Prom
   for (let i = 0; i < size; i++) specs.push({ name: `m${i}`, client: await freePort(), peer: await freePort(), metrics: await freePort() });
   const initial = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(",");
   const members = specs.map((s) => {
-    const child = spawn("etcd", [
+    const args = [
       `--name=${s.name}`,
       `--data-dir=${join(dir, s.name)}`,
       `--listen-client-urls=${tls ? "https" : "http"}://127.0.0.1:${s.client}`,
@@ -52,13 +54,26 @@ export async function startEtcd(size = 1, options: { tls?: EtcdTls } = {}): Prom
       "--log-level=warn",
       "--logger=zap",
       ...ETCD_FLAGS,
-    ], { stdio: ["ignore", "ignore", "pipe"] });
-    return { name: s.name, child, endpoint: `${tls ? "localhost" : "127.0.0.1"}:${s.client}`, health: `127.0.0.1:${s.metrics}`, stderr: "" };
+    ];
+    const child = spawn("etcd", args, { stdio: ["ignore", "ignore", "pipe"] });
+    return { name: s.name, args, child, endpoint: `${tls ? "localhost" : "127.0.0.1"}:${s.client}`, health: `127.0.0.1:${s.metrics}`, stderr: "" };
   });
-  for (const m of members) m.child.stderr!.on("data", (d: Buffer) => (m.stderr += d.toString()));
+  const capture = (m: (typeof members)[number]) => m.child.stderr!.on("data", (d: Buffer) => (m.stderr += d.toString()));
+  for (const m of members) capture(m);
   const cluster: EtcdCluster = {
     endpoints: members.map((m) => m.endpoint),
     members,
+    async restart(i) {
+      const m = members[i]!;
+      if (m.child.exitCode === null && m.child.signalCode === null) {
+        const exited = once(m.child, "exit");
+        m.child.kill("SIGKILL");
+        await exited;
+      }
+      m.child = spawn("etcd", m.args, { stdio: ["ignore", "ignore", "pipe"] });
+      capture(m);
+      await waitHealthy(m.health, () => m.stderr, m.child);
+    },
     async stop() {
       await Promise.all(members.map(async (m) => {
         if (m.child.exitCode !== null || m.child.signalCode !== null) return;
