@@ -1,4 +1,4 @@
-import { configFromEnv, configFromFile, resolveConfig, type BatonConfig, type ConfigLayer, type ConfigOverrides, type ResolvedConfig } from "../config.js";
+import { ConfigError, configFromEnv, configFromFile, resolveConfig, type BatonConfig, type ConfigLayer, type ConfigOverrides, type ResolvedConfig } from "../config.js";
 import { createLogger, type Logger } from "../logging.js";
 import { ensureDevelopmentCertificates } from "../security/index.js";
 import { BatonServer, printStartupBanner } from "../server/index.js";
@@ -18,6 +18,32 @@ export interface ServeFlags {
   only?: string;
   "resource-manager"?: string;
   "performance-monitor"?: string;
+  /** The journal, as a URL: "sqlite" or "sqlite:<dataDir>", "memory", "etcd://host:port[,host:port][/prefix]". */
+  store?: string;
+}
+
+/**
+ * The store a --store URL names, as configuration: "sqlite" or "sqlite:<dataDir>",
+ * "memory", "etcd://host:port[,host:port...][/prefix/]" (a prefix keeps replica sets that
+ * share an etcd apart). A ConfigError names what is wrong.
+ */
+export function storeFromUrl(url: string): NonNullable<ConfigOverrides["store"]> {
+  if (url === "memory") return { kind: "memory" };
+  if (url === "sqlite") return { kind: "sqlite" };
+  if (url.startsWith("sqlite:")) {
+    const dataDir = url.slice("sqlite:".length).replace(/^\/\//, "");
+    if (!dataDir) throw new ConfigError(`--store ${url}: name the data directory ("sqlite:./data") or give just "sqlite"`);
+    return { kind: "sqlite", dataDir };
+  }
+  const etcd = /^etcds?:\/\/([^/]+)(\/.*)?$/.exec(url);
+  if (etcd) {
+    const secure = url.startsWith("etcds:");
+    const endpoints = etcd[1]!.split(",").map((h) => h.trim());
+    if (endpoints.some((h) => !/^[^:\s]+:\d+$/.test(h))) throw new ConfigError(`--store ${url}: each etcd endpoint is host:port, comma-separated`);
+    const path = etcd[2]?.replace(/^\//, "");
+    return { kind: "etcd", etcd: { endpoints: endpoints.map((h) => `${secure ? "https" : "http"}://${h}`), ...(path ? { prefix: path.endsWith("/") ? path : `${path}/` } : {}) } } as NonNullable<ConfigOverrides["store"]>;
+  }
+  throw new ConfigError(`--store ${JSON.stringify(url)} is not a store: use "sqlite", "sqlite:<dataDir>", "memory" or "etcd://host:port[,host:port][/prefix]"`);
 }
 
 /** The configuration `baton serve` runs with: defaults, file, environment, flags. */
@@ -43,6 +69,7 @@ export function resolveServeConfig(flags: ServeFlags, env: Record<string, string
   if (flags["resource-manager"]) services.resourceManager = flags["resource-manager"];
   if (flags["performance-monitor"]) services.performanceMonitor = flags["performance-monitor"];
   if (Object.keys(services).length) fromFlags.services = services;
+  if (flags.store) fromFlags.store = storeFromUrl(flags.store);
   const file = flags.config ?? env.BATON_CONFIG;
   const layers: ConfigLayer[] = [];
   if (file) layers.push({ source: "file", file, overrides: configFromFile(file) });

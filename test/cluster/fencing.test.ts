@@ -9,6 +9,7 @@ import { Code, LEADER_TRAILER, toBatonError } from "../../src/errors.js";
 import { createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { baton, operatorFiles } from "../cli/cli-helpers.js";
 import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
 
 const fx = useFixture();
@@ -60,6 +61,17 @@ describe("coordinators on etcd", () => {
     const agent = await fx.agent("agent-1", { reconnectInitialMs: 20 });
     const welcome = await agent.connect();
     expect(welcome.coordinatorId).toBe("coordinator-a");
+  });
+
+  it("the CLI pointed at a follower goes to the leader it names", { timeout: 240_000 }, async () => {
+    const { a, b } = await pair();
+    const files = await operatorFiles(fx.pki);
+    const submit = await baton(["task", "submit", "via-follower", "-o", "json", ...files.flags(b.address)]);
+    expect(submit.code, submit.stderr).toBe(0);
+    expect(submit.stderr).toContain(`${b.address} is a follower; the leader is ${a.address}`);
+    fx.srv = a;
+    const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
+    expect((await control.getTask({ taskId: "via-follower" })).task?.spec?.taskId).toBe("via-follower");
   });
 
   it("a leader whose lease is gone cannot write, before it knows: its submit fails, the new leader has no trace of it", async () => {
