@@ -3,11 +3,14 @@
 // before it has noticed (its keep-alive not yet answered): the fence, not the lease alone.
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Control } from "../../gen/baton/v1/control_pb.js";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { Code, LEADER_TRAILER, toBatonError } from "../../src/errors.js";
 import { createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
+import { ROOT, run } from "../helpers/process.js";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
 import { baton, operatorFiles } from "../cli/cli-helpers.js";
 import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
@@ -72,6 +75,38 @@ describe("coordinators on etcd", () => {
     fx.srv = a;
     const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
     expect((await control.getTask({ taskId: "via-follower" })).task?.spec?.taskId).toBe("via-follower");
+  });
+
+  it("a Python agent pointed at a follower goes to the leader it names, and serves a task there", { timeout: 240_000 }, async (ctx) => {
+    const python = await run("/usr/bin/python3", ["-c", "import grpc, google.protobuf, cryptography"], { timeoutMs: 60_000 }).catch(() => ({ code: -1 }));
+    if (python.code !== 0 && process.env.CI !== "true") ctx.skip("needs /usr/bin/python3 with grpcio, protobuf and cryptography: apt-get install -y python3-grpcio python3-protobuf python3-cryptography");
+    const { a, b } = await pair();
+    const leaf = await fx.pki.issue("managed_agent", "py_follower");
+    const dir = fx.pki.writeFiles({ "ca.pem": fx.pki.ca.certPem, "agent.pem": leaf.certPem, "agent.key": leaf.keyPem });
+    const child = spawn("/usr/bin/python3", [join(ROOT, "examples/python/sdk_agent.py")], {
+      env: { ...process.env, PYTHONPATH: join(ROOT, "sdk/python"), PYTHONDONTWRITEBYTECODE: "1", BATON_ADDRESS: b.address, BATON_AGENT_ID: "py_follower", BATON_CA: join(dir, "ca.pem"), BATON_CERT: join(dir, "agent.pem"), BATON_KEY: join(dir, "agent.key") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    fx.defer(() => void child.kill("SIGKILL"));
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => d.toString().includes("welcome") && resolve());
+      child.once("exit", (code) => reject(new Error(`the Python agent exited (${code}): ${stderr}`)));
+    });
+    expect(stderr).toContain(`${b.address} is a follower; the leader is ${a.address}`);
+    fx.srv = a;
+    const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
+    await control.submitTask({ task: { taskId: "py-on-leader", requiredCapabilities: ["python"], input: { numbers: [2, 3] }, target: { agentId: "py_follower" } } });
+    for (const deadline = Date.now() + 60_000; ; ) {
+      const { task } = await control.getTask({ taskId: "py-on-leader" });
+      if (task?.state === TaskState.SUCCEEDED) {
+        expect(task.result).toMatchObject({ sum: 5, by: "py_follower" });
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`the task did not succeed on the leader: ${JSON.stringify(task?.state)}; agent: ${stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   });
 
   it("a leader whose lease is gone cannot write, before it knows: its submit fails, the new leader has no trace of it", async () => {

@@ -57,6 +57,9 @@ def task_id_of(directive) -> str:
     return ""
 
 
+# The trailer a follower names the leader in.
+LEADER_TRAILER = "baton-leader"
+
 class Directive:
     """A directive received, with the ways to answer it (accept, reject, defer), to report
     on it (progress) and to finish it (complete, fail). `cancelled` is set when the
@@ -295,6 +298,11 @@ class Agent:
             welcomed = self._welcome is not None
             self._welcome = None
             self._emit("disconnected", end)
+            if end.code == grpc.StatusCode.UNAVAILABLE and end.leader and end.leader != self.address:
+                # A follower refused before any session: the leader it names, at once.
+                self.log.info("%s is a follower; the leader is %s", self.address, end.leader)
+                self.address = end.leader
+                continue
             refusal = final_refusal(end)
             give_up = refusal or (end if (not self._reconnect or (self._first is not None and not self._wait)) else None)
             if give_up:
@@ -344,7 +352,8 @@ class Agent:
                 self._handle(frame)
             return SessionEnd(grpc.StatusCode.UNAVAILABLE, "the coordinator closed the session")
         except grpc.RpcError as err:
-            return SessionEnd(err.code(), err.details() or "")
+            trailers = dict(err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else {}
+            return SessionEnd(err.code(), err.details() or "", str(trailers.get(LEADER_TRAILER, "")))
         except BatonAgentError as err:
             self.log.warning("ending the session: %s", err)
             call.cancel()

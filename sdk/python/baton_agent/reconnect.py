@@ -12,6 +12,8 @@ class SessionEnd(NamedTuple):
 
     code: grpc.StatusCode
     message: str
+    # A follower of a replica set names the leader (the baton-leader trailer): go there.
+    leader: str = ""
 
 
 # Statuses after which reconnecting cannot help: the coordinator refused this agent.
