@@ -43,11 +43,17 @@ export function createAssignments(state: CoordinatorState, parts: CoordinatorPar
       .fire(() => {
         added = true;
         // Published only once the breaker lets it through: a refused delivery is taken back unseen.
-        publishTask(state, rt.task, "assigned");
-        agent.outbox.add(directive, state.now());
+        // Its sequence is stamped now (the record carries it) but it is held until the record is durable.
+        agent.outbox.add(directive, state.now(), { held: true });
         const outcome = parts.delivery.track(agent, id);
-        void record(state, { tasks: [rt.task], directives: [jd] }).then(
-          () => epoch === state.epoch && parts.delivery.pump(agent),
+        const written = record(state, { tasks: [rt.task], directives: [jd] });
+        publishTask(state, rt.task, "assigned", written);
+        written.then(
+          () => {
+            if (epoch !== state.epoch) return;
+            agent.outbox.release(id, state.now());
+            parts.delivery.pump(agent);
+          },
           () => {},
         );
         return outcome;

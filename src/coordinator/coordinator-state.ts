@@ -161,11 +161,15 @@ export function record(state: CoordinatorState, change: Parameters<TaskJournal["
   return written;
 }
 
-/** Publishes a task's change once it is durable, as it was when it changed. */
-export function publishTask(state: CoordinatorState, task: Task, reason: string): void {
+/**
+ * Publishes a task's change once it is durable, as it was when it changed. Without
+ * `written` (the commit of that change) it waits for a barrier, which also carries a
+ * commit made later in the same tick; callers publish first and commit next.
+ */
+export function publishTask(state: CoordinatorState, task: Task, reason: string, written?: Promise<void>): void {
   const snapshot: Task = { ...task, attempts: task.attempts.map((a) => ({ ...a })), assignedAgents: [...task.assignedAgents] };
   const epoch = state.epoch;
-  state.journal.whenDurable().then(
+  (written ?? state.journal.barrier()).then(
     () => epoch === state.epoch && state.events.emit("task.updated", snapshot, reason),
     () => {},
   );

@@ -96,11 +96,23 @@ export class DirectiveOutbox {
     return this.entries.has(directiveId);
   }
 
-  /** Adds a directive: stamps its sequence (and attempt 1); it waits for a slot. */
-  add(directive: CoordinationDirective, now: number): void {
+  /**
+   * Adds a directive: stamps its sequence (and attempt 1); it waits for a slot. A `held`
+   * one is not written until release(): its journal record must be durable first, and
+   * any pump of the agent (a report from it, a timer) could otherwise send it.
+   */
+  add(directive: CoordinationDirective, now: number, options: { held?: boolean } = {}): void {
     directive.sequence = this.nextSeq++;
     directive.attempt = 1;
-    this.entries.set(directive.directiveId, { directive, state: "queued", sendAt: now, deadline: Number.POSITIVE_INFINITY, retries: 0, everSent: false });
+    this.entries.set(directive.directiveId, { directive, state: "queued", sendAt: options.held ? Number.POSITIVE_INFINITY : now, deadline: Number.POSITIVE_INFINITY, retries: 0, everSent: false });
+  }
+
+  /** Lets a held directive go (its record is durable); false when it is no longer here. */
+  release(directiveId: string, now: number): boolean {
+    const e = this.entries.get(directiveId);
+    if (!e || e.everSent || e.sendAt !== Number.POSITIVE_INFINITY) return false;
+    e.sendAt = now;
+    return true;
   }
 
   /** Puts back a directive recovered from the journal, as it was. */

@@ -56,6 +56,8 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
     rt.created = durably(state, { tasks: [task] }, `task ${spec.taskId}`);
     parts.engine.addTask(rt);
+    // Published with its own write, before a plan can change it: "submitted" (pending) comes first.
+    publishTask(state, task, "submitted", rt.created);
     // Planned while its record is being written: its directive's record then joins the same
     // group commit (an idle coordinator plans at once), and nothing reaches an agent before
     // both are durable. A failed write drops the whole unacknowledged state
@@ -66,7 +68,6 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     } finally {
       delete rt.created;
     }
-    publishTask(state, task, "submitted");
     return { task, created: true };
   }
 

@@ -131,15 +131,17 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
     // A coalition runs once every member has accepted (gang scheduling); a lone directive at once.
     const formed = !rt?.coalition || rt.coalition.accepted.size === rt.directives.size;
     if (rt && formed && rt.coalition) clearTimeout(rt.coalition.timer);
-    if (rt && rt.directives.has(id) && formed && rt.task.state === TaskState.ASSIGNED) {
+    const running = !!rt && rt.directives.has(id) && formed && rt.task.state === TaskState.ASSIGNED;
+    if (running) {
       moveTask(rt, "accepted");
       rt.task.updatedAt = stamp(state);
       change.tasks = [rt.task];
-      publishTask(state, rt.task, "accepted");
     }
     // Nothing waits on it, and losing it costs at most a redelivery the agent drops as a
     // duplicate (re-acking it): it rides with the completion that usually follows at once.
-    void record(state, change, { deferMs: ACCEPT_DEFER_MS });
+    // Its event waits for that write (a barrier would force one now).
+    const written = record(state, change, { deferMs: ACCEPT_DEFER_MS });
+    if (running) publishTask(state, rt.task, "accepted", written);
   }
 
   /**

@@ -226,19 +226,6 @@ export class TaskJournal {
     return this.commit({});
   }
 
-  /**
-   * The same, without hastening a deferred commit: for what only reports a change (events),
-   * which may wait for the write that was coming anyway.
-   */
-  whenDurable(): Promise<void> {
-    if (this.failure !== undefined) return Promise.reject(this.refusal());
-    // Nothing is waiting to be written: everything committed so far is durable already.
-    if (!this.scheduled && !this.inFlight && this.deferred === undefined && this.waiters.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-    });
-  }
-
   private refusal(): Error {
     return new Error(`an earlier journal write failed (${(this.failure as Error)?.message ?? String(this.failure)}); nothing more is written until the journal is reloaded`);
   }

@@ -61,23 +61,20 @@ describe("group commit", () => {
     await Promise.all([accepted, done]);
   });
 
-  it("a deferred commit alone is written once its delay is up, and an event waiting on it does not hasten it", async () => {
+  it("a deferred commit alone is written once its delay is up", async () => {
     const held = heldStore();
     const journal = new TaskJournal(held.store);
     const accepted = journal.commit({ tasks: [task("a", TaskState.RUNNING)] }, { deferMs: 50 });
-    const reported = journal.whenDurable();
     await new Promise((r) => setImmediate(r));
     expect(held.writes).toHaveLength(0);
-    expect(await settled(reported)).toBe(false);
-    // Written by its timer, then durable for both.
+    expect(await settled(accepted)).toBe(false);
+    // Written by its timer, then durable.
     await new Promise<void>((resolve) => {
       const poll = () => (held.writes.length > 0 ? resolve() : setTimeout(poll, 5));
       poll();
     });
     held.release();
-    await Promise.all([accepted, reported]);
-    // With nothing waiting to be written, an event is told at once.
-    expect(await settled(journal.whenDurable())).toBe(true);
+    await accepted;
   });
 
   it("a barrier writes a deferred commit now", async () => {
@@ -89,5 +86,41 @@ describe("group commit", () => {
     expect(held.writes).toHaveLength(1);
     held.release();
     await Promise.all([accepted, barrier]);
+  });
+});
+
+describe("a task's event", () => {
+  it("is published only once the change it reports is durable, though published before its commit", async () => {
+    const { EventEmitter } = await import("node:events");
+    const { publishTask } = await import("../../src/coordinator/coordinator-state.js");
+    const held = heldStore();
+    const journal = new TaskJournal(held.store);
+    const events = new EventEmitter();
+    const seen: string[] = [];
+    events.on("task.updated", (t: { spec?: { taskId: string } }, reason: string) => seen.push(`${t.spec?.taskId} ${reason}`));
+    const state = { journal, epoch: 0, events } as unknown as Parameters<typeof publishTask>[0];
+    // The idle journal, and the order every call site uses: publish, then commit.
+    publishTask(state, task("a", TaskState.CANCELLED), "cancelled");
+    const written = journal.commit({ tasks: [task("a", TaskState.CANCELLED)] });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(held.writes).toHaveLength(1);
+    expect(seen).toEqual([]);
+    held.release();
+    await written;
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(["a cancelled"]);
+    // With its own (deferred) write named, it waits for that one.
+    const accepted = journal.commit({ tasks: [task("b", TaskState.RUNNING)] }, { deferMs: 30 });
+    publishTask(state, task("b", TaskState.RUNNING), "accepted", accepted);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(seen).toEqual(["a cancelled"]);
+    await new Promise<void>((resolve) => {
+      const poll = () => (held.writes.length > 1 ? resolve() : setTimeout(poll, 5));
+      poll();
+    });
+    held.release();
+    await accepted;
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(["a cancelled", "b accepted"]);
   });
 });
