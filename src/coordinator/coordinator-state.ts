@@ -147,11 +147,14 @@ export async function durable(state: CoordinatorState): Promise<void> {
 
 /** Commits a change whose caller waits on it; a failed write is UNAVAILABLE for the caller. */
 export async function durably(state: CoordinatorState, change: Parameters<TaskJournal["commit"]>[0], what: string): Promise<void> {
-  try {
-    await state.journal.commit(change);
-  } catch {
+  await asCallerSees(state.journal.commit(change), what);
+}
+
+/** A commit as its caller sees it: a failed write is UNAVAILABLE, saying what was not made durable. */
+export function asCallerSees(written: Promise<void>, what: string): Promise<void> {
+  return written.catch(() => {
     throw unavailable(`${what} could not be made durable (the journal cannot be written); try again`);
-  }
+  });
 }
 
 /** Commits a change no caller waits on; a failure is handled once, by onJournalFailed. */

@@ -59,12 +59,17 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
       agent.session = undefined;
       session?.close(reason);
     }
+    clearState();
+    void recover();
+  }
+
+  // Everything the coordinator holds in memory, dropped (before a reload, and after a reload that failed part-way).
+  function clearState(): void {
     for (const map of [state.agentsById, state.tasks, state.directives, state.directiveTask, state.rounds, state.taskRound, state.reportedUtilization]) map.clear();
     for (const set of [state.settled, state.claimedAgents, state.claimedTasks, state.triggers, state.pendingTasks, state.resourceHolders, state.replanRounds]) set.clear();
     state.agentRing.agents.length = 0;
     state.agentRing.cursor = 0;
     parts.engine.clearTaskIndex();
-    void recover();
   }
 
   async function recover(): Promise<void> {
@@ -76,8 +81,7 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
         await load();
       } catch (err) {
         state.logger.debug({ err: (err as Error).message, retry_ms: waitMs }, "journal still cannot be written");
-        for (const map of [state.agentsById, state.tasks, state.directives, state.directiveTask]) map.clear();
-        parts.engine.clearTaskIndex();
+        clearState();
         continue;
       }
       state.recovering = false;

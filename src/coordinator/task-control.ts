@@ -3,7 +3,7 @@ import { TaskSpecSchema, TaskState, type Task, type TaskSpec } from "../../gen/b
 import { BatonError, Code, failedPrecondition, invalidArgument, notFound, quote } from "../errors.js";
 import { assertProtocolValid, assertTaskSpecFits, isValidAgentId } from "../protocol/index.js";
 import { journalKeyHint } from "../store/index.js";
-import { assertServing, durable, durably, publishTask, type CoordinatorState } from "./coordinator-state.js";
+import { asCallerSees, assertServing, durable, durably, publishTask, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinatorParts } from "./parts.js";
 import { isTerminal, type TaskRuntime } from "./runtime.js";
 
@@ -54,10 +54,12 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     const rt: TaskRuntime = parts.engine.newTask(spec, submitter, bytes);
     const task = rt.task;
     // In memory first, so a concurrent duplicate finds it and waits; acknowledged only once durable.
-    rt.created = durably(state, { tasks: [task] }, `task ${spec.taskId}`);
+    const written = state.journal.commit({ tasks: [task] });
+    rt.created = asCallerSees(written, `task ${spec.taskId}`);
     parts.engine.addTask(rt);
-    // Published with its own write, before a plan can change it: "submitted" (pending) comes first.
-    publishTask(state, task, "submitted", rt.created);
+    // Published with its own write (the commit itself, so ahead of a plan's events in the
+    // same batch), before a plan can change it: "submitted" (pending) comes first.
+    publishTask(state, task, "submitted", written);
     // Planned while its record is being written: its directive's record then joins the same
     // group commit (an idle coordinator plans at once), and nothing reaches an agent before
     // both are durable. A failed write drops the whole unacknowledged state

@@ -85,7 +85,9 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
   const onClockSkew = () => clockSkewRefusals.inc();
   const onSent = (d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective) => {
     directivesSent.inc({ action: d.parameters?.kind.case ?? "unknown" });
-    if (sentAt.size < MAX_UNACKED_TIMES || sentAt.has(d.directiveId)) sentAt.set(d.directiveId, performance.now());
+    // The oldest goes when full: directives handed back or cancelled before an ack are never acked.
+    if (sentAt.size >= MAX_UNACKED_TIMES && !sentAt.has(d.directiveId)) sentAt.delete(sentAt.keys().next().value!);
+    sentAt.set(d.directiveId, performance.now());
   };
   const onAck = (ack: import("../../gen/baton/v1/coordination_pb.js").DirectiveAck) => {
     acks.inc({ outcome: ["unspecified", "accepted", "rejected", "not_now"][ack.outcome] ?? "unknown" });
