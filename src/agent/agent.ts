@@ -349,7 +349,9 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         if (kind.value.sentAt) this.serverClock = { serverMs: timestampMs(kind.value.sentAt), at: performance.now() };
         return;
       case "drain":
-        this.logger.info({ reason: kind.value.reason, reconnect_to: kind.value.reconnectTo }, "coordinator asks this agent to drain");
+        if (kind.value.withdrawn) this.logger.info("coordinator withdraws its drain: this agent is in service again");
+        else this.logger.info({ reason: kind.value.reason, reconnect_to: kind.value.reconnectTo }, "coordinator asks this agent to drain");
+        // One event for both: a handler reads `withdrawn` to know which.
         this.emit("drain", kind.value);
         return;
       case "messages":

@@ -97,7 +97,7 @@ export function addAgentCommands(program: Command, options: ClientCommandOptions
       out(render(format, agentPrintable([res.agent!], true)));
     }));
 
-  read(agent.command("undrain").argument("<agent-id>").description("take a draining agent back into service (it is not told; one already leaving still leaves)"))
+  read(agent.command("undrain").argument("<agent-id>").description("take a draining agent back into service (it is told: Drain.withdrawn; one already gone is in service when it reconnects)"))
     .action(withControl(options, async ({ control, format, out }, agentId: string) => {
       const res = await control.undrainAgent({ agentId });
       out(render(format, agentPrintable([res.agent!], true)));

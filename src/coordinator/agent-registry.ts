@@ -144,7 +144,7 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     return rt;
   }
 
-  /** Takes a draining agent back into service (the agent is not told); FAILED_PRECONDITION while the whole coordinator drains. */
+  /** Takes a draining agent back into service, telling it (Drain.withdrawn); FAILED_PRECONDITION while the whole coordinator drains. */
   function undrain(agentId: string): AgentRuntime {
     const rt = state.agentsById.get(agentId);
     if (!rt) throw notFound(`no agent ${JSON.stringify(agentId)} is known`);
@@ -152,6 +152,8 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     if (!rt.draining) return rt;
     rt.draining = false;
     if (rt.state === AgentState.DRAINING) rt.state = AgentState.ONLINE;
+    // The agent was told to drain on this session: it is told the Drain is withdrawn (an SDK defers work while draining).
+    rt.session?.sendFrame(create(ConnectResponseSchema, { kind: { case: "drain", value: { withdrawn: true } } }));
     state.events.emit("agent.online", rt);
     parts.rounds.requestSchedule("agent_undrained");
     return rt;

@@ -229,8 +229,11 @@ describe("agent session over mutual TLS", () => {
     const explained = await control.explainTask({ taskId: "after-drain" });
     expect(JSON.stringify(explained, (_k, v) => (typeof v === "bigint" ? String(v) : v))).toMatch(/draining/);
     expect(ran).toEqual([]);
+    const withdrawn = new Promise<void>((resolve) => a.on("drain", (d) => d.withdrawn && resolve()));
     const res = await control.undrainAgent({ agentId: "task_executor_1" });
     expect(res.agent?.state).toBe(AgentState.ONLINE);
+    // The agent is told its drain is withdrawn.
+    await withdrawn;
     await waitFor(() => ran.includes("after-drain"), 20_000, "the task placed on the undrained agent");
     // Again: nothing to do, the same answer.
     expect((await control.undrainAgent({ agentId: "task_executor_1" })).agent?.state).toBe(AgentState.ONLINE);

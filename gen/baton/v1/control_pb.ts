@@ -1820,9 +1820,9 @@ export const Control: GenService<{
     output: typeof DrainAgentResponseSchema;
   },
   /**
-   * Takes a draining agent back into service: the coordinator places work on it again. The
-   * agent is not told (the protocol has no message for it); one that has begun to leave
-   * still leaves, and is in service when it reconnects.
+   * Takes a draining agent back into service: the coordinator places work on it again, and
+   * tells the agent (a Drain with withdrawn set). One already gone is in service when it
+   * reconnects.
    *
    * @generated from rpc baton.v1.Control.UndrainAgent
    */

@@ -492,6 +492,12 @@ class Agent:
             first["event"].set()
 
     def _on_drain(self, drain) -> None:
+        if drain.withdrawn:
+            # Control.UndrainAgent: in service again, taking new work.
+            self.log.info("the coordinator withdraws its drain: this agent is in service again")
+            self._draining = None
+            self._emit("undrain", drain)
+            return
         self.log.info("the coordinator asks this agent to drain: %s", drain.reason)
         self._draining = drain
         self._emit("drain", drain)

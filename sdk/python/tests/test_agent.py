@@ -177,6 +177,15 @@ def test_status_answered_and_drain_honoured(coordinator, agents):
     coordinator.wait_task("busy")
     status = wait_until(lambda: (s := control.GetAgentStatus(control_pb2.GetAgentStatusRequest(agent_id="py_1"), timeout=10)).status.in_flight == 0 and s, "the agent to finish its work")
     assert status.status.state == common_pb2.AGENT_STATE_DRAINING
+    # Undrained: the agent is told, and takes new work again (drained, it would defer it).
+    undrains = []
+    agent.on("undrain", undrains.append)
+    control.UndrainAgent(control_pb2.UndrainAgentRequest(agent_id="py_1"), timeout=10)
+    wait_until(lambda: undrains, "the withdrawn Drain to reach the agent")
+    coordinator.submit("after-undrain", {"n": 2}, required_capabilities=["python"])
+    coordinator.wait_task("after-undrain")
+    status = control.GetAgentStatus(control_pb2.GetAgentStatusRequest(agent_id="py_1"), timeout=10)
+    assert status.status.state == common_pb2.AGENT_STATE_ONLINE
 
 
 def test_drain_with_reconnect_to_moves_the_agent(coordinator, agents, proxy_factory):
