@@ -24,6 +24,8 @@ interface AgentFigures {
 }
 
 const WINDOW_MS = 60_000;
+/** The longest window figures are computed over, ms (SecondCounts' span). */
+const MAX_WINDOW_MS = 600_000;
 const MAX_SAMPLES = 10_000;
 
 /**
@@ -129,7 +131,8 @@ export class PerformanceStore {
   /** The same, synchronously. */
   metricsNow(request: Pick<MetricsRequest, "requestId" | "agentIds" | "window">): SystemMetrics {
     const now = this.now();
-    const windowMs = request.window ? durationMs(request.window) || WINDOW_MS : WINDOW_MS;
+    // At most what the per-second counts cover (ten minutes): a longer window would undercount.
+    const windowMs = Math.min(request.window ? durationMs(request.window) || WINDOW_MS : WINDOW_MS, MAX_WINDOW_MS);
     const since = now - windowMs;
     const inWindow = (xs: number[]) => xs.filter((t) => t >= since).length;
     const wanted = request.agentIds.length ? new Set(request.agentIds) : undefined;

@@ -94,58 +94,86 @@ function toError(fields: NonNullable<StoreReply["error"]>): Error {
  * blocks that thread, not the event loop, so the coordinator goes on taking messages while
  * a commit is in flight, and the next group commit takes everything that arrived meanwhile.
  * A write still resolves only once it is durable. Opening checks the journal as
- * openSqliteStore does and rejects with the same JournalError.
+ * openSqliteStore does and rejects with the same JournalError. `observe.onThread` is told
+ * of each thread started (tests, diagnostics).
  */
-export async function openSqliteThreadStore(options: SqliteStoreOptions): Promise<Store> {
+export async function openSqliteThreadStore(options: SqliteStoreOptions, observe: { onThread?: (worker: Worker) => void } = {}): Promise<Store> {
   const { secrets, ...rest } = options;
-  const worker = startWorker(rest);
-  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let next = 1;
-  let gone: Error | undefined;
   let closed = false;
+  let next = 1;
 
-  const opened = new Promise<void>((resolve, reject) => waiting.set(0, { resolve: () => resolve(), reject }));
-  worker.on("message", (reply: StoreReply) => {
-    const w = waiting.get(reply.id);
-    if (!w) return;
-    waiting.delete(reply.id);
-    if (reply.error) w.reject(toError(reply.error));
-    else w.resolve(reply.value);
-  });
-  const fail = (err: Error) => {
-    gone ??= err;
-    for (const w of waiting.values()) w.reject(gone);
-    waiting.clear();
-  };
-  worker.on("error", (err) => fail(new Error(`the journal's thread failed: ${err.message}`)));
-  worker.on("exit", (code) => fail(new Error(`the journal's thread exited (code ${code})`)));
-  try {
-    await opened;
-  } catch (err) {
-    await worker.terminate();
-    throw err;
+  /** One journal thread: its worker, its calls waiting, and why it is gone (if it is). */
+  interface Thread {
+    worker: Worker;
+    waiting: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
+    gone?: Error;
   }
 
-  // The thread keeps the process alive only while a call waits on it (an idle journal must
-  // not hold a process open; a pending write must).
-  worker.unref();
-  const call = <T>(req: RequestBody): Promise<T> => {
-    if (closed) return Promise.reject(closedError(options.path));
-    if (gone) return Promise.reject(gone);
+  // Starts a thread and waits for it to open the journal (checked whole, as at start).
+  async function spawn(): Promise<Thread> {
+    const thread: Thread = { worker: startWorker(rest), waiting: new Map() };
+    observe.onThread?.(thread.worker);
+    const { worker, waiting } = thread;
+    const opened = new Promise<void>((resolve, reject) => waiting.set(0, { resolve: () => resolve(), reject }));
+    worker.on("message", (reply: StoreReply) => {
+      const w = waiting.get(reply.id);
+      if (!w) return;
+      waiting.delete(reply.id);
+      if (reply.error) w.reject(toError(reply.error));
+      else w.resolve(reply.value);
+    });
+    const fail = (err: Error) => {
+      thread.gone ??= err;
+      for (const w of [...waiting.values()]) w.reject(thread.gone);
+      waiting.clear();
+    };
+    worker.on("error", (err) => fail(new Error(`the journal's thread failed: ${err.message}`)));
+    worker.on("exit", (code) => fail(new Error(`the journal's thread exited (code ${code})`)));
+    try {
+      await opened;
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+    // The thread keeps the process alive only while a call waits on it (an idle journal must
+    // not hold a process open; a pending write must).
+    worker.unref();
+    return thread;
+  }
+
+  let current: Promise<Thread> = spawn();
+  await current;
+
+  // A thread that died (it should not: its calls catch their own errors) fails the calls it
+  // had; the next call starts another, which opens the journal again, so the coordinator's
+  // journal recovery can find it writable instead of probing a dead thread forever.
+  const threadFor = async (): Promise<Thread> => {
+    const seen = current;
+    const thread = await seen.catch(() => undefined);
+    if (thread && !thread.gone) return thread;
+    // One respawn for every call that found the same dead thread (or failed start).
+    if (current === seen) current = spawn();
+    return current;
+  };
+
+  const call = async <T>(req: RequestBody): Promise<T> => {
+    if (closed && req.op !== "close") throw closedError(options.path);
+    const thread = await threadFor();
+    const { worker, waiting } = thread;
     const id = next++;
     if (waiting.size === 0) worker.ref();
+    const settle = () => {
+      waiting.delete(id);
+      if (waiting.size === 0) worker.unref();
+    };
     return new Promise<T>((resolve, reject) => {
       waiting.set(id, {
-        resolve: (v) => (settle(id), resolve(v as T)),
-        reject: (e) => (settle(id), reject(e)),
+        resolve: (v) => (settle(), resolve(v as T)),
+        reject: (e) => (settle(), reject(e)),
       });
       if (req.op === "write") worker.postMessage({ ...req, id }, [req.batch.buffer as ArrayBuffer]);
       else worker.postMessage({ ...req, id });
     });
-  };
-  const settle = (id: number) => {
-    waiting.delete(id);
-    if (waiting.size === 0) worker.unref();
   };
 
   return {
@@ -167,12 +195,13 @@ export async function openSqliteThreadStore(options: SqliteStoreOptions): Promis
     },
     async close() {
       if (closed) return;
-      const done = call<void>({ op: "close" });
       closed = true;
+      const thread = await current.catch(() => undefined);
+      if (!thread) return;
       try {
-        await done;
+        if (!thread.gone) await call<void>({ op: "close" });
       } finally {
-        await worker.terminate();
+        await thread.worker.terminate();
       }
     },
   };

@@ -55,3 +55,19 @@ describe("the Performance Monitor's figures", () => {
     expect(Math.round(store.metricsNow({ requestId: "r", agentIds: [], window: undefined }).messagesPerSecond * 60)).toBe(25_000);
   });
 });
+
+describe("the Performance Monitor's window", () => {
+  it("is at most ten minutes: a longer one is taken as ten, not undercounted", async () => {
+    const { PerformanceStore } = await import("../../src/monitor/index.js");
+    const { durationFromMs } = await import("@bufbuild/protobuf/wkt");
+    let now = 10_000_000;
+    const store = new PerformanceStore(() => now);
+    for (let i = 0; i < 600; i++) {
+      now += 1000;
+      store.recordUpdate(create(MetricsUpdateSchema, { eventId: "e", sourceAgent: "a1", directiveId: "d1", custom: {} }));
+    }
+    const hour = store.metricsNow({ requestId: "r", agentIds: [], window: durationFromMs(3_600_000) });
+    // 600 updates over the last 600 s: one a second, whatever window was asked for past that.
+    expect(hour.messagesPerSecond).toBeCloseTo(1, 1);
+  });
+});

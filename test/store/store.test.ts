@@ -323,3 +323,24 @@ describe("etcd store", () => {
     }
   });
 });
+
+describe("sqlite store on its own thread", () => {
+  it("a thread that dies fails the calls it had, and the next call opens the journal on a new one", async () => {
+    const { Worker } = await import("node:worker_threads");
+    const path = freshPath();
+    const threads: InstanceType<typeof Worker>[] = [];
+    const s = await openSqliteThreadStore({ path }, { onThread: (w) => threads.push(w) });
+    try {
+      expect(await s.write([put("before", "1")])).toBe(true);
+      expect(threads).toHaveLength(1);
+      await threads[0]!.terminate();
+      // The journal is there again, as it was, on a second thread.
+      expect(dec(await s.get("before"))).toBe("1");
+      expect(threads).toHaveLength(2);
+      expect(await s.write([put("after", "2")])).toBe(true);
+      expect(keysOf(await s.scan(""))).toEqual(["after", "before"]);
+    } finally {
+      await s.close();
+    }
+  });
+});

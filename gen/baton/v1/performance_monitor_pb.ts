@@ -44,7 +44,7 @@ export type MetricsRequest = Message<"baton.v1.MetricsRequest"> & {
   agentIds: string[];
 
   /**
-   * How far back rates and latencies look; zero means the monitor's default.
+   * How far back rates and latencies look; zero means the monitor's default (60 s). At most 10 minutes: a longer window is taken as 10 minutes.
    *
    * @generated from field: google.protobuf.Duration window = 4;
    */

@@ -291,6 +291,7 @@ class Agent:
 
     def _loop(self) -> None:
         failures = 0
+        followed = False
         while not self._stopping.is_set():
             end = self._run_session()
             if self._stopping.is_set():
@@ -298,11 +299,16 @@ class Agent:
             welcomed = self._welcome is not None
             self._welcome = None
             self._emit("disconnected", end)
-            if end.code == grpc.StatusCode.UNAVAILABLE and end.leader and end.leader != self.address:
-                # A follower refused before any session: the leader it names, at once.
+            if welcomed:
+                followed = False
+            if end.code == grpc.StatusCode.UNAVAILABLE and end.leader and end.leader != self.address and not followed:
+                # A follower refused before any session: the leader it names, at once. Once
+                # per backoff: two followers naming each other must not make a tight loop.
                 self.log.info("%s is a follower; the leader is %s", self.address, end.leader)
                 self.address = end.leader
+                followed = True
                 continue
+            followed = False
             refusal = final_refusal(end)
             give_up = refusal or (end if (not self._reconnect or (self._first is not None and not self._wait)) else None)
             if give_up:
