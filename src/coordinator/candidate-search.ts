@@ -1,5 +1,5 @@
-import { taskFits, type FitAgent } from "../planner/index.js";
-import { fitTask, isCandidate, isCoalition, SAMPLE_ABOVE } from "./plan-input.js";
+import { taskFits } from "../planner/index.js";
+import { fitAgent, fitTask, isCandidate, isCoalition, SAMPLE_ABOVE } from "./plan-input.js";
 import type { AgentRuntime, TaskRuntime } from "./runtime.js";
 
 /** What a scheduling pass found for a set of tasks. */
@@ -10,17 +10,9 @@ export interface CandidateSearch {
   usable: boolean;
 }
 
-// An agent's capabilities as a set, made once per Hello rather than once per check.
-const fits = new WeakMap<object, FitAgent>();
-function fitOf(a: AgentRuntime): FitAgent {
-  let fit = fits.get(a.hello);
-  if (!fit) fits.set(a.hello, (fit = { agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels }));
-  return fit;
-}
-
 function runs(a: AgentRuntime, rt: TaskRuntime): boolean {
   const { task, roles } = fitTask(rt);
-  return taskFits(fitOf(a), task, roles);
+  return taskFits(fitAgent(a), task, roles);
 }
 
 // Agents a search looks at before it settles for busy ones.

@@ -101,9 +101,15 @@ export function isCandidate(a: AgentRuntime): boolean {
   return agentUnavailability(a) === undefined;
 }
 
+// An agent's capabilities as a set, made once per Hello rather than once per check (the
+// candidate search checks many agents per pass).
+const fits = new WeakMap<object, FitAgent>();
+
 /** An agent as the eligibility rules see it. */
 export function fitAgent(a: AgentRuntime): FitAgent {
-  return { agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels };
+  let fit = fits.get(a.hello);
+  if (!fit) fits.set(a.hello, (fit = { agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels }));
+  return fit;
 }
 
 /** A task as the eligibility rules see it, with the roles a coalition member may fill. */
