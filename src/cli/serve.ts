@@ -82,7 +82,8 @@ export async function prepareDevelopmentFiles(config: BatonConfig, logger: Logge
   if (!config.tls.devCerts) return;
   const made = await ensureDevelopmentCertificates({ dir: config.tls.certsDir, trustDomain: config.tls.trustDomain });
   logger.info({ certs_dir: config.tls.certsDir, created: made.created }, "development certificates ready");
-  if (config.store.kind === "sqlite" && !config.store.key && createJournalKeyFile(config.store.keyFile)) logger.info({ key_file: config.store.keyFile }, "development journal key made");
+  // An etcd journal needs one too; replicas on one machine share the certificates folder, and so the key.
+  if (config.store.kind !== "memory" && !config.store.key && createJournalKeyFile(config.store.keyFile)) logger.info({ key_file: config.store.keyFile }, "development journal key made");
 }
 
 /** Starts the server; returns it and its logger so the caller can wire signals. */

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Etcd3, type ICompare, type IKeyValue, type IRequestOp } from "etcd3";
 import type { SecretBox } from "./secret-box.js";
@@ -91,10 +92,13 @@ export function openEtcdStore(options: EtcdStoreOptions): Store {
   const name = `etcd ${options.endpoints.join(",")} under ${JSON.stringify(options.prefix)}`;
   const full = (key: string) => Buffer.concat([prefix, Buffer.from(key)]);
   let closed = false;
+  let wroteNonce = false;
   const open = () => {
     if (closed) throw closedError(name);
   };
   const fence = options.fence ? { key: Buffer.from(options.fence.key), createRevision: options.fence.createRevision } : undefined;
+  // Beside the journal's keys, not under them, so scans never see it (unless the prefix is ""); one per open store.
+  const nonceKey = Buffer.from(`${options.prefix.replace(/\/$/, "")}.nonce/${randomUUID()}`);
 
   async function write(ops: WriteOp[], conditions: Condition[] = []): Promise<boolean> {
     open();
@@ -110,17 +114,29 @@ export function openEtcdStore(options: EtcdStoreOptions): Store {
     const success: IRequestOp[] = [...last.values()].map((op) =>
       op.type === "put" ? { request_put: { key: full(op.key), value: Buffer.from(op.value) } } : { request_delete_range: { key: full(op.key) } },
     );
+    // etcd3 resends a call whose answer was lost (its default retry policy). Unconditional
+    // puts and deletes are safe to apply twice: the journal has one batch in flight, so
+    // nothing newer can come between. A conditional batch is not: its resend would find its
+    // own keys and report the condition failed. So it also writes a nonce of its own, and
+    // a failure that finds that nonce in place is this batch, applied by the attempt whose
+    // answer was lost.
+    const nonce = conditions.length > 0 ? randomUUID() : undefined;
+    if (nonce) {
+      success.push({ request_put: { key: nonceKey, value: Buffer.from(nonce) } });
+      wroteNonce = true;
+    }
     if (success.length > maxOps || compare.length > maxOps) {
       throw new Error(
         `a journal batch of ${success.length} ops and ${compare.length} compares is more than store.etcd.maxTxnOps (${maxOps}) allows in one etcd transaction; start etcd with a larger --max-txn-ops and raise store.etcd.maxTxnOps to match`,
       );
     }
     if (success.length === 0 && compare.length === 0) return true;
-    // On failure the fence key is read back in the same Txn: a condition failing and the fence
-    // gone are told apart without a second, racing read.
-    const failure: IRequestOp[] = fence ? [{ request_range: { key: fence.key } }] : [];
+    // On failure the fence key (and the nonce) are read back in the same Txn: a condition
+    // failing, the fence gone and a resend are told apart without a second, racing read.
+    const failure: IRequestOp[] = [...(fence ? [{ request_range: { key: fence.key } }] : []), ...(nonce ? [{ request_range: { key: nonceKey } }] : [])];
     const answer = await client.kv.txn({ compare, success, failure });
     if (answer.succeeded) return true;
+    if (nonce && answer.responses.at(-1)?.response_range.kvs[0]?.value.toString("utf8") === nonce) return true;
     if (fence) {
       const kv = answer.responses[0]?.response_range.kvs[0];
       if (!kv || String(kv.create_revision) !== String(fence.createRevision)) {
@@ -168,6 +184,8 @@ export function openEtcdStore(options: EtcdStoreOptions): Store {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
+    // Only a store that wrote conditions made its nonce key; a process that dies leaves one small key.
+    if (wroteNonce) await client.kv.deleteRange({ key: nonceKey }).catch(() => undefined);
     if (ownsClient) client.close();
   }
 

@@ -1,5 +1,9 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { storeFromUrl } from "../../src/cli/serve.js";
+import { prepareDevelopmentFiles, serveConfig, storeFromUrl } from "../../src/cli/serve.js";
+import { createLogger } from "../../src/logging.js";
 import { ConfigError } from "../../src/config.js";
 import { baton, CLI_MS, jsonLines } from "./cli-helpers.js";
 
@@ -25,5 +29,26 @@ describe("--store", () => {
     const bad = await baton(["serve", "--store", "etcd://nowhere"]);
     expect(bad.code).toBe(78);
     expect(bad.stderr).toMatch(/host:port/);
+  });
+
+  it("--dev-certs makes the journal key for an etcd journal too, once, in the certificates folder every replica shares", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-devkey-"));
+    const logger = createLogger({ level: "silent" });
+    try {
+      const flags = { "dev-certs": true, "certs-dir": join(dir, "certs") };
+      const replica = serveConfig({ ...flags, store: "etcd://127.0.0.1:2379" }, {});
+      await prepareDevelopmentFiles(replica, logger);
+      const key = readFileSync(join(dir, "certs", "journal.key"), "utf8");
+      expect(Buffer.from(key.trim(), "base64")).toHaveLength(32);
+      // A second replica on the same folder finds it and keeps it: both seal with one key.
+      await prepareDevelopmentFiles(serveConfig({ ...flags, store: "etcd://127.0.0.1:2379" }, {}), logger);
+      expect(readFileSync(join(dir, "certs", "journal.key"), "utf8")).toBe(key);
+      // A memory journal keeps nothing at rest: no key is made for it.
+      const memory = { "dev-certs": true, "certs-dir": join(dir, "memory-certs") };
+      await prepareDevelopmentFiles(serveConfig({ ...memory, store: "memory" }, {}), logger);
+      expect(existsSync(join(dir, "memory-certs", "journal.key"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

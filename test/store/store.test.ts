@@ -322,6 +322,45 @@ describe("etcd store", () => {
       await store.close();
     }
   });
+
+  it("a conditional batch whose answer was lost, and which etcd3 resent, reports that it applied, not that its condition failed", async () => {
+    const { Etcd3 } = await import("etcd3");
+    const { InterceptingCall, Metadata, status } = await import("@grpc/grpc-js");
+    // The first Txn reaches etcd and is applied; its answer is replaced by UNAVAILABLE, as
+    // when a connection drops after etcd committed. etcd3's default policy then resends it.
+    let txns = 0;
+    const loseFirstAnswer = (options: { method_definition: { path: string } }, next: (o: unknown) => InstanceType<typeof InterceptingCall>) => {
+      const lose = options.method_definition.path.endsWith("/Txn") && ++txns === 1;
+      return new InterceptingCall(next(options), {
+        start(metadata, listener, start) {
+          start(metadata, {
+            // grpc-js drops a unary answer whose status is not OK: the status alone decides.
+            onReceiveMessage(message: unknown, deliver: (m: unknown) => void) {
+              deliver(message);
+            },
+            onReceiveStatus(s: { code: number }, deliver: (s: unknown) => void) {
+              deliver(lose ? { code: status.UNAVAILABLE, details: "answer lost (test)", metadata: new Metadata() } : s);
+            },
+          });
+        },
+      });
+    };
+    const client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`), grpcOptions: { interceptors: [loseFirstAnswer] } as never });
+    const o = opts();
+    const store = openEtcdStore({ ...o, client });
+    try {
+      expect(await store.write([put("task/1")], [{ key: "task/1", absent: true }])).toBe(true);
+      expect(txns).toBe(2);
+      // A real conflict is still one.
+      expect(await store.write([put("task/1")], [{ key: "task/1", absent: true }])).toBe(false);
+      expect(keysOf(await store.scan(""))).toEqual(["task/1"]);
+    } finally {
+      await store.close();
+      // close() took the store's nonce key with it: nothing of it is left beside the journal.
+      expect((await client.kv.range({ key: Buffer.from(`${o.prefix.slice(0, -1)}.nonce/`), range_end: Buffer.from(`${o.prefix.slice(0, -1)}.nonce0`) })).kvs).toEqual([]);
+      client.close();
+    }
+  });
 });
 
 describe("sqlite store on its own thread", () => {
