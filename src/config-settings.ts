@@ -202,8 +202,8 @@ export const SETTINGS = group("The configuration of a baton process.", {
   }),
   services: group("Which participants this process runs, and where the others are.", {
     only: oneOf(["all", "coordinator", "resource-manager", "performance-monitor"], "all", '"all": coordinator, Resource Manager and Performance Monitor in one process; or just one of them.', { env: "BATON_ONLY", flag: "--only" }),
-    resourceManager: text("", 'A Resource Manager in another process ("localhost:50052"), reached over mTLS through a breaker; "" embeds it.', { env: "BATON_RESOURCE_MANAGER", flag: "--resource-manager" }),
-    performanceMonitor: text("", 'A Performance Monitor in another process; "" embeds it.', { env: "BATON_PERFORMANCE_MONITOR", flag: "--performance-monitor" }),
+    resourceManager: text("", 'A Resource Manager in another process ("localhost:50052"), reached over mTLS through a breaker; "registry" finds one in the service registry in etcd (store.kind "etcd"), switching to another when it goes; "" embeds it.', { env: "BATON_RESOURCE_MANAGER", flag: "--resource-manager" }),
+    performanceMonitor: text("", 'A Performance Monitor in another process ("localhost:50053"); "registry" finds one in the service registry in etcd (store.kind "etcd"); "" embeds it.', { env: "BATON_PERFORMANCE_MONITOR", flag: "--performance-monitor" }),
   }),
 });
 

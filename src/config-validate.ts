@@ -15,8 +15,10 @@ export function validateConfig(c: BatonConfig): void {
       throw new ConfigError(`resources[${i}] must be { agentId, resourceId, kind, capacity >= 0 }`);
     }
   });
-  if (c.services.resourceManager) parseListen(c.services.resourceManager, "services.resourceManager");
-  if (c.services.performanceMonitor) parseListen(c.services.performanceMonitor, "services.performanceMonitor");
+  for (const [name, value, flag] of [["services.resourceManager", c.services.resourceManager, "--resource-manager"], ["services.performanceMonitor", c.services.performanceMonitor, "--performance-monitor"]] as const) {
+    if (value === "registry" && c.store.kind !== "etcd") throw new ConfigError(`${name} (${flag}) is "registry": the service registry is in etcd, so it needs store.kind "etcd" (--store etcd://host:port), not "${c.store.kind}"; or give the address, host:port`);
+    if (value && value !== "registry") parseListen(value, name);
+  }
   if (c.services.only === "all" && (c.services.resourceManager || c.services.performanceMonitor)) throw new ConfigError(`services.only "all" runs the Resource Manager and Performance Monitor here; name their addresses only with --only coordinator`);
   if (c.session.defaultMaxInFlight > c.session.maxInFlightLimit) {
     throw new ConfigError(`session.defaultMaxInFlight (${c.session.defaultMaxInFlight}) exceeds session.maxInFlightLimit (${c.session.maxInFlightLimit})`);

@@ -3,7 +3,9 @@ import { BatonError, Code, LEADER_TRAILER } from "../errors.js";
 import type { Logger } from "../logging.js";
 import { connectEtcd, etcdConnection, etcdStoreOptions, openEtcdStore, type Store } from "../store/index.js";
 import { LeaderElection, type Term } from "./leader-election.js";
+import { followRegistryPeer, type RegistryPeer } from "./registry-peer.js";
 import { etcdServiceRegistry, type ServiceKind, type ServiceRegistry } from "./service-registry.js";
+import { instanceId, registerServices } from "./service-member.js";
 
 export { LEADER_TRAILER };
 
@@ -15,6 +17,8 @@ export interface ClusterMember {
   readonly address: string;
   /** Campaigns until elected; then the journal, every write fenced by the term. */
   lead(): Promise<{ term: Term; store: Store }>;
+  /** Follows the instances of `kind` in the registry, with a channel to the one in use (closed with the member). */
+  follow<C extends { close(): void }>(kind: ServiceKind, connect: (address: string) => C): Promise<RegistryPeer<C>>;
   /** UNAVAILABLE naming the leader (in the message and the baton-leader trailer), for calls a follower does not serve. */
   notLeader(): BatonError;
   /** Resigns and disconnects. */
@@ -28,21 +32,17 @@ export async function joinCluster(config: BatonConfig, logger: Logger, options: 
   const { prefix } = config.store.etcd;
   const leaderKey = `${prefix}leader`;
   const election = new LeaderElection({ client, key: leaderKey, address: options.address, ttlSeconds: config.cluster.leaseTtlSeconds, recheckMs: config.cluster.recheckMs, logger: log });
-  const registry = etcdServiceRegistry(client, { prefix, leaderKey, leaseId: () => election.leaseId() });
-  const registerAll = async () => {
-    for (const kind of options.services) await registry.register({ kind, id: config.coordinatorId, address: options.address });
-  };
-  // A follower's lease can lapse too (etcd unreachable past the TTL): its entries went with it.
-  election.onNewLease(() => void registerAll().catch((err: unknown) => log.warn({ err: (err as Error).message }, "registering again in etcd failed")));
+  const registry = etcdServiceRegistry(client, { prefix, leaderKey, leaseId: () => election.leaseId(), recheckMs: config.cluster.recheckMs });
   try {
-    await registerAll();
+    // A follower's lease can lapse too (etcd unreachable past the TTL): its entries go back on the new one.
+    await registerServices(registry, election, { id: instanceId(config), address: options.address, services: options.services, logger: log });
   } catch (err) {
     await election.close();
     client.close();
     throw new BatonError(Code.UNAVAILABLE, `etcd at ${config.store.etcd.endpoints.join(",")} (store.etcd.endpoints) cannot be reached: ${(err as Error).message}`, { cause: err });
   }
-  log.info({ address: options.address, services: options.services }, "registered in etcd");
   const stores: Store[] = [];
+  const peers: Array<{ close(): void }> = [];
   return {
     election,
     registry,
@@ -53,12 +53,18 @@ export async function joinCluster(config: BatonConfig, logger: Logger, options: 
       stores.push(store);
       return { term, store };
     },
+    async follow(kind, connect) {
+      const peer = await followRegistryPeer(registry, kind, { connect, logger });
+      peers.push(peer);
+      return peer;
+    },
     notLeader() {
       const leader = election.leaderAddress;
       const message = leader ? `this coordinator is a follower; the leader is at ${leader}` : "this coordinator is a follower and no leader is elected yet; retry shortly";
       return new BatonError(Code.UNAVAILABLE, message, leader ? { trailers: { [LEADER_TRAILER]: leader } } : {});
     },
     async close() {
+      for (const p of peers) p.close();
       for (const s of stores) await s.close();
       await election.close();
       client.close();

@@ -1,4 +1,5 @@
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+import { prefixEnd } from "../store/index.js";
 
 /** One key as read at a revision: its value and create revision, or absent. */
 export interface KeyState {
@@ -78,4 +79,62 @@ export async function waitForChange(client: Etcd3, key: Buffer, known: KeyState,
     clearInterval(timer);
     await watcher?.cancel().catch(() => {});
   }
+}
+
+/** Every key under a prefix as read at a revision. */
+export interface PrefixState {
+  revision: string;
+  kvs: IKeyValue[];
+}
+
+/**
+ * Reads every key under `prefix` and calls onRead with it, then again whenever it may
+ * have changed, until `signal` aborts; resolves once the first read is delivered (rejects
+ * if it fails). As waitForChange, a watch alone is not trusted (etcd 3.4 watches can
+ * miss events across a reconnect): its events only say when to re-read, at a revision,
+ * and so do a reconnect and every recheckMs. A read older than one delivered is dropped.
+ */
+export async function followPrefix(client: Etcd3, prefix: Buffer, options: { recheckMs: number; signal: AbortSignal; onRead: (state: PrefixState, why: RereadReason) => void }): Promise<void> {
+  const end = prefixEnd(prefix);
+  const read = async (): Promise<PrefixState> => {
+    const answer = await client.kv.range({ key: prefix, range_end: end });
+    return { revision: String(answer.header.revision), kvs: answer.kvs };
+  };
+  const first = await read();
+  if (options.signal.aborted) return;
+  let latest = BigInt(first.revision);
+  options.onRead(first, "start");
+  const reread = (why: RereadReason) => {
+    if (options.signal.aborted) return;
+    read().then((state) => {
+      const revision = BigInt(state.revision);
+      if (options.signal.aborted || revision < latest) return;
+      latest = revision;
+      options.onRead(state, why);
+    }, () => {
+      // etcd unreachable: the next recheck tries again.
+    });
+  };
+  const timer = setInterval(() => reread("recheck"), options.recheckMs);
+  timer.unref();
+  let watcher: Watcher | undefined;
+  options.signal.addEventListener("abort", () => {
+    clearInterval(timer);
+    void watcher?.cancel().catch(() => {});
+  }, { once: true });
+  client
+    .watch()
+    .prefix(prefix)
+    .startRevision(String(latest + 1n))
+    .create()
+    .then((w) => {
+      watcher = w;
+      if (options.signal.aborted) return void w.cancel().catch(() => {});
+      w.on("put", () => reread("event"));
+      w.on("delete", () => reread("event"));
+      w.on("connected", () => reread("reconnect"));
+      w.on("error", () => reread("reconnect"));
+    }, () => {
+      // No watch: the rechecks alone find the changes.
+    });
 }

@@ -1,6 +1,7 @@
-import type { Etcd3, Lease } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import type { Logger } from "../logging.js";
-import { readKey, waitForChange, type KeyState } from "./key-watch.js";
+import { waitForChange, type KeyState } from "./key-watch.js";
+import { LeaseKeeper } from "./lease-keeper.js";
 
 /** A term of leadership: the election key's incarnation, which fences every write of the term. */
 export interface Term {
@@ -33,17 +34,23 @@ export interface ElectionOptions {
  * TTL, or the holder resigns) and try again. The winner's create revision names its term.
  */
 export class LeaderElection {
-  private lease: Lease | undefined;
   private readonly stop = new AbortController();
   private known: KeyState | undefined;
   private term: Term | undefined;
   private readonly keyBytes: Buffer;
   private lostHandlers: Array<(reason: Error) => void> = [];
-  private renewHandlers: Array<() => void> = [];
-  private leases = 0;
+  private readonly lease: LeaseKeeper;
 
   constructor(private readonly options: ElectionOptions) {
     this.keyBytes = Buffer.from(options.key);
+    this.lease = new LeaseKeeper({ client: options.client, ttlSeconds: options.ttlSeconds, logger: options.logger, retryMs: options.recheckMs });
+    this.lease.onLost((err) => {
+      const term = this.term;
+      this.term = undefined;
+      if (!term || this.stop.signal.aborted) return;
+      this.options.logger.error({ err: err.message, term: term.createRevision }, "leadership lost: the lease is gone; this term's writes are refused");
+      for (const fn of this.lostHandlers) fn(err);
+    });
   }
 
   /** The leader's address as last read ("" when none is known); this process's own when it leads. */
@@ -59,7 +66,7 @@ export class LeaderElection {
 
   /** The lease this process is on (for the service registry), granted on first use. */
   async leaseId(): Promise<string> {
-    return (await this.ensureLease()).grant();
+    return this.lease.leaseId();
   }
 
   /** Runs `fn` when leadership is lost (the lease expired or was revoked, or etcd said so). */
@@ -69,7 +76,7 @@ export class LeaderElection {
 
   /** Runs `fn` when a lease replaces one that was lost (what lived on the old one must be put again). */
   onNewLease(fn: () => void): void {
-    this.renewHandlers.push(fn);
+    this.lease.onNewLease(fn);
   }
 
   /** Campaigns until this process leads; resolves with the term. Rejects once closed. */
@@ -103,24 +110,6 @@ export class LeaderElection {
     }
   }
 
-  private ensureLease(): Lease {
-    if (this.lease && !this.lease.revoked()) return this.lease;
-    const lease = this.options.client.lease(this.options.ttlSeconds);
-    this.lease = lease;
-    if (this.leases++ > 0) for (const fn of this.renewHandlers) fn();
-    lease.on("lost", (err: Error) => {
-      if (this.lease === lease) this.lease = undefined;
-      const term = this.term;
-      this.term = undefined;
-      // A new lease at once: the registry's entries go back on it (and a follower campaigns on it).
-      if (!this.stop.signal.aborted) queueMicrotask(() => !this.stop.signal.aborted && this.ensureLease());
-      if (!term || this.stop.signal.aborted) return;
-      this.options.logger.error({ err: err.message, term: term.createRevision }, "leadership lost: the lease is gone; this term's writes are refused");
-      for (const fn of this.lostHandlers) fn(err);
-    });
-    return lease;
-  }
-
   /** Stops campaigning; a leader resigns (its key deleted if still its own, its lease revoked) so a follower takes over at once. */
   async close(): Promise<void> {
     if (this.stop.signal.aborted) return;
@@ -135,9 +124,9 @@ export class LeaderElection {
           failure: [],
         });
       }
-      await this.lease?.revoke();
     } catch (err) {
       this.options.logger.warn({ err: (err as Error).message }, "resigning failed: followers take over when the lease expires");
     }
+    await this.lease.close();
   }
 }

@@ -1,5 +1,6 @@
 import type { Etcd3 } from "etcd3";
 import { prefixEnd } from "../store/index.js";
+import { followPrefix } from "./key-watch.js";
 
 /** The spec's service_registry services. */
 export type ServiceKind = "coordinator" | "resource_manager" | "performance_monitor";
@@ -25,11 +26,25 @@ export interface ServiceRegistry {
   lookup(kind: ServiceKind): Promise<ServiceEntry[]>;
   /** The address of the coordinator that leads now, or "" when none does. */
   leader(): Promise<string>;
+  /** Calls onChange with the live instances of a kind, now and whenever they may have changed, until `signal` aborts; resolves once the first answer is delivered. */
+  follow(kind: ServiceKind, onChange: (entries: ServiceEntry[]) => void, signal: AbortSignal): Promise<void>;
+  /** Where a kind's instances are looked for, in words ("etcd under baton/services/resource_manager/"). */
+  where(kind: ServiceKind): string;
 }
 
 /** The registry in etcd: "<prefix>services/<kind>/<id>" → JSON, on the process's lease, so a dead process drops out by itself. */
-export function etcdServiceRegistry(client: Etcd3, options: { prefix: string; leaderKey: string; leaseId: () => Promise<string> }): ServiceRegistry {
+export function etcdServiceRegistry(client: Etcd3, options: { prefix: string; leaderKey: string; leaseId: () => Promise<string>; recheckMs?: number }): ServiceRegistry {
   const keyOf = (kind: string, id: string) => Buffer.from(`${options.prefix}services/${kind}/${id}`);
+  // An entry that is not baton's JSON (written by hand) is skipped, not fatal to whoever follows the registry.
+  const parse = (kvs: Array<{ value: Buffer }>) =>
+    kvs.flatMap((kv) => {
+      try {
+        const entry = JSON.parse(kv.value.toString("utf8")) as ServiceEntry;
+        return typeof entry?.address === "string" && typeof entry.id === "string" ? [entry] : [];
+      } catch {
+        return [];
+      }
+    });
   return {
     async register(entry) {
       const value: ServiceEntry = { ...entry, since: new Date().toISOString() };
@@ -38,7 +53,13 @@ export function etcdServiceRegistry(client: Etcd3, options: { prefix: string; le
     async lookup(kind) {
       const from = keyOf(kind, "");
       const answer = await client.kv.range({ key: from, range_end: prefixEnd(from) });
-      return answer.kvs.map((kv) => JSON.parse(kv.value.toString("utf8")) as ServiceEntry);
+      return parse(answer.kvs);
+    },
+    follow(kind, onChange, signal) {
+      return followPrefix(client, keyOf(kind, ""), { recheckMs: options.recheckMs ?? 1000, signal, onRead: (state) => onChange(parse(state.kvs)) });
+    },
+    where(kind) {
+      return `etcd under ${keyOf(kind, "").toString("utf8")}`;
     },
     async leader() {
       const answer = await client.kv.range({ key: Buffer.from(options.leaderKey) });

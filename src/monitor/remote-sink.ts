@@ -3,7 +3,7 @@ import { MetricsUpdateSchema, PerformanceMonitor, type MetricsUpdate } from "../
 import type { CallBreaker } from "../breakers/index.js";
 import type { PerformanceSink } from "../coordinator/index.js";
 import type { Logger } from "../logging.js";
-import { createClient, type Channel } from "../rpc/index.js";
+import { createClient, type Channel, type ServiceClient } from "../rpc/index.js";
 
 /** Options of remotePerformanceMonitor. */
 export interface RemoteMonitorOptions {
@@ -21,10 +21,17 @@ const MAX_HELD = 10_000;
  * reports are fire-and-forget. MetricsUpdates are fed off the hot path: each directive's
  * latest update is held and sent once a flush interval, with `custom.coalesced` saying how
  * many it stands for, so a thousand agents reporting progress as fast as they can cost the
- * monitor a call per directive a second, not one per update.
+ * monitor a call per directive a second, not one per update. Given a function rather than a
+ * channel, the monitor is resolved on each call, inside the breaker (one found in the
+ * service registry: it may be replaced, or none registered, which fails the call).
  */
-export function remotePerformanceMonitor(channel: Channel, breaker: CallBreaker, logger: Logger, options: RemoteMonitorOptions = {}): PerformanceSink {
-  const client = createClient(PerformanceMonitor, channel);
+export function remotePerformanceMonitor(channel: Channel | (() => Channel), breaker: CallBreaker, logger: Logger, options: RemoteMonitorOptions = {}): PerformanceSink {
+  let last: { channel: Channel; client: ServiceClient<typeof PerformanceMonitor> } | undefined;
+  const clientNow = () => {
+    const now = typeof channel === "function" ? channel() : channel;
+    if (last?.channel !== now) last = { channel: now, client: createClient(PerformanceMonitor, now) };
+    return last.client;
+  };
   const callTimeoutMs = options.callTimeoutMs ?? 5000;
   const flushMs = options.flushMs ?? 1000;
   const opts = () => ({ deadline: callTimeoutMs });
@@ -40,11 +47,11 @@ export function remotePerformanceMonitor(channel: Channel, breaker: CallBreaker,
     held.clear();
     for (const { update, count } of batch) {
       const sent = count > 1 ? create(MetricsUpdateSchema, { ...update, custom: { ...update.custom, coalesced: count } }) : update;
-      report("metrics_update", () => client.reportMetrics(sent, opts()));
+      report("metrics_update", async () => clientNow().reportMetrics(sent, opts()));
     }
   };
   return {
-    metrics: (request) => breaker.call(() => client.getMetrics(request, opts())),
+    metrics: (request) => breaker.call(async () => clientNow().getMetrics(request, opts())),
     recordUpdate: (update) => {
       const key = `${update.sourceAgent}\0${update.directiveId}`;
       const entry = held.get(key);
@@ -54,6 +61,6 @@ export function remotePerformanceMonitor(channel: Channel, breaker: CallBreaker,
     },
     // Per-directive outcomes travel in the round's PerformanceReport; there is no RPC for one alone.
     recordDirective: () => {},
-    recordReport: (r) => report("performance_report", () => client.reportPerformance(r, opts())),
+    recordReport: (r) => report("performance_report", async () => clientNow().reportPerformance(r, opts())),
   };
 }

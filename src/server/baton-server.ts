@@ -20,7 +20,7 @@ import { file_baton_v1_performance_monitor, PerformanceMonitor } from "../../gen
 import { adaptService, addReflection, callMetricsInterceptor, clientChannelOptions, clientCredentials, ConnectionGuard, createChannel, createHealth, guardInterceptor, reloadingServerCredentials, serverChannelOptions, readTlsFiles, ServingStatus, type AdaptedService, type AdapterOptions, type Channel, type HealthState, type ReloadingCredentials, type ServiceImpl, type TlsMaterial } from "../rpc/index.js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
-import { joinCluster, type ClusterMember, type ServiceKind } from "../cluster/index.js";
+import { joinCluster, joinRegistry, type ClusterMember, type ServiceKind, type ServiceMember } from "../cluster/index.js";
 import { AccessControl } from "./access-control.js";
 import { checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
 
@@ -112,6 +112,8 @@ export class BatonServer {
   private readonly peers: Array<{ close(): void }> = [];
   /** With store.kind "etcd": this process's place in the replica set; it serves agents and Control only while it leads. */
   private cluster: ClusterMember | undefined;
+  /** A Resource Manager or Performance Monitor on its own with store.kind "etcd": its entry in the service registry. */
+  private registration: ServiceMember | undefined;
   private leading = false;
 
   /** A channel to another participant over mTLS, as this server's identity, through a named breaker. */
@@ -121,6 +123,16 @@ export class BatonServer {
     const breaker = createCallBreaker(name, this.logger);
     this.peers.push({ close: () => channel.close() }, { close: () => breaker.shutdown() });
     return { channel, breaker };
+  }
+
+  /** A participant found in the service registry (services.* "registry"): resolved on each call, through one named breaker. */
+  private async registryPeer(kind: ServiceKind, name: string): Promise<{ resolve: () => { channel: Channel; instance: string }; breaker: CallBreaker }> {
+    if (!this.cluster) throw unavailable(`services: "registry" finds the ${name} in etcd, and this server has no replica set (a store was given to it)`);
+    const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
+    const found = await this.cluster.follow(kind, (address) => createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport)));
+    const breaker = createCallBreaker(name, this.logger);
+    this.peers.push({ close: () => breaker.shutdown() });
+    return { resolve: () => found.resolve(), breaker };
   }
 
   /** The coordinator; there once start() has loaded the journal. */
@@ -206,6 +218,11 @@ export class BatonServer {
     } else if (this.runsCoordinator && config.adminListen) {
       await this.startAdmin();
     }
+    if (!this.runsCoordinator && config.store.kind === "etcd" && !this.options.store) {
+      // On its own lease (no election: it does not lead), so that coordinators find it there.
+      const services: ServiceKind[] = this.runsResourceManager ? ["resource_manager"] : ["performance_monitor"];
+      this.registration = await joinRegistry(config, this.options.logger, { address: config.cluster.advertise || `localhost:${this.boundPort}`, services });
+    }
     this.currentState = "serving";
     this.logger.info({ listen: `${host}:${this.boundPort}`, serves: [...this.health.services] }, "baton serving");
     return this.boundPort;
@@ -236,8 +253,10 @@ export class BatonServer {
     {
       const rm = config.services.resourceManager;
       const pm = config.services.performanceMonitor;
-      const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker); })();
-      const performance = this.runsPerformanceMonitor ? this.performance : (() => { const p = this.peer(pm, "performance-monitor"); return remotePerformanceMonitor(p.channel, p.breaker, this.logger); })();
+      const rmFound = !this.runsResourceManager && rm === "registry" ? await this.registryPeer("resource_manager", "resource-manager") : undefined;
+      const pmFound = !this.runsPerformanceMonitor && pm === "registry" ? await this.registryPeer("performance_monitor", "performance-monitor") : undefined;
+      const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : rmFound ? remoteResourceManager(rmFound.resolve, rmFound.breaker) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker); })();
+      const performance = this.runsPerformanceMonitor ? this.performance : pmFound ? remotePerformanceMonitor(() => pmFound.resolve().channel, pmFound.breaker, this.logger) : (() => { const p = this.peer(pm, "performance-monitor"); return remotePerformanceMonitor(p.channel, p.breaker, this.logger); })();
       this.coordinatorInstance = new Coordinator({ config, logger, store, resources, performance });
       this.progress = publishTaskProgress(this.coordinatorInstance, this.events, { intervalMs: config.tasks.progressEventIntervalMs });
       this.unpublish = publishCoordinatorEvents(this.coordinatorInstance, this.events);
@@ -314,6 +333,7 @@ export class BatonServer {
     await stopping;
     // After the journal's last flush: resigning lets a follower take over at once.
     await this.cluster?.close().catch((err: unknown) => this.logger.warn({ err }, "leaving the replica set failed"));
+    await this.registration?.close().catch((err: unknown) => this.logger.warn({ err }, "leaving the service registry failed"));
     for (const p of this.peers) p.close();
     this.access.close();
     this.reloading?.close();

@@ -1,0 +1,149 @@
+// A coordinator on etcd that finds its Resource Manager and Performance Monitor in the
+// service registry (`--resource-manager registry --performance-monitor registry`), with
+// each of them a `baton serve --only …` process registered on a lease of its own.
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Etcd3 } from "etcd3";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { ResourceManager } from "../../gen/baton/v1/resource_manager_pb.js";
+import { createAgent, type BatonAgent } from "../../src/agent/index.js";
+import { etcdServiceRegistry, type ServiceKind } from "../../src/cluster/index.js";
+import { Code, toBatonError } from "../../src/errors.js";
+import { clientCredentials, createChannel, createClient, type Channel, type ServiceClient } from "../../src/rpc/index.js";
+import { ensureDevelopmentCertificates, issueToDirectory } from "../../src/security/index.js";
+import { createJournalKeyFile } from "../../src/store/index.js";
+import { startBaton, type BatonProcess } from "../helpers/process.js";
+import { startEtcd, type EtcdCluster } from "./etcd.js";
+
+const PREFIX = "reg/";
+const TRUST_DOMAIN = "baton.local";
+const WAIT_MS = 60_000;
+const LEADING = "leading: journal loaded from etcd; serving agents and Control";
+
+let etcd: EtcdCluster;
+let client: Etcd3;
+let work: string;
+let certs: string;
+let configFile: string;
+const procs: BatonProcess[] = [];
+const closers: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
+  work = mkdtempSync(join(tmpdir(), "baton-registry-"));
+  certs = join(work, "certs");
+  await ensureDevelopmentCertificates({ dir: certs, trustDomain: TRUST_DOMAIN });
+  createJournalKeyFile(join(certs, "journal.key"));
+  await issueToDirectory({ dir: certs, trustDomain: TRUST_DOMAIN, role: "managed_agent", name: "a1" });
+  configFile = join(work, "baton.json");
+  // Short leases, so a SIGKILLed process drops out of the registry within seconds.
+  writeFileSync(configFile, JSON.stringify({ listen: "127.0.0.1:0", adminListen: "", tls: { certsDir: certs, trustDomain: TRUST_DOMAIN }, cluster: { leaseTtlSeconds: 2, recheckMs: 250 }, tasks: { retryDelayMs: 50 } }));
+}, 120_000);
+afterAll(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  await Promise.all(procs.map((p) => p.stop("SIGKILL")));
+  client?.close();
+  await etcd?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** `baton serve <args>` on the test's etcd; resolves once it serves, with its address. */
+async function serve(args: string[]): Promise<{ proc: BatonProcess; address: string }> {
+  const proc = startBaton(["serve", "--config", configFile, "--store", `etcd://${etcd.endpoints[0]}/${PREFIX}`, "--log-level", "info", ...args], { cwd: work });
+  procs.push(proc);
+  const line = await proc.waitForLine((l) => l.msg === "baton serving", WAIT_MS);
+  return { proc, address: `localhost:${String(line.listen).split(":").at(-1)}` };
+}
+
+/** Its id in the registry, as it logged it. */
+async function registeredId(proc: BatonProcess): Promise<string> {
+  return String((await proc.waitForLine((l) => l.msg === "registered in etcd", WAIT_MS)).id);
+}
+
+const tls = () => ({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "operator.pem")), key: readFileSync(join(certs, "operator.key")) });
+const registry = () => etcdServiceRegistry(client, { prefix: PREFIX, leaderKey: `${PREFIX}leader`, leaseId: () => Promise.reject(new Error("the test registers nothing")) });
+const ids = async (kind: ServiceKind) => (await registry().lookup(kind)).map((e) => e.id).sort();
+
+async function succeeded(control: ServiceClient<typeof Control>, taskId: string): Promise<void> {
+  await expect.poll(async () => (await control.getTask({ taskId })).task!.state, { timeout: WAIT_MS, interval: 100 }).toBe(TaskState.SUCCEEDED);
+}
+
+describe("the Resource Manager and Performance Monitor found in the service registry", () => {
+  it("registers each on its lease, serves a task on the RM's inventory, and moves to a new RM when the first dies", { timeout: 400_000 }, async () => {
+    const rm1 = await serve(["--only", "resource-manager"]);
+    const pm = await serve(["--only", "performance-monitor"]);
+    const rm1Id = await registeredId(rm1.proc);
+    const pmId = await registeredId(pm.proc);
+    const coordinator = await serve(["--only", "coordinator", "--resource-manager", "registry", "--performance-monitor", "registry"]);
+    await coordinator.proc.waitForLine((l) => l.msg === LEADING, WAIT_MS);
+    const coordinatorId = await registeredId(coordinator.proc);
+    // All three kinds are listed, each once: the coordinator no longer claims the RM and PM.
+    expect(await ids("coordinator")).toEqual([coordinatorId]);
+    expect(await ids("resource_manager")).toEqual([rm1Id]);
+    expect(await ids("performance_monitor")).toEqual([pmId]);
+    expect((await registry().lookup("resource_manager"))[0]!.address).toBe(rm1.address);
+    expect(await registry().leader()).toBe(coordinator.address);
+    await coordinator.proc.waitForLine((l) => l.msg === "resource manager found in the service registry" && l.id === rm1Id, WAIT_MS);
+    await coordinator.proc.waitForLine((l) => l.msg === "performance monitor found in the service registry" && l.id === pmId, WAIT_MS);
+
+    const agent: BatonAgent = createAgent({
+      address: coordinator.address,
+      agentId: "a1",
+      credentials: clientCredentials({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "a1.pem")), key: readFileSync(join(certs, "a1.key")) }),
+      capabilities: ["work"],
+      resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }],
+    });
+    closers.push(() => agent.close({ flushMs: 100 }));
+    await agent.connect();
+    void agent.run(async () => ({}));
+    const channels: Channel[] = [];
+    closers.push(() => channels.forEach((c) => c.close()));
+    const connect = (address: string) => {
+      const ch = createChannel(address, clientCredentials(tls()));
+      channels.push(ch);
+      return ch;
+    };
+    const control = createClient(Control, connect(coordinator.address));
+    const inventory = async (address: string) => (await createClient(ResourceManager, connect(address)).query({ requestId: crypto.randomUUID(), timestamp: timestampNow() })).resources.map((r) => [r.agentId, r.resource!.resourceId]);
+
+    // A task that needs a GPU: placed only through the RM's inventory.
+    await control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["work"], resources: [{ kind: "gpu", amount: 1 }] } });
+    await succeeded(control, "t1");
+    expect(await inventory(rm1.address)).toEqual([["a1", "gpu-0"]]);
+
+    // The RM dies: its entry goes with its lease, and the coordinator has none to call.
+    await rm1.proc.stop("SIGKILL");
+    await expect.poll(() => ids("resource_manager"), { timeout: WAIT_MS, interval: 100 }).toEqual([]);
+    await coordinator.proc.waitForLine((l) => l.msg === "no resource manager is registered: calls to it fail until one registers", WAIT_MS);
+    // ExplainTask asks the RM for a task with resources: the call fails saying why.
+    const refused = await control.explainTask({ taskId: "t1" }).then(() => undefined, (err: unknown) => toBatonError(err));
+    expect(refused?.code).toBe(Code.UNAVAILABLE);
+    expect(refused?.message).toMatch(`no resource manager is registered in etcd under ${PREFIX}services/resource_manager/`);
+
+    // A second RM registers; the coordinator moves to it and sends it the agent's inventory.
+    const rm2 = await serve(["--only", "resource-manager"]);
+    const rm2Id = await registeredId(rm2.proc);
+    expect(rm2Id).not.toBe(rm1Id);
+    await coordinator.proc.waitForLine((l) => l.msg === "resource manager found in the service registry" && l.id === rm2Id, WAIT_MS);
+    await control.submitTask({ task: { taskId: "t2", requiredCapabilities: ["work"], resources: [{ kind: "gpu", amount: 1 }] } });
+    await succeeded(control, "t2");
+    expect(await inventory(rm2.address)).toEqual([["a1", "gpu-0"]]);
+    expect(await ids("resource_manager")).toEqual([rm2Id]);
+  });
+
+  it("two Resource Managers with the same configuration keep an entry each; a SIGTERM removes its own at once", { timeout: 300_000 }, async () => {
+    const a = await serve(["--only", "resource-manager"]);
+    const b = await serve(["--only", "resource-manager"]);
+    const [aId, bId] = [await registeredId(a.proc), await registeredId(b.proc)];
+    expect(aId).not.toBe(bId);
+    await expect.poll(() => ids("resource_manager"), { timeout: WAIT_MS, interval: 100 }).toEqual(expect.arrayContaining([aId, bId]));
+    // A drained process revokes its lease: gone well before a TTL would pass, the other kept.
+    await a.proc.stop("SIGTERM");
+    expect(await ids("resource_manager")).not.toContain(aId);
+    expect(await ids("resource_manager")).toContain(bId);
+  });
+});
