@@ -1,8 +1,15 @@
 import { BlockList, isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
+import { quote } from "../errors.js";
 import { identityFromPeerCertificate, identityFromUri, type IdentityResult } from "./identity.js";
 import { normalizeSerial } from "./revocation.js";
+import type { SpiffeIdentity } from "./spiffe.js";
 import { uriFromXfcc, XFCC_HEADER } from "./xfcc.js";
+
+/** The header in which a coordinator forwarding a call names the caller it forwards for: its SPIFFE id. */
+export const FORWARDED_IDENTITY_HEADER = "baton-forwarded-identity";
+/** The forwarded caller's certificate serial (hex), checked against this server's deny list too. */
+export const FORWARDED_SERIAL_HEADER = "baton-forwarded-serial";
 
 /** What the transport says about a caller. */
 export interface PeerCredentials {
@@ -23,8 +30,11 @@ export interface AuthenticatorOptions {
   isRevoked?: ((serial: string) => boolean) | undefined;
 }
 
-/** Resolves a caller's identity: from its certificate, or in mesh mode from a trusted sidecar's header. */
-export type Authenticator = (peer: PeerCredentials) => IdentityResult;
+/** A caller's identity; forwardedBy names the coordinator that forwarded the call for it. */
+export type Authentication = (IdentityResult & { ok: true; forwardedBy?: SpiffeIdentity }) | (IdentityResult & { ok: false });
+
+/** Resolves a caller's identity: from its certificate, or in mesh mode from a trusted sidecar's header; a coordinator may name the caller it forwards for. */
+export type Authenticator = (peer: PeerCredentials) => Authentication;
 
 /** The host part of a grpc-js peer string, IPv4-mapped IPv6 unwrapped. */
 export function peerHost(address: string): string {
@@ -58,7 +68,7 @@ export function addressList(entries: readonly string[]): BlockList {
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const { trustDomain, isRevoked } = options;
   const trusted = options.mesh ? addressList(options.mesh.trustedPeers) : undefined;
-  return (peer) => {
+  const direct = (peer: PeerCredentials): IdentityResult => {
     if (trusted) {
       const host = peerHost(peer.address);
       const family = isIP(host);
@@ -77,4 +87,31 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     if (serial && isRevoked?.(serial)) return { ok: false, reason: `certificate serial ${serial} (${result.identity.uri}) is revoked` };
     return serial ? { ...result, serial } : result;
   };
+  return (peer) => {
+    const result = direct(peer);
+    const forwarded = peer.headers.get(FORWARDED_IDENTITY_HEADER);
+    if (!result.ok || forwarded === undefined) return result;
+    return forwardedIdentity(result.identity, forwarded, peer.headers.get(FORWARDED_SERIAL_HEADER), trustDomain, isRevoked);
+  };
+}
+
+/**
+ * The caller a coordinator forwards for. Only a coordinator of this trust domain (the direct
+ * identity, already checked) is believed: anyone else could name whoever it liked. The
+ * caller's capabilities are then checked as its own, so forwarding never widens them.
+ */
+function forwardedIdentity(by: SpiffeIdentity, uri: string, rawSerial: string | undefined, trustDomain: string, isRevoked: ((serial: string) => boolean) | undefined): Authentication {
+  if (by.role !== "coordinator") return { ok: false, reason: `only a coordinator may forward a call for another caller (${FORWARDED_IDENTITY_HEADER}); ${by.uri} is a ${by.role}` };
+  const named = identityFromUri(uri, trustDomain);
+  if (!named.ok) return { ok: false, reason: `${FORWARDED_IDENTITY_HEADER} from ${by.uri}: ${named.reason}` };
+  if (rawSerial === undefined) return { ...named, forwardedBy: by };
+  let serial: string;
+  try {
+    serial = normalizeSerial(rawSerial);
+  } catch {
+    return { ok: false, reason: `${FORWARDED_SERIAL_HEADER} from ${by.uri} is not a hexadecimal certificate serial: ${quote(rawSerial)}` };
+  }
+  // The forwarder checked its own deny list; this server's may be newer.
+  if (isRevoked?.(serial)) return { ok: false, reason: `certificate serial ${serial} (${named.identity.uri}, forwarded by ${by.uri}) is revoked` };
+  return { ...named, serial, forwardedBy: by };
 }

@@ -36,6 +36,15 @@ export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = Object.free
   "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "reflection",
 });
 
+/**
+ * The Control methods that only read (GetAgentStatus asks an agent, changing nothing). A
+ * follower forwards these to the leader for its caller; a forwarded call of any other method
+ * is refused, so a write always goes to the leader itself (the follower names it).
+ */
+export const CONTROL_READS: ReadonlySet<string> = new Set(
+  ["GetTask", "ListTasks", "ExplainTask", "ListAgents", "GetAgent", "GetAgentStatus", "GetCoordination", "WatchEvents"].map((m) => `/baton.v1.Control/${m}`),
+);
+
 /** Every capability some method needs. */
 export const CAPABILITIES: readonly string[] = [...new Set(Object.values(METHOD_CAPABILITIES))].sort();
 

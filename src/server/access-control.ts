@@ -4,7 +4,7 @@ import type { BatonConfig } from "../config.js";
 import { BatonError, Code, permissionDenied, unauthenticated } from "../errors.js";
 import type { Logger } from "../logging.js";
 import type { CallGuard, HandlerContext, PeerInfo } from "../rpc/index.js";
-import { createAuthenticator, loadPolicy, normalizeSerial, readDenyList, type Authenticator, type Policy, type SpiffeIdentity } from "../security/index.js";
+import { CONTROL_READS, createAuthenticator, loadPolicy, normalizeSerial, readDenyList, type Authenticator, type Policy, type SpiffeIdentity } from "../security/index.js";
 
 interface LiveCall {
   serial: string;
@@ -57,10 +57,12 @@ export class AccessControl {
     const capability = this.policy.capabilityOf(method) ?? "none";
     const result = this.authenticator({ address: peer.address, certificate: peer.certificate, headers });
     if (!result.ok) return this.refuse(unauthenticated(result.reason), method, "none", capability, undefined);
-    const { identity } = result;
-    if (capability === "none") return this.refuse(permissionDenied(`${method} has no capability in the policy, so no one may call it`), method, identity.role, capability, identity.uri);
+    const { identity, forwardedBy } = result;
+    const by = forwardedBy?.uri;
+    if (by && !CONTROL_READS.has(method)) return this.refuse(permissionDenied(`${by} forwarded ${method} for ${identity.uri}, but only Control reads are forwarded; a write goes to the leader itself`), method, identity.role, capability, identity.uri, by);
+    if (capability === "none") return this.refuse(permissionDenied(`${method} has no capability in the policy, so no one may call it`), method, identity.role, capability, identity.uri, by);
     if (!this.policy.allows(identity.role, capability)) {
-      return this.refuse(permissionDenied(`${identity.uri} (role ${identity.role}) lacks the capability ${capability} that ${method} needs`), method, identity.role, capability, identity.uri);
+      return this.refuse(permissionDenied(`${identity.uri} (role ${identity.role}) lacks the capability ${capability} that ${method} needs`), method, identity.role, capability, identity.uri, by);
     }
     return undefined;
   };
@@ -106,9 +108,9 @@ export class AccessControl {
 
   private readonly onDenyListChange = (): void => this.reloadDenyList();
 
-  private refuse(error: BatonError, method: string, role: string, capability: string, uri: string | undefined): BatonError {
+  private refuse(error: BatonError, method: string, role: string, capability: string, uri: string | undefined, forwardedBy?: string): BatonError {
     this.refusals.inc({ code: Code[error.code], role, capability });
-    this.logger.warn({ method, code: Code[error.code], role, capability, ...(uri ? { identity: uri } : {}), reason: error.message }, "call refused");
+    this.logger.warn({ method, code: Code[error.code], role, capability, ...(uri ? { identity: uri } : {}), ...(forwardedBy ? { forwarded_by: forwardedBy } : {}), reason: error.message }, "call refused");
     return error;
   }
 }

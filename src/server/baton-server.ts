@@ -22,6 +22,7 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { joinCluster, joinRegistry, type ClusterMember, type ServiceKind, type ServiceMember } from "../cluster/index.js";
 import { AccessControl } from "./access-control.js";
+import { forwardControlReads } from "./control-forwarder.js";
 import { checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
 
 /** Where a server is in its life. */
@@ -94,7 +95,10 @@ export class BatonServer {
     const served: Array<[string, DescFile, AdaptedService]> = [];
     if (this.runsCoordinator) {
       served.push([CoordinatorService.typeName, file_baton_v1_session, adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter)]);
-      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, (this.control = createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport), progress: { latest: (taskId) => this.progress?.latest(taskId) } })), adapter)]);
+      this.control = createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport), progress: { latest: (taskId) => this.progress?.latest(taskId) } });
+      // A follower forwards Control reads to the leader for its caller; writes it refuses, naming the leader.
+      const forwarded = forwardControlReads(this.control, { leader: () => this.forwardReadsTo(), notLeader: () => this.cluster!.notLeader(), connect: (address) => this.peer(address, `leader ${address}`) });
+      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, forwarded, adapter)]);
     }
     if (this.runsResourceManager) served.push([ResourceManager.typeName, file_baton_v1_resource_manager, adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter)]);
     if (this.runsPerformanceMonitor) served.push([PerformanceMonitor.typeName, file_baton_v1_performance_monitor, adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter)]);
@@ -133,6 +137,14 @@ export class BatonServer {
     const breaker = createCallBreaker(name, this.logger);
     this.peers.push({ close: () => breaker.shutdown() });
     return { resolve: () => found.resolve(), breaker };
+  }
+
+  /** Where Control reads go: undefined to serve them here; on a follower, the leader's address ("" when none is elected). */
+  private forwardReadsTo(): string | undefined {
+    if (!this.cluster || this.leading) return undefined;
+    const leader = this.cluster.election.leaderAddress;
+    // Elected, the journal still loading: answered here (the coordinator getter says it is not ready).
+    return leader === this.cluster.address ? undefined : leader;
   }
 
   /** The coordinator; there once start() has loaded the journal. */

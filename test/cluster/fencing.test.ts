@@ -44,12 +44,13 @@ async function pair(): Promise<{ a: TestServer; b: TestServer; prefix: string }>
 }
 
 describe("coordinators on etcd", () => {
-  it("a follower refuses Control and agent sessions with UNAVAILABLE naming the leader; the SDK goes there", async () => {
+  it("a follower refuses Control writes and agent sessions with UNAVAILABLE naming the leader; the SDK goes there", async () => {
     const { a, b } = await pair();
     const operator = await fx.pki.credentials("operator", "ops");
     fx.srv = b;
     const control = createClient(Control, fx.channel(operator));
-    const err = toBatonError(await control.listTasks({ pageSize: 10 }).then(() => undefined, (e: unknown) => e));
+    // Reads it forwards to the leader (test/cluster/follower-reads.test.ts).
+    const err = toBatonError(await control.submitTask({ task: { taskId: "on-follower", requiredCapabilities: ["x"] } }).then(() => undefined, (e: unknown) => e));
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toContain(`the leader is at ${a.address}`);
     expect(err.trailers[LEADER_TRAILER]).toBe(a.address);
