@@ -326,6 +326,7 @@ describe("etcd store", () => {
   it("a conditional batch whose answer was lost, and which etcd3 resent, reports that it applied, not that its condition failed", async () => {
     const { Etcd3 } = await import("etcd3");
     const { InterceptingCall, Metadata, status } = await import("@grpc/grpc-js");
+    type StatusObject = import("@grpc/grpc-js").StatusObject;
     // The first Txn reaches etcd and is applied; its answer is replaced by UNAVAILABLE, as
     // when a connection drops after etcd committed. etcd3's default policy then resends it.
     let txns = 0;
@@ -338,7 +339,7 @@ describe("etcd store", () => {
             onReceiveMessage(message: unknown, deliver: (m: unknown) => void) {
               deliver(message);
             },
-            onReceiveStatus(s: { code: number }, deliver: (s: unknown) => void) {
+            onReceiveStatus(s: StatusObject, deliver: (s: StatusObject) => void) {
               deliver(lose ? { code: status.UNAVAILABLE, details: "answer lost (test)", metadata: new Metadata() } : s);
             },
           });
