@@ -22,6 +22,8 @@ export interface CallBreaker {
   /** Runs the call through the breaker: while open it fails fast (EOPENBREAKER, mapped to UNAVAILABLE). */
   call<T>(fn: () => Promise<T>): Promise<T>;
   readonly state: "closed" | "open" | "half_open";
+  /** Closes it at once: the failures it counted were another peer's (a new instance took over). */
+  reset(): void;
   shutdown(): void;
 }
 
@@ -42,6 +44,10 @@ export function createCallBreaker(name: string, logger: Logger, options: CallBre
     call: <T>(fn: () => Promise<T>) => breaker.fire(fn) as Promise<T>,
     get state() {
       return breaker.opened ? "open" : breaker.halfOpen ? "half_open" : "closed";
+    },
+    reset: () => {
+      if (breaker.opened || breaker.halfOpen) logger.info({ breaker: name }, "breaker reset: another instance took over");
+      breaker.close();
     },
     shutdown: () => breaker.shutdown(),
   };

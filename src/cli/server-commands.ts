@@ -17,8 +17,8 @@ export function addServeFlags(cmd: Command): Command {
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (BATON_LOG_LEVEL)")
     .option("--coordinator-id <id>", "this coordinator's id (BATON_COORDINATOR_ID)")
     .option("--only <participant>", "all, coordinator, resource-manager or performance-monitor (BATON_ONLY)")
-    .option("--resource-manager <host:port>", "a Resource Manager in another process (BATON_RESOURCE_MANAGER)")
-    .option("--performance-monitor <host:port>", "a Performance Monitor in another process (BATON_PERFORMANCE_MONITOR)")
+    .option("--resource-manager <host:port|registry>", "a Resource Manager in another process, or \"registry\" to find one in etcd (BATON_RESOURCE_MANAGER)")
+    .option("--performance-monitor <host:port|registry>", "a Performance Monitor in another process, or \"registry\" to find one in etcd (BATON_PERFORMANCE_MONITOR)")
     .option("--store <url>", 'the journal: "sqlite" (default) or "sqlite:<dataDir>", "memory", "etcd://host:port[,host:port][/prefix]" (BATON_STORE, BATON_ETCD_ENDPOINTS)');
 }
 

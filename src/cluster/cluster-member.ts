@@ -18,7 +18,7 @@ export interface ClusterMember {
   /** Campaigns until elected; then the journal, every write fenced by the term. */
   lead(): Promise<{ term: Term; store: Store }>;
   /** Follows the instances of `kind` in the registry, with a channel to the one in use (closed with the member). */
-  follow<C extends { close(): void }>(kind: ServiceKind, connect: (address: string) => C): Promise<RegistryPeer<C>>;
+  follow<C extends { close(): void }>(kind: ServiceKind, connect: (address: string) => C, onSwitch?: () => void): Promise<RegistryPeer<C>>;
   /** UNAVAILABLE naming the leader (in the message and the baton-leader trailer), for calls a follower does not serve. */
   notLeader(): BatonError;
   /** Resigns and disconnects. */
@@ -53,8 +53,8 @@ export async function joinCluster(config: BatonConfig, logger: Logger, options: 
       stores.push(store);
       return { term, store };
     },
-    async follow(kind, connect) {
-      const peer = await followRegistryPeer(registry, kind, { connect, logger });
+    async follow(kind, connect, onSwitch) {
+      const peer = await followRegistryPeer(registry, kind, { connect, logger, ...(onSwitch ? { onSwitch } : {}) });
       peers.push(peer);
       return peer;
     },

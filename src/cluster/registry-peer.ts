@@ -26,7 +26,12 @@ const NAMES: Record<ServiceKind, string> = { coordinator: "coordinator", resourc
  * one in use as long as it is registered (its entry goes with its lease when it dies), then
  * the longest registered of the others. Resolves once the registry has been read.
  */
-export async function followRegistryPeer<C extends { close(): void }>(registry: ServiceRegistry, kind: ServiceKind, options: { connect: (address: string) => C; logger: Logger }): Promise<RegistryPeer<C>> {
+export async function followRegistryPeer<C extends { close(): void }>(
+  registry: ServiceRegistry,
+  kind: ServiceKind,
+    // onSwitch: an instance is taken into use (the first one too: calls may have failed while there was none).
+  options: { connect: (address: string) => C; logger: Logger; onSwitch?: (entry: ServiceEntry) => void },
+): Promise<RegistryPeer<C>> {
   const stop = new AbortController();
   const log = options.logger.child({ component: "registry", service: kind });
   let current: { entry: ServiceEntry; target: PeerTarget<C> } | undefined;
@@ -41,6 +46,7 @@ export async function followRegistryPeer<C extends { close(): void }>(registry: 
     previous?.target.channel.close();
     if (next) {
       warned = false;
+      options.onSwitch?.(next);
       log.info({ id: next.id, address: next.address, previous: previous?.entry.id }, `${NAMES[kind]} found in the service registry`);
     } else if (!warned) {
       warned = true;

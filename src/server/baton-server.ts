@@ -133,8 +133,9 @@ export class BatonServer {
   private async registryPeer(kind: ServiceKind, name: string): Promise<{ resolve: () => { channel: Channel; instance: string }; breaker: CallBreaker }> {
     if (!this.cluster) throw unavailable(`services: "registry" finds the ${name} in etcd, and this server has no replica set (a store was given to it)`);
     const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
-    const found = await this.cluster.follow(kind, (address) => createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport)));
     const breaker = createCallBreaker(name, this.logger);
+    // One breaker per participant: failures of an instance that is gone must not keep its successor waiting out the reset timeout.
+    const found = await this.cluster.follow(kind, (address) => createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport)), () => breaker.reset());
     this.peers.push({ close: () => breaker.shutdown() });
     return { resolve: () => found.resolve(), breaker };
   }

@@ -25,7 +25,8 @@ describe("following the service registry", () => {
     const leases = [client.lease(60), client.lease(60), client.lease(60)];
     const registries = leases.map((lease) => etcdServiceRegistry(client, { prefix: "peer-test/", leaderKey: "peer-test/leader", leaseId: () => lease.grant(), recheckMs: 3_600_000 }));
     const closed: string[] = [];
-    const peer = await followRegistryPeer(registries[0]!, "resource_manager", { connect: (address) => ({ address, close: () => closed.push(address) }), logger });
+    const taken: string[] = [];
+    const peer = await followRegistryPeer(registries[0]!, "resource_manager", { connect: (address) => ({ address, close: () => closed.push(address) }), logger, onSwitch: (e) => taken.push(e.id) });
     try {
       expect(() => peer.resolve()).toThrow(expect.objectContaining({ code: Code.UNAVAILABLE, message: expect.stringContaining("no resource manager is registered in etcd under peer-test/services/resource_manager/") }));
       await registries[0]!.register({ kind: "resource_manager", id: "rm-a", address: "localhost:1" });
@@ -44,6 +45,8 @@ describe("following the service registry", () => {
       expect(() => peer.resolve()).toThrow(/no resource manager is registered in etcd under peer-test\/services\/resource_manager\//);
       await registries[2]!.register({ kind: "resource_manager", id: "rm-c", address: "localhost:3" });
       await expect.poll(() => peer.current?.id, { timeout: 30_000 }).toBe("rm-c");
+      // Each instance taken into use was announced once (the server resets its breaker then).
+      expect(taken).toEqual(["rm-a", "rm-b", "rm-c"]);
     } finally {
       peer.close();
       await leases[2]!.revoke();
