@@ -126,8 +126,9 @@ export function openEtcdStore(options: EtcdStoreOptions): Store {
       wroteNonce = true;
     }
     if (success.length > maxOps || compare.length > maxOps) {
+      const ops = nonce ? `${success.length - 1} ops (and 1 more for its resend check)` : `${success.length} ops`;
       throw new Error(
-        `a journal batch of ${success.length} ops and ${compare.length} compares is more than store.etcd.maxTxnOps (${maxOps}) allows in one etcd transaction; start etcd with a larger --max-txn-ops and raise store.etcd.maxTxnOps to match`,
+        `a journal batch of ${ops} and ${compare.length} compares is more than store.etcd.maxTxnOps (${maxOps}) allows in one etcd transaction; start etcd with a larger --max-txn-ops and raise store.etcd.maxTxnOps to match`,
       );
     }
     if (success.length === 0 && compare.length === 0) return true;

@@ -313,6 +313,8 @@ describe("etcd store", () => {
     try {
       const keys = (n: number) => Array.from({ length: n }, (_, i) => put(`task/${String(i).padStart(4, "0")}`));
       await expect(store.write(keys(301))).rejects.toThrow(/store\.etcd\.maxTxnOps \(300\).*--max-txn-ops/);
+      // A conditional batch also carries the op that tells a resend from a conflict, and says so.
+      await expect(store.write(keys(300), [{ key: "task/x", absent: true }])).rejects.toThrow(/batch of 300 ops \(and 1 more for its resend check\) and 1 compares/);
       expect(await store.scan("")).toEqual([]);
       expect(await store.write(keys(300))).toBe(true);
       // More than one page of a scan, read at one revision.
