@@ -29,17 +29,21 @@ export interface CallBreaker {
 
 /** A named breaker (opossum) for calls to another process, its transitions logged. */
 export function createCallBreaker(name: string, logger: Logger, options: CallBreakerOptions = {}): CallBreaker {
-  const breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
-    name,
-    timeout: options.timeoutMs ?? 5000,
-    resetTimeout: options.resetTimeoutMs ?? 10_000,
-    errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
-    volumeThreshold: options.volumeThreshold ?? 5,
-    errorFilter: (err: { code?: unknown }) => typeof err?.code === "number" && CALLER_FAULTS.has(err.code),
-  });
-  breaker.on("open", () => logger.warn({ breaker: name }, "breaker open: calls fail fast"));
-  breaker.on("halfOpen", () => logger.info({ breaker: name }, "breaker half-open: one probe may pass"));
-  breaker.on("close", () => logger.info({ breaker: name }, "breaker closed"));
+  const build = () => {
+    const b = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
+      name,
+      timeout: options.timeoutMs ?? 5000,
+      resetTimeout: options.resetTimeoutMs ?? 10_000,
+      errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
+      volumeThreshold: options.volumeThreshold ?? 5,
+      errorFilter: (err: { code?: unknown }) => typeof err?.code === "number" && CALLER_FAULTS.has(err.code),
+    });
+    b.on("open", () => logger.warn({ breaker: name }, "breaker open: calls fail fast"));
+    b.on("halfOpen", () => logger.info({ breaker: name }, "breaker half-open: one probe may pass"));
+    b.on("close", () => logger.info({ breaker: name }, "breaker closed"));
+    return b;
+  };
+  let breaker = build();
   return {
     call: <T>(fn: () => Promise<T>) => breaker.fire(fn) as Promise<T>,
     get state() {
@@ -47,7 +51,10 @@ export function createCallBreaker(name: string, logger: Logger, options: CallBre
     },
     reset: () => {
       if (breaker.opened || breaker.halfOpen) logger.info({ breaker: name }, "breaker reset: another instance took over");
-      breaker.close();
+      // A new breaker, not close(): opossum's close() keeps the rolling counts, so the old instance's failures would open it again at the first failure.
+      const old = breaker;
+      breaker = build();
+      old.shutdown();
     },
     shutdown: () => breaker.shutdown(),
   };

@@ -24,6 +24,23 @@ describe("call breaker", () => {
     }
   });
 
+  it("reset() forgets the failures it counted: after 6 failures, reset, 2 successes and 1 failure it stays closed", async () => {
+    // Default settings (volume 5, 50 %): the counts of the instance that failed must not carry over to its successor.
+    const breaker = createCallBreaker("resource-manager", createLogger({ level: "silent" }), { resetTimeoutMs: 3_600_000 });
+    try {
+      const down = () => Promise.reject(new BatonError(Code.UNAVAILABLE, "connection refused"));
+      for (let i = 0; i < 6; i++) await expect(breaker.call(down)).rejects.toThrow();
+      expect(breaker.state).toBe("open");
+      breaker.reset();
+      for (let i = 0; i < 2; i++) expect(await breaker.call(async () => "answered")).toBe("answered");
+      await expect(breaker.call(down)).rejects.toThrow(/connection refused/);
+      expect(breaker.state).toBe("closed");
+      expect(await breaker.call(async () => "still answered")).toBe("still answered");
+    } finally {
+      breaker.shutdown();
+    }
+  });
+
   it("does not count the caller's own mistakes against the peer", async () => {
     const breaker = createCallBreaker("performance-monitor", createLogger({ level: "silent" }), { resetTimeoutMs: 3_600_000, volumeThreshold: 2 });
     try {
