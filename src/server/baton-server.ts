@@ -268,7 +268,7 @@ export class BatonServer {
       const pm = config.services.performanceMonitor;
       const rmFound = !this.runsResourceManager && rm === "registry" ? await this.registryPeer("resource_manager", "resource-manager") : undefined;
       const pmFound = !this.runsPerformanceMonitor && pm === "registry" ? await this.registryPeer("performance_monitor", "performance-monitor") : undefined;
-      const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : rmFound ? remoteResourceManager(rmFound.resolve, rmFound.breaker) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker); })();
+      const resources = this.runsResourceManager ? embeddedResourceManager(this.inventory) : rmFound ? remoteResourceManager(rmFound.resolve, rmFound.breaker, this.logger) : (() => { const p = this.peer(rm, "resource-manager"); return remoteResourceManager(p.channel, p.breaker, this.logger); })();
       const performance = this.runsPerformanceMonitor ? this.performance : pmFound ? remotePerformanceMonitor(() => pmFound.resolve().channel, pmFound.breaker, this.logger) : (() => { const p = this.peer(pm, "performance-monitor"); return remotePerformanceMonitor(p.channel, p.breaker, this.logger); })();
       this.coordinatorInstance = new Coordinator({ config, logger, store, resources, performance });
       this.progress = publishTaskProgress(this.coordinatorInstance, this.events, { intervalMs: config.tasks.progressEventIntervalMs });
