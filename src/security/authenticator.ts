@@ -2,6 +2,7 @@ import { BlockList, isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import { quote } from "../errors.js";
 import { identityFromPeerCertificate, identityFromUri, type IdentityResult } from "./identity.js";
+import { FORWARD_CAPABILITY } from "./policy.js";
 import { normalizeSerial } from "./revocation.js";
 import type { SpiffeIdentity } from "./spiffe.js";
 import { uriFromXfcc, XFCC_HEADER } from "./xfcc.js";
@@ -28,10 +29,19 @@ export interface AuthenticatorOptions {
   mesh?: { trustedPeers: readonly string[] } | undefined;
   /** Whether a certificate serial (lower-case hex) is revoked. */
   isRevoked?: ((serial: string) => boolean) | undefined;
+  /** Whether a proven caller may name another in baton-forwarded-identity (the policy's control.forward); no one may without it. */
+  mayForward?: ((by: SpiffeIdentity) => boolean) | undefined;
 }
 
-/** A caller's identity; forwardedBy names the coordinator that forwarded the call for it. */
-export type Authentication = (IdentityResult & { ok: true; forwardedBy?: SpiffeIdentity }) | (IdentityResult & { ok: false });
+/** A caller proven by its certificate but refused what it asked: PERMISSION_DENIED, not UNAUTHENTICATED. */
+export interface Denial {
+  identity: SpiffeIdentity;
+  /** The capability it lacks. */
+  capability: string;
+}
+
+/** A caller's identity (forwardedBy names the coordinator that forwarded the call for it), or why it has none. */
+export type Authentication = (IdentityResult & { ok: true; forwardedBy?: SpiffeIdentity }) | { ok: false; reason: string; denied?: Denial };
 
 /** Resolves a caller's identity: from its certificate, or in mesh mode from a trusted sidecar's header; a coordinator may name the caller it forwards for. */
 export type Authenticator = (peer: PeerCredentials) => Authentication;
@@ -67,6 +77,7 @@ export function addressList(entries: readonly string[]): BlockList {
 /** Builds the one function that says who a caller is; every refusal carries its reason. */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const { trustDomain, isRevoked } = options;
+  const mayForward = options.mayForward ?? (() => false);
   const trusted = options.mesh ? addressList(options.mesh.trustedPeers) : undefined;
   const direct = (peer: PeerCredentials): IdentityResult => {
     if (trusted) {
@@ -91,17 +102,20 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const result = direct(peer);
     const forwarded = peer.headers.get(FORWARDED_IDENTITY_HEADER);
     if (!result.ok || forwarded === undefined) return result;
+    if (!mayForward(result.identity)) {
+      const by = result.identity;
+      return { ok: false, reason: `${by.uri} (role ${by.role}) lacks the capability ${FORWARD_CAPABILITY} that naming another caller in ${FORWARDED_IDENTITY_HEADER} needs`, denied: { identity: by, capability: FORWARD_CAPABILITY } };
+    }
     return forwardedIdentity(result.identity, forwarded, peer.headers.get(FORWARDED_SERIAL_HEADER), trustDomain, isRevoked);
   };
 }
 
 /**
- * The caller a coordinator forwards for. Only a coordinator of this trust domain (the direct
- * identity, already checked) is believed: anyone else could name whoever it liked. The
+ * The caller a coordinator forwards for. Only a caller of this trust domain whose role holds
+ * control.forward (checked before) is believed: anyone else could name whoever it liked. The
  * caller's capabilities are then checked as its own, so forwarding never widens them.
  */
 function forwardedIdentity(by: SpiffeIdentity, uri: string, rawSerial: string | undefined, trustDomain: string, isRevoked: ((serial: string) => boolean) | undefined): Authentication {
-  if (by.role !== "coordinator") return { ok: false, reason: `only a coordinator may forward a call for another caller (${FORWARDED_IDENTITY_HEADER}); ${by.uri} is a ${by.role}` };
   const named = identityFromUri(uri, trustDomain);
   if (!named.ok) return { ok: false, reason: `${FORWARDED_IDENTITY_HEADER} from ${by.uri}: ${named.reason}` };
   if (rawSerial === undefined) return { ...named, forwardedBy: by };

@@ -18,6 +18,6 @@ export {
 export { renewInDirectory, revokeInDirectory, revokedFile, type RenewedCertificate, type RenewInDirectoryOptions, type RevokedInDirectory, type RevokeInDirectoryOptions } from "./cert-store.js";
 export { DEFAULT_REVOKED_FILE, normalizeSerial, readDenyList, revokeCertificate, type RevokedEntry, type RevokeRequest } from "./revocation.js";
 export * from "./message/index.js";
-export { createPolicy, loadPolicy, CAPABILITIES, CONTROL_READS, DEFAULT_POLICY, METHOD_CAPABILITIES, PolicyError, type Policy, type PolicyRules } from "./policy.js";
-export { addressList, createAuthenticator, FORWARDED_IDENTITY_HEADER, FORWARDED_SERIAL_HEADER, peerHost, type Authentication, type Authenticator, type AuthenticatorOptions, type PeerCredentials } from "./authenticator.js";
+export { createPolicy, loadPolicy, CAPABILITIES, CONTROL_READS, DEFAULT_POLICY, FORWARD_CAPABILITY, METHOD_CAPABILITIES, PolicyError, type Policy, type PolicyRules } from "./policy.js";
+export { addressList, createAuthenticator, FORWARDED_IDENTITY_HEADER, FORWARDED_SERIAL_HEADER, peerHost, type Authentication, type Authenticator, type Denial, type AuthenticatorOptions, type PeerCredentials } from "./authenticator.js";
 export { parseXfcc, uriFromXfcc, XFCC_HEADER, type XfccElement, type XfccParse } from "./xfcc.js";

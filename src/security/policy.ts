@@ -45,18 +45,27 @@ export const CONTROL_READS: ReadonlySet<string> = new Set(
   ["GetTask", "ListTasks", "ExplainTask", "ListAgents", "GetAgent", "GetAgentStatus", "GetCoordination", "WatchEvents"].map((m) => `/baton.v1.Control/${m}`),
 );
 
-/** Every capability some method needs. */
-export const CAPABILITIES: readonly string[] = [...new Set(Object.values(METHOD_CAPABILITIES))].sort();
+/**
+ * What a caller needs for its baton-forwarded-identity header to be believed: it then acts
+ * for whoever it names (with that caller's capabilities), so only the coordinator role holds
+ * it by default, and a policy file that lists the coordinator's capabilities without it
+ * turns forwarding off. Not a method's: checked before the method's own capability.
+ */
+export const FORWARD_CAPABILITY = "control.forward";
+
+/** Every capability some method needs, and control.forward. */
+export const CAPABILITIES: readonly string[] = [...new Set([...Object.values(METHOD_CAPABILITIES), FORWARD_CAPABILITY])].sort();
 
 /** Roles to the capabilities they hold; an entry is a capability, "prefix.*" or "*". */
 export type PolicyRules = Readonly<Record<RoleName, readonly string[]>>;
 
 /**
  * Least privilege by default: agents only hold their session, the coordinator only what it
- * calls on a separate Resource Manager and Performance Monitor, operators the control plane.
+ * calls on a separate Resource Manager and Performance Monitor and forwarding a follower's
+ * Control reads, operators the control plane.
  */
 export const DEFAULT_POLICY: PolicyRules = Object.freeze({
-  coordinator: ["resources.*", "metrics.*", "health.check", "reflection"],
+  coordinator: ["resources.*", "metrics.*", "health.check", "reflection", FORWARD_CAPABILITY],
   managed_agent: ["agent.connect", "health.check"],
   resource_manager: ["metrics.report", "health.check"],
   performance_monitor: ["health.check"],

@@ -4,10 +4,11 @@ import type { BatonConfig } from "../config.js";
 import { BatonError, Code, permissionDenied, unauthenticated } from "../errors.js";
 import type { Logger } from "../logging.js";
 import type { CallGuard, HandlerContext, PeerInfo } from "../rpc/index.js";
-import { CONTROL_READS, createAuthenticator, loadPolicy, normalizeSerial, readDenyList, type Authenticator, type Policy, type SpiffeIdentity } from "../security/index.js";
+import { CONTROL_READS, createAuthenticator, FORWARD_CAPABILITY, FORWARDED_IDENTITY_HEADER, FORWARDED_SERIAL_HEADER, loadPolicy, normalizeSerial, readDenyList, type Authentication, type Authenticator, type Policy, type SpiffeIdentity } from "../security/index.js";
 
 interface LiveCall {
-  serial: string;
+  /** The peer certificate's serial, and on a forwarded call the forwarded caller's too. */
+  serials: string[];
   uri: string;
   method: string;
   abort: (reason: BatonError) => void;
@@ -38,6 +39,7 @@ export class AccessControl {
       trustDomain: config.tls.trustDomain,
       mesh: config.mesh.enabled ? { trustedPeers: config.mesh.trustedPeers } : undefined,
       isRevoked: (serial) => this.denied.has(serial),
+      mayForward: (by) => this.policy.allows(by.role, FORWARD_CAPABILITY),
     });
     this.refusals = new Counter({ name: "baton_auth_refusals_total", help: "Calls refused before their handler ran, by status code, caller role and capability", labelNames: ["code", "role", "capability"], registers: [registry] });
     this.revokedClosed = new Counter({ name: "baton_revoked_calls_closed_total", help: "Live calls ended because their certificate was revoked", registers: [registry] });
@@ -48,7 +50,7 @@ export class AccessControl {
   /** The caller's identity, or UNAUTHENTICATED with the reason. */
   authenticate(peer: PeerInfo, headers: ReadonlyMap<string, string>): SpiffeIdentity {
     const result = this.authenticator({ address: peer.address, certificate: peer.certificate, headers });
-    if (!result.ok) throw unauthenticated(result.reason);
+    if (!result.ok) throw refusal(result);
     return result.identity;
   }
 
@@ -56,7 +58,7 @@ export class AccessControl {
   readonly guard: CallGuard = ({ method, peer, headers }) => {
     const capability = this.policy.capabilityOf(method) ?? "none";
     const result = this.authenticator({ address: peer.address, certificate: peer.certificate, headers });
-    if (!result.ok) return this.refuse(unauthenticated(result.reason), method, "none", capability, undefined);
+    if (!result.ok) return this.refuse(refusal(result), method, result.denied?.identity.role ?? "none", result.denied?.capability ?? capability, result.denied?.identity.uri);
     const { identity, forwardedBy } = result;
     const by = forwardedBy?.uri;
     if (by && !CONTROL_READS.has(method)) return this.refuse(permissionDenied(`${by} forwarded ${method} for ${identity.uri}, but only Control reads are forwarded; a write goes to the leader itself`), method, identity.role, capability, identity.uri, by);
@@ -67,12 +69,21 @@ export class AccessControl {
     return undefined;
   };
 
-  /** Tracks a call by its certificate serial, so revoking the certificate ends it. */
+  /**
+   * Tracks a call by its certificate serial, so revoking the certificate ends it; a forwarded
+   * call by the forwarded caller's serial as well (the guard has checked the forwarder and
+   * the header), so revoking that caller here ends the stream a follower forwards for it.
+   */
   readonly onCall = (ctx: HandlerContext, abort: (reason: BatonError) => void): (() => void) => {
+    const serials: string[] = [];
     const raw = ctx.peer.certificate?.serialNumber;
-    if (!raw) return () => {};
+    if (raw) serials.push(normalizeSerial(raw));
+    const forwarded = ctx.requestHeader.has(FORWARDED_IDENTITY_HEADER) ? ctx.requestHeader.get(FORWARDED_SERIAL_HEADER) : undefined;
+    // Checked by the guard already; a serial that does not parse names no certificate to revoke.
+    if (forwarded !== undefined) serials.push(...serialOrNone(forwarded));
+    if (serials.length === 0) return () => {};
     const identity = ctx.identity as SpiffeIdentity | undefined;
-    this.live.set(ctx, { serial: normalizeSerial(raw), uri: identity?.uri ?? "", method: ctx.method, abort });
+    this.live.set(ctx, { serials, uri: identity?.uri ?? "", method: ctx.method, abort });
     return () => void this.live.delete(ctx);
   };
 
@@ -94,10 +105,11 @@ export class AccessControl {
     this.denied = next;
     if (added.length > 0) this.logger.warn({ serials: added, file: this.revokedFile }, "certificates revoked");
     for (const call of [...this.live.values()]) {
-      if (!next.has(call.serial)) continue;
-      this.logger.warn({ serial: call.serial, identity: call.uri, method: call.method }, "closing a call whose certificate was revoked");
+      const serial = call.serials.find((s) => next.has(s));
+      if (serial === undefined) continue;
+      this.logger.warn({ serial, identity: call.uri, method: call.method }, "closing a call whose certificate was revoked");
       this.revokedClosed.inc();
-      call.abort(unauthenticated(`certificate serial ${call.serial} (${call.uri}) was revoked`));
+      call.abort(unauthenticated(`certificate serial ${serial} (${call.uri}) was revoked`));
     }
   }
 
@@ -112,5 +124,18 @@ export class AccessControl {
     this.refusals.inc({ code: Code[error.code], role, capability });
     this.logger.warn({ method, code: Code[error.code], role, capability, ...(uri ? { identity: uri } : {}), ...(forwardedBy ? { forwarded_by: forwardedBy } : {}), reason: error.message }, "call refused");
     return error;
+  }
+}
+
+// A caller with no identity is UNAUTHENTICATED; one proven but refused what it asked (naming another caller without control.forward) PERMISSION_DENIED.
+function refusal(result: Authentication & { ok: false }): BatonError {
+  return result.denied ? permissionDenied(result.reason) : unauthenticated(result.reason);
+}
+
+function serialOrNone(raw: string): string[] {
+  try {
+    return [normalizeSerial(raw)];
+  } catch {
+    return [];
   }
 }

@@ -22,8 +22,8 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { createCallBreaker, type CallBreaker } from "../breakers/index.js";
 import { joinCluster, joinRegistry, type ClusterMember, type ServiceKind, type ServiceMember } from "../cluster/index.js";
 import { AccessControl } from "./access-control.js";
-import { forwardControlReads } from "./control-forwarder.js";
-import { checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
+import { forwardControlReads, type ControlForwarder } from "./control-forwarder.js";
+import { checkOwnRole, checkOwnTrustDomain, listenFailure } from "./startup-checks.js";
 
 /** Where a server is in its life. */
 export type ServerState = "new" | "starting" | "serving" | "draining" | "stopping" | "stopped";
@@ -97,8 +97,10 @@ export class BatonServer {
       served.push([CoordinatorService.typeName, file_baton_v1_session, adaptService(CoordinatorService, { connect: (requests, ctx) => this.coordinator.connect(requests, ctx) }, adapter)]);
       this.control = createControlService(() => this.coordinator, this.events, { answerBudgetBytes: messageBudget(config.transport), progress: { latest: (taskId) => this.progress?.latest(taskId) } });
       // A follower forwards Control reads to the leader for its caller; writes it refuses, naming the leader.
-      const forwarded = forwardControlReads(this.control, { leader: () => this.forwardReadsTo(), notLeader: () => this.cluster!.notLeader(), connect: (address) => this.peer(address, `leader ${address}`) });
-      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, forwarded, adapter)]);
+      this.forwarder = forwardControlReads(this.control, { leader: () => this.forwardReadsTo(), notLeader: () => this.cluster!.notLeader(), connect: (address) => this.dial(address, `leader ${address}`), logger: this.logger });
+      const forwarder = this.forwarder;
+      this.peers.push({ close: () => forwarder.close() });
+      served.push([Control.typeName, file_baton_v1_control, adaptService(Control, forwarder.service, adapter)]);
     }
     if (this.runsResourceManager) served.push([ResourceManager.typeName, file_baton_v1_resource_manager, adaptService(ResourceManager, createResourceManagerService(this.inventory), adapter)]);
     if (this.runsPerformanceMonitor) served.push([PerformanceMonitor.typeName, file_baton_v1_performance_monitor, adaptService(PerformanceMonitor, createPerformanceMonitorService(this.performance), adapter)]);
@@ -119,14 +121,21 @@ export class BatonServer {
   /** A Resource Manager or Performance Monitor on its own with store.kind "etcd": its entry in the service registry. */
   private registration: ServiceMember | undefined;
   private leading = false;
+  /** A follower's channels to the leader for Control reads; it closes those to former leaders. */
+  private forwarder: ControlForwarder | undefined;
 
-  /** A channel to another participant over mTLS, as this server's identity, through a named breaker. */
+  /** A channel to another participant over mTLS, as this server's identity, through a named breaker; closed at shutdown. */
   private peer(address: string, name: string): { channel: Channel; breaker: CallBreaker } {
-    const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
-    const channel = createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport));
-    const breaker = createCallBreaker(name, this.logger);
+    const { channel, breaker } = this.dial(address, name);
     this.peers.push({ close: () => channel.close() }, { close: () => breaker.shutdown() });
     return { channel, breaker };
+  }
+
+  /** The same, closed by whoever asked for it. */
+  private dial(address: string, name: string): { channel: Channel; breaker: CallBreaker } {
+    const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
+    const channel = createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport));
+    return { channel, breaker: createCallBreaker(name, this.logger) };
   }
 
   /** A participant found in the service registry (services.* "registry"): resolved on each call, through one named breaker. */
@@ -150,7 +159,11 @@ export class BatonServer {
 
   /** The coordinator; there once start() has loaded the journal. */
   get coordinator(): Coordinator {
-    if (this.cluster && !this.leading) throw this.cluster.notLeader();
+    if (this.cluster && !this.leading) {
+      // Elected, the journal still loading (forwardReadsTo sends reads here): not ready, and no follower naming itself as the leader.
+      if (this.cluster.election.current) throw unavailable("this coordinator was elected and is loading its journal; retry shortly");
+      throw this.cluster.notLeader();
+    }
     if (!this.coordinatorInstance) throw unavailable("the coordinator is starting");
     return this.coordinatorInstance;
   }
@@ -185,7 +198,9 @@ export class BatonServer {
       return ServerCredentials.createInsecure();
     }
     this.reloading = reloadingServerCredentials(config.tls, { intervalMs: config.tls.reloadIntervalMs, logger: this.logger });
-    checkOwnTrustDomain(readTlsFiles(config.tls).cert, config.tls.certFile, config.tls.trustDomain, this.logger);
+    const own = readTlsFiles(config.tls).cert;
+    checkOwnTrustDomain(own, config.tls.certFile, config.tls.trustDomain, this.logger);
+    checkOwnRole(own, config.tls.certFile, config.services.only);
     return this.reloading.credentials;
   }
 
@@ -250,6 +265,8 @@ export class BatonServer {
       const started = Date.now();
       await this.startCoordinator(store);
       this.leading = true;
+      // Reads are served here from now on: the channel to the former leader goes.
+      this.forwarder?.closeFormerLeaders();
       for (const name of [CoordinatorService.typeName, Control.typeName]) this.health.set(name, ServingStatus.SERVING);
       if (config.adminListen) await this.startAdmin();
       this.logger.info({ load_ms: Date.now() - started, address: cluster.address }, "leading: journal loaded from etcd; serving agents and Control");

@@ -1,6 +1,7 @@
 import { Control } from "../../gen/baton/v1/control_pb.js";
 import type { CallBreaker } from "../breakers/index.js";
 import { BatonError, Code, LEADER_TRAILER, toBatonError, unauthenticated, unavailable } from "../errors.js";
+import type { Logger } from "../logging.js";
 import { createClient, type CallOptions, type Channel, type HandlerContext, type ServiceClient, type ServiceImpl } from "../rpc/index.js";
 import { CONTROL_READS, FORWARDED_IDENTITY_HEADER, FORWARDED_SERIAL_HEADER, normalizeSerial, type SpiffeIdentity } from "../security/index.js";
 
@@ -10,8 +11,18 @@ export interface ControlForwarderOptions {
   leader(): string | undefined;
   /** What a follower answers when it does not forward: UNAVAILABLE naming the leader (the baton-leader trailer), as for writes. */
   notLeader(): BatonError;
-  /** A channel to `address` over mTLS as this server, with a breaker; asked once per address. */
+  /** A channel to `address` over mTLS as this server, with a breaker; asked once per address while it leads, closed here. */
   connect(address: string): { channel: Channel; breaker: CallBreaker };
+  logger: Logger;
+}
+
+/** Control with its reads forwarded, and the channels to the leader it holds. */
+export interface ControlForwarder {
+  service: ServiceImpl<typeof Control>;
+  /** Closes the channels to every address but the leader's now (all of them when this server leads); call it when this server is elected. */
+  closeFormerLeaders(): void;
+  /** Closes every channel (shutdown). */
+  close(): void;
 }
 
 // How long a forwarded call waits for a connection to the leader before it fails
@@ -41,8 +52,21 @@ function clientMethod<F>(leader: Leader, localName: string): F {
  * which refuses them on a follower naming the leader. The request is already validated here
  * and the answer redacted again on its way out, by the adapter around this service.
  */
-export function forwardControlReads(local: ServiceImpl<typeof Control>, options: ControlForwarderOptions): ServiceImpl<typeof Control> {
+export function forwardControlReads(local: ServiceImpl<typeof Control>, options: ControlForwarderOptions): ControlForwarder {
   const leaders = new Map<string, Leader>();
+  // The leader as the last call saw it: when it changes, the channels to former leaders go.
+  let seen: string | undefined;
+  const closeExcept = (keep: string | undefined, stopping = false): void => {
+    seen = keep;
+    for (const [address, leader] of leaders) {
+      if (address === keep) continue;
+      leaders.delete(address);
+      // Calls still open on it finish (grpc-js lets them); new ones go to the new leader.
+      leader.channel.close();
+      leader.breaker.shutdown();
+      if (!stopping) options.logger.info({ address, leader: keep || (keep === undefined ? "this coordinator" : "none elected") }, "closed the channel to a former leader");
+    }
+  };
   const leaderAt = (address: string): Leader => {
     let found = leaders.get(address);
     if (!found) {
@@ -54,6 +78,8 @@ export function forwardControlReads(local: ServiceImpl<typeof Control>, options:
   // The leader to forward this call to, or undefined to serve it here.
   const route = (ctx: HandlerContext): Leader | undefined => {
     const address = options.leader();
+    if (address !== seen && leaders.size > 0) closeExcept(address);
+    seen = address;
     if (address === undefined) return undefined;
     // Sent here by a coordinator that took this one for the leader: leadership moved since it
     // looked. One hop only, so followers can never pass a call around between them.
@@ -84,7 +110,11 @@ export function forwardControlReads(local: ServiceImpl<typeof Control>, options:
       throw new Error(`${path} is listed as a Control read but is ${method.methodKind}: only unary and server-streaming reads can be forwarded`);
     }
   }
-  return service as ServiceImpl<typeof Control>;
+  return {
+    service: service as ServiceImpl<typeof Control>,
+    closeFormerLeaders: () => closeExcept(options.leader()),
+    close: () => closeExcept(undefined, true),
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ConfigError, whereToSet } from "../config.js";
+import { ConfigError, whereToSet, type BatonConfig } from "../config.js";
 import type { Logger } from "../logging.js";
 import { checkSpiffeId, readCertificateInfo } from "../security/index.js";
 
@@ -20,6 +20,29 @@ export function checkOwnTrustDomain(certPem: string | Buffer, certFile: string, 
   throw new ConfigError(
     `the certificate ${certFile} is ${foreign.uri}, in trust domain ${foreign.trustDomain}, but the configured trust domain is ${trustDomain}, so every peer would be refused: ` +
       `set ${whereToSet("tls.trustDomain")} to ${foreign.trustDomain}, or use certificates issued for ${trustDomain}`,
+  );
+}
+
+// The certificate each participant running on its own should have, and an example name.
+const OWN_ROLE: Partial<Record<BatonConfig["services"]["only"], { role: string; name: string; participant: string }>> = {
+  "resource-manager": { role: "resource_manager", name: "rm-1", participant: "Resource Manager" },
+  "performance-monitor": { role: "performance_monitor", name: "pm-1", participant: "Performance Monitor" },
+};
+
+/**
+ * Refuses to start a Resource Manager or Performance Monitor of its own on a coordinator's
+ * certificate: a coordinator may forward Control reads naming any caller (control.forward),
+ * so a compromised RM holding one would read everything as any operator.
+ */
+export function checkOwnRole(certPem: string | Buffer, certFile: string, only: BatonConfig["services"]["only"]): void {
+  const own = OWN_ROLE[only];
+  if (!own) return;
+  const ids = readCertificateInfo(certPem.toString()).uris.map(checkSpiffeId).flatMap((c) => (c.ok ? [c.identity] : []));
+  const coordinator = ids.find((id) => id.role === "coordinator");
+  if (!coordinator) return;
+  throw new ConfigError(
+    `the certificate ${certFile} is ${coordinator.uri}, a coordinator's, and this process runs only the ${own.participant} (services.only ${only}); a coordinator's certificate may forward Control reads for any caller, so it must stay with the coordinators: ` +
+      `issue a ${own.role} certificate (baton certs issue --role ${own.role} --name ${own.name}) and set ${whereToSet("tls.certFile")} and ${whereToSet("tls.keyFile")} to its files`,
   );
 }
 

@@ -8,11 +8,14 @@ import { join } from "node:path";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Code, LEADER_TRAILER, toBatonError } from "../../src/errors.js";
-import { clientCredentials, createChannel, createClient, type Channel, type ServiceClient } from "../../src/rpc/index.js";
-import { CONTROL_READS, FORWARDED_IDENTITY_HEADER, FORWARDED_SERIAL_HEADER, METHOD_CAPABILITIES, revokeCertificate } from "../../src/security/index.js";
+import { clientCredentials, createChannel, createClient, serverCredentials, type Channel, type ServiceClient } from "../../src/rpc/index.js";
+import { buildConfig } from "../../src/config.js";
+import { createLogger } from "../../src/logging.js";
+import { BatonServer } from "../../src/server/index.js";
+import { CONTROL_READS, FORWARDED_IDENTITY_HEADER, FORWARDED_SERIAL_HEADER, METHOD_CAPABILITIES, normalizeSerial, revokeCertificate } from "../../src/security/index.js";
 import { makePki, type TestPki } from "../helpers/pki.js";
 import { freePort } from "../helpers/process.js";
-import { startServer, waitFor, type TestServer } from "../helpers/server.js";
+import { LogCapture, startServer, waitFor, waitForAsync, type TestServer } from "../helpers/server.js";
 import { baton, operatorFiles } from "../cli/cli-helpers.js";
 import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
 
@@ -169,13 +172,51 @@ describe("Control reads on a follower", () => {
     expect(err.message).toContain("is revoked");
   });
 
-  it("only a coordinator may forward: the header from an operator's or an agent's certificate is refused", async () => {
-    for (const [role, name] of [["operator", "impostor"], ["managed_agent", "impostor-agent"]] as const) {
+  it("only a role that holds control.forward may forward: the header from a proven operator's or agent's certificate is PERMISSION_DENIED", async () => {
+    for (const [role, name] of [["operator", "impostor"], ["managed_agent", "impostor-agent"], ["resource_manager", "impostor-rm"]] as const) {
       const direct = control(leader.address, await pki.credentials(role, name));
       const err = await failure(direct.getTask({ taskId: "read-me" }, { headers: { [FORWARDED_IDENTITY_HEADER]: "spiffe://baton.local/operator/root" } }));
-      expect(err.code, role).toBe(Code.UNAUTHENTICATED);
-      expect(err.message, role).toContain("only a coordinator may forward");
+      // Authenticated (its certificate is good), not allowed: not UNAUTHENTICATED.
+      expect(err.code, role).toBe(Code.PERMISSION_DENIED);
+      expect(err.message, role).toContain(`spiffe://baton.local/${role}/${name} (role ${role}) lacks the capability control.forward`);
+      expect(err.message, role).toContain(FORWARDED_IDENTITY_HEADER);
     }
+  });
+
+  it("a coordinator certificate forwards only while the leader's policy gives its role control.forward", async () => {
+    const dir = pki.writeFiles({ "no-forward.json": JSON.stringify({ roles: { coordinator: ["resources.*", "metrics.*", "health.check", "reflection"] } }) });
+    const narrowed = await startServer(pki, { adminListen: "", security: { policyFile: join(dir, "no-forward.json") } });
+    try {
+      const asCoordinator = clientCredentials({ ca: pki.ca.certPem, cert: pki.server.certPem, key: pki.server.keyPem });
+      const err = await failure(control(narrowed.address, asCoordinator).listTasks({ pageSize: 1 }, { headers: { [FORWARDED_IDENTITY_HEADER]: "spiffe://baton.local/operator/root" } }));
+      expect(err.code).toBe(Code.PERMISSION_DENIED);
+      expect(err.message).toContain("spiffe://baton.local/coordinator/coordinator (role coordinator) lacks the capability control.forward");
+      const refused = narrowed.logs.lines.find((l) => l.msg === "call refused" && l.capability === "control.forward");
+      expect(refused?.identity).toBe("spiffe://baton.local/coordinator/coordinator");
+    } finally {
+      await narrowed.stop();
+    }
+  });
+
+  it("revoking a forwarded caller on the leader alone ends its WatchEvents through the follower with the revoked status", async () => {
+    const leaf = await pki.issue("operator", "watcher-revoked-on-leader");
+    const credentials = clientCredentials({ ca: pki.ca.certPem, cert: leaf.certPem, key: leaf.keyPem });
+    const watching = leader.server.access.liveCalls;
+    // The deadline only bounds the wait when the stream is (wrongly) left open.
+    const stream = control(follower.address, credentials).watchEvents({ topics: ["task.never-revoked.#"] }, { deadline: 90_000 });
+    const next = stream[Symbol.asyncIterator]().next();
+    next.catch(() => undefined);
+    await waitFor(() => leader.server.access.liveCalls > watching, 60_000, "the forwarded watch to open on the leader");
+    revokeCertificate(leaderRevoked, { serial: leaf.serial, reason: "keyCompromise" });
+    leader.server.access.reloadDenyList();
+    const err = await failure(next);
+    expect(err.code).toBe(Code.UNAUTHENTICATED);
+    expect(err.message).toContain(`certificate serial ${normalizeSerial(leaf.serial)}`);
+    expect(err.message).toContain("was revoked");
+    expect(err.message).toContain("spiffe://baton.local/operator/watcher-revoked-on-leader");
+    // The follower's list does not have it: the follower did not end the call, the leader did.
+    expect(follower.logs.lines.some((l) => l.msg === "closing a call whose certificate was revoked")).toBe(false);
+    await waitFor(() => leader.server.access.liveCalls === watching, 60_000, "the leader's end of the revoked watch to close");
   });
 
   it("a coordinator's forwarding never widens what the caller may do", async () => {
@@ -238,5 +279,86 @@ describe("Control reads on a follower", () => {
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toContain("read-me");
     expect(list.stderr).not.toContain("is a follower");
+  });
+});
+
+describe("leadership changing hands", () => {
+  it("a coordinator elected and still loading its journal answers UNAVAILABLE, not ready, rather than naming itself as the leader", { timeout: 180_000 }, async () => {
+    // Its own etcd: paused below, which must not touch the leases of the other tests' coordinators.
+    const own = await startEtcd();
+    const stopped = { etcd: false };
+    // The election logs "elected leader" synchronously before the journal is read: pausing
+    // etcd right there holds this coordinator in the window between election and serving.
+    class PauseOnElection extends LogCapture {
+      override _write(chunk: Buffer, enc: string, done: () => void): void {
+        super._write(chunk, enc, done);
+        if (!stopped.etcd && this.lines.some((l) => l.msg === "elected leader")) {
+          own.members[0]!.child.kill("SIGSTOP");
+          stopped.etcd = true;
+        }
+      }
+    }
+    const logs = new PauseOnElection();
+    const config = buildConfig({
+      listen: "127.0.0.1:0",
+      adminListen: "",
+      coordinatorId: "coordinator-loading",
+      tls: { trustDomain: pki.trustDomain, certsDir },
+      store: { kind: "etcd", etcd: { endpoints: own.endpoints, prefix: "loading/", maxTxnOps: ETCD_MAX_TXN_OPS, caFile: "", certFile: "", keyFile: "", dialTimeoutMs: 5000 } },
+      cluster: { leaseTtlSeconds: 30, recheckMs: 200 },
+    });
+    const server = new BatonServer({ config, logger: createLogger({ level: "debug", destination: logs }) });
+    try {
+      const port = await server.start(serverCredentials({ ca: pki.ca.certPem, cert: pki.server.certPem, key: pki.server.keyPem }));
+      await waitFor(() => stopped.etcd, 60_000, "the coordinator to be elected (etcd is paused then)");
+      const onIt = control(`localhost:${port}`, await pki.credentials("operator", "early"));
+      for (const call of [() => onIt.getTask({ taskId: "anything" }, { deadline: 30_000 }), () => onIt.submitTask({ task: { taskId: "early", requiredCapabilities: ["x"] } }, { deadline: 30_000 })]) {
+        const err = await failure(call());
+        expect(err.code).toBe(Code.UNAVAILABLE);
+        expect(err.message).toBe("this coordinator was elected and is loading its journal; retry shortly");
+        expect(err.trailers[LEADER_TRAILER]).toBeUndefined();
+      }
+      own.members[0]!.child.kill("SIGCONT");
+      await waitFor(() => logs.lines.some((l) => l.msg === LEADING), 60_000, "the coordinator to lead once etcd answers again");
+      expect((await failure(onIt.getTask({ taskId: "anything" }, { deadline: 30_000 }))).code).toBe(Code.NOT_FOUND);
+    } finally {
+      own.members[0]!.child.kill("SIGCONT");
+      await server.shutdown({ graceMs: 1000 });
+      await own.stop();
+    }
+  });
+
+  it("when leadership moves, a follower closes its channel to the former leader and forwards to the new one", { timeout: 300_000 }, async () => {
+    const moving = { adminListen: "", tls: { certsDir }, store: { kind: "etcd" as const, etcd: { endpoints: etcd.endpoints, prefix: "moving/", maxTxnOps: ETCD_MAX_TXN_OPS, caFile: "", certFile: "", keyFile: "", dialTimeoutMs: 5000 } }, cluster: { leaseTtlSeconds: 30, recheckMs: 200 } };
+    const first = await startServer(pki, { ...moving, coordinatorId: "move-a" });
+    const others: TestServer[] = [];
+    let firstStopped = false;
+    try {
+      await waitFor(() => first.logs.lines.some((l) => l.msg === LEADING), 60_000, "move-a to lead");
+      for (const id of ["move-b", "move-c"]) {
+        const s = await startServer(pki, { ...moving, coordinatorId: id });
+        others.push(s);
+        await waitFor(() => s.logs.lines.some((l) => l.msg === FOLLOWING), 60_000, `${id} to follow`);
+      }
+      const operator = await pki.credentials("operator", "mover");
+      // Each follower dials the leader to forward.
+      for (const s of others) expect((await control(s.address, operator).getCoordination({}, { deadline: 30_000 })).coordinatorId).toBe("move-a");
+      await first.stop();
+      firstStopped = true;
+      const elected = await waitFor(() => others.find((s) => s.logs.lines.some((l) => l.msg === LEADING)), 120_000, "move-b or move-c to take over");
+      const still = others.find((s) => s !== elected)!;
+      const closedFirst = (s: TestServer) => s.logs.lines.some((l) => l.msg === "closed the channel to a former leader" && l.address === first.address);
+      // The new leader forwards no more: its channel to the old one goes when it is elected.
+      await waitFor(() => closedFirst(elected), 60_000, "the new leader to close its channel to the former one");
+      // The remaining follower reads through the new leader, and drops the old channel.
+      const newId = elected.config.coordinatorId;
+      const onStill = control(still.address, operator);
+      // Until the follower has read the new leader's key it answers UNAVAILABLE (no leader, or the old one gone).
+      await waitForAsync(async () => (await onStill.getCoordination({}, { deadline: 30_000 }).catch(() => undefined))?.coordinatorId === newId, 120_000, "a read through the remaining follower to answer the new leader's data");
+      expect(closedFirst(still)).toBe(true);
+    } finally {
+      for (const s of others) await s.stop();
+      if (!firstStopped) await first.stop();
+    }
   });
 });

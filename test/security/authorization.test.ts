@@ -55,6 +55,8 @@ describe("the capability policy", () => {
     expect(policy.allows("operator", "tasks.cancel")).toBe(true);
     expect(policy.allows("performance_monitor", "resources.reserve")).toBe(false);
     expect(policy.allows("coordinator", "resources.reserve")).toBe(true);
+    // Naming another caller (baton-forwarded-identity): the coordinators only.
+    for (const role of ROLES) expect(policy.allows(role, "control.forward"), role).toBe(role === "coordinator");
   });
 
   it("refuses a policy file with an unknown role, an unknown capability, or bad JSON, naming the file", () => {
