@@ -39,6 +39,9 @@ beforeAll(async () => {
   await ensureDevelopmentCertificates({ dir: certs, trustDomain: TRUST_DOMAIN });
   createJournalKeyFile(join(certs, "journal.key"));
   await issueToDirectory({ dir: certs, trustDomain: TRUST_DOMAIN, role: "managed_agent", name: "a1" });
+  // The RM and PM on certificates of their own roles: --only refuses the coordinator's.
+  await issueToDirectory({ dir: certs, trustDomain: TRUST_DOMAIN, role: "resource_manager", name: "rm-1" });
+  await issueToDirectory({ dir: certs, trustDomain: TRUST_DOMAIN, role: "performance_monitor", name: "pm-1" });
   configFile = join(work, "baton.json");
   // Short leases, so a SIGKILLed process drops out of the registry within seconds.
   writeFileSync(configFile, JSON.stringify({ listen: "127.0.0.1:0", adminListen: "", tls: { certsDir: certs, trustDomain: TRUST_DOMAIN }, cluster: { leaseTtlSeconds: 2, recheckMs: 250 }, tasks: { retryDelayMs: 50 } }));
@@ -53,10 +56,17 @@ afterAll(async () => {
 
 /** `baton serve <args>` on the test's etcd; resolves once it serves, with its address. */
 async function serve(args: string[]): Promise<{ proc: BatonProcess; address: string }> {
-  const proc = startBaton(["serve", "--config", configFile, "--store", `etcd://${etcd.endpoints[0]}/${PREFIX}`, "--log-level", "info", ...args], { cwd: work });
+  const proc = startBaton(["serve", "--config", configFile, "--store", `etcd://${etcd.endpoints[0]}/${PREFIX}`, "--log-level", "info", ...args], { cwd: work, env: ownCertificate(args) });
   procs.push(proc);
   const line = await proc.waitForLine((l) => l.msg === "baton serving", WAIT_MS);
   return { proc, address: `localhost:${String(line.listen).split(":").at(-1)}` };
+}
+
+/** BATON_TLS_CERT/KEY naming the certificate of the participant `--only` runs (the coordinator's by default). */
+function ownCertificate(args: string[]): NodeJS.ProcessEnv {
+  const only = args[args.indexOf("--only") + 1];
+  const name = only === "resource-manager" ? "rm-1" : only === "performance-monitor" ? "pm-1" : undefined;
+  return name ? { BATON_TLS_CERT: join(certs, `${name}.pem`), BATON_TLS_KEY: join(certs, `${name}.key`) } : {};
 }
 
 /** Its id in the registry, as it logged it. */

@@ -19,7 +19,10 @@ const closers: Array<() => unknown> = [];
 
 beforeAll(async () => {
   pki = await makePki();
-  dir = pki.writeFiles({ "ca.pem": pki.ca.certPem, "coordinator.pem": pki.server.certPem, "coordinator.key": pki.server.keyPem });
+  // Each participant on a certificate of its own role: a coordinator's is refused by --only resource-manager/performance-monitor.
+  const rm = await pki.issue("resource_manager", "rm-1");
+  const pm = await pki.issue("performance_monitor", "pm-1");
+  dir = pki.writeFiles({ "ca.pem": pki.ca.certPem, "coordinator.pem": pki.server.certPem, "coordinator.key": pki.server.keyPem, "rm-1.pem": rm.certPem, "rm-1.key": rm.keyPem, "pm-1.pem": pm.certPem, "pm-1.key": pm.keyPem });
 });
 afterAll(() => pki.cleanup());
 afterEach(async () => {
@@ -28,7 +31,8 @@ afterEach(async () => {
 });
 
 async function participant(only: string): Promise<{ proc: BatonProcess; port: number }> {
-  const proc = startBaton(["serve", "--only", only, "--listen", "127.0.0.1:0", "--certs-dir", dir]);
+  const name = only === "resource-manager" ? "rm-1" : "pm-1";
+  const proc = startBaton(["serve", "--only", only, "--listen", "127.0.0.1:0", "--certs-dir", dir], { env: { BATON_TLS_CERT: `${dir}/${name}.pem`, BATON_TLS_KEY: `${dir}/${name}.key` } });
   procs.push(proc);
   const line = await proc.waitForLine((l) => l.msg === "baton serving");
   return { proc, port: Number(String(line.listen).split(":").pop()) };
