@@ -54,9 +54,9 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-/** `baton serve <args>` on the test's etcd; resolves once it serves, with its address. */
-async function serve(args: string[]): Promise<{ proc: BatonProcess; address: string }> {
-  const proc = startBaton(["serve", "--config", configFile, "--store", `etcd://${etcd.endpoints[0]}/${PREFIX}`, "--log-level", "info", ...args], { cwd: work, env: ownCertificate(args) });
+/** `baton serve <args>` on the test's etcd (under `prefix`: a cluster of its own); resolves once it serves, with its address. */
+async function serve(args: string[], prefix = PREFIX): Promise<{ proc: BatonProcess; address: string }> {
+  const proc = startBaton(["serve", "--config", configFile, "--store", `etcd://${etcd.endpoints[0]}/${prefix}`, "--log-level", "info", ...args], { cwd: work, env: ownCertificate(args) });
   procs.push(proc);
   const line = await proc.waitForLine((l) => l.msg === "baton serving", WAIT_MS);
   return { proc, address: `localhost:${String(line.listen).split(":").at(-1)}` };
@@ -75,8 +75,8 @@ async function registeredId(proc: BatonProcess): Promise<string> {
 }
 
 const tls = () => ({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "operator.pem")), key: readFileSync(join(certs, "operator.key")) });
-const registry = () => etcdServiceRegistry(client, { prefix: PREFIX, leaderKey: `${PREFIX}leader`, leaseId: () => Promise.reject(new Error("the test registers nothing")) });
-const ids = async (kind: ServiceKind) => (await registry().lookup(kind)).map((e) => e.id).sort();
+const registry = (prefix = PREFIX) => etcdServiceRegistry(client, { prefix, leaderKey: `${prefix}leader`, leaseId: () => Promise.reject(new Error("the test registers nothing")) });
+const ids = async (kind: ServiceKind, prefix = PREFIX) => (await registry(prefix).lookup(kind)).map((e) => e.id).sort();
 
 async function succeeded(control: ServiceClient<typeof Control>, taskId: string): Promise<void> {
   await expect.poll(async () => (await control.getTask({ taskId })).task!.state, { timeout: WAIT_MS, interval: 100 }).toBe(TaskState.SUCCEEDED);
@@ -143,6 +143,91 @@ describe("the Resource Manager and Performance Monitor found in the service regi
     await succeeded(control, "t2");
     expect(await inventory(rm2.address)).toEqual([["a1", "gpu-0"]]);
     expect(await ids("resource_manager")).toEqual([rm2Id]);
+  });
+
+  it("a GPU held across a change of RM: the breaker the dead RM opened is reset at the switch, the new RM holds the reservation, and a task needing the GPU waits for its release", { timeout: 400_000 }, async () => {
+    const prefix = "reg-held/";
+    const rm1 = await serve(["--only", "resource-manager"], prefix);
+    await serve(["--only", "performance-monitor"], prefix);
+    const rm1Id = await registeredId(rm1.proc);
+    const coordinator = await serve(["--only", "coordinator", "--resource-manager", "registry", "--performance-monitor", "registry"], prefix);
+    await coordinator.proc.waitForLine((l) => l.msg === LEADING, WAIT_MS);
+    const found = (id: string) => (l: Record<string, unknown>) => l.msg === "resource manager found in the service registry" && l.id === id;
+    await coordinator.proc.waitForLine(found(rm1Id), WAIT_MS);
+
+    const events: string[] = [];
+    let finish: () => void = () => {};
+    const holding = new Promise<void>((resolve) => (finish = resolve));
+    const agent = createAgent({
+      address: coordinator.address,
+      agentId: "a1",
+      credentials: clientCredentials({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "a1.pem")), key: readFileSync(join(certs, "a1.key")) }),
+      capabilities: ["work"],
+      resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }],
+    });
+    closers.push(() => agent.close({ flushMs: 100 }));
+    await agent.connect();
+    void agent.run(async (directive, received) => {
+      const taskId = directive.parameters?.kind.case === "assignTask" ? directive.parameters.kind.value.taskId : "";
+      events.push(`start ${taskId}`);
+      if (taskId === "held") {
+        // A long task reports progress, or its delivery lease (60 s) would end the attempt while the RMs change.
+        const beat = setInterval(() => received.progress(50), 5000);
+        await holding;
+        clearInterval(beat);
+      }
+      events.push(`end ${taskId}`);
+      return {};
+    });
+    const channels: Channel[] = [];
+    closers.push(() => channels.forEach((c) => c.close()));
+    const connect = (address: string) => {
+      const ch = createChannel(address, clientCredentials(tls()));
+      channels.push(ch);
+      return ch;
+    };
+    const control = createClient(Control, connect(coordinator.address));
+    const held = async (address: string) => (await createClient(ResourceManager, connect(address)).query({ requestId: crypto.randomUUID(), timestamp: timestampNow() })).resources.flatMap((s) => s.reservations.map((r) => [r.resourceId, r.holder]));
+    const gpuTask = (taskId: string) => ({ task: { taskId, requiredCapabilities: ["work"], resources: [{ kind: "gpu", amount: 1 }] } });
+
+    await control.submitTask(gpuTask("held"));
+    await expect.poll(async () => (await control.getTask({ taskId: "held" })).task!.state, { timeout: WAIT_MS, interval: 100 }).toBe(TaskState.RUNNING);
+    expect(await held(rm1.address)).toEqual([["gpu-0", "held"]]);
+
+    // The RM dies; calls to it fail (ExplainTask asks it about a task with resources) until its breaker opens.
+    await rm1.proc.stop("SIGKILL");
+    await expect.poll(() => ids("resource_manager", prefix), { timeout: WAIT_MS, interval: 100 }).toEqual([]);
+    await coordinator.proc.waitForLine((l) => l.msg === "no resource manager is registered: calls to it fail until one registers", WAIT_MS);
+    const opened = (l: Record<string, unknown>) => l.msg === "breaker open: calls fail fast" && l.breaker === "resource-manager";
+    const giveUp = Date.now() + WAIT_MS;
+    while (!coordinator.proc.lines.some(opened)) {
+      if (Date.now() > giveUp) throw new Error(`the resource manager's breaker did not open within ${WAIT_MS} ms of failing calls`);
+      const code = await control.explainTask({ taskId: "held" }).then(() => Code.OK, (err: unknown) => toBatonError(err).code);
+      expect(code).toBe(Code.UNAVAILABLE);
+    }
+
+    // A second RM registers. Taking it into use resets the breaker (logged before the switch is), so the next call reaches it at once rather than after the 10 s reset timeout.
+    const rm2 = await serve(["--only", "resource-manager"], prefix);
+    const rm2Id = await registeredId(rm2.proc);
+    await coordinator.proc.waitForLine(found(rm2Id), WAIT_MS);
+    const lineOf = (p: (l: Record<string, unknown>) => boolean) => coordinator.proc.lines.findIndex(p);
+    const resetAt = lineOf((l) => l.msg === "breaker reset: another instance took over" && l.breaker === "resource-manager");
+    expect(resetAt).toBeGreaterThan(lineOf(opened));
+    expect(resetAt).toBeLessThan(lineOf(found(rm2Id)));
+    expect((await control.explainTask({ taskId: "held" })).task?.state).toBe(TaskState.RUNNING);
+    // The new RM was sent the running task's reservation.
+    expect(await held(rm2.address)).toEqual([["gpu-0", "held"]]);
+
+    // Another task needing the GPU is not placed while "held" holds it (by what the RM in use says is free)...
+    await control.submitTask(gpuTask("next"));
+    await expect.poll(async () => (await control.explainTask({ taskId: "next" })).summary, { timeout: WAIT_MS, interval: 100 }).toMatch("short of gpu resources");
+    expect((await control.getTask({ taskId: "next" })).task!.state).toBe(TaskState.PENDING);
+    // ...and is once it is released.
+    finish();
+    await succeeded(control, "held");
+    await succeeded(control, "next");
+    expect(events).toEqual(["start held", "end held", "start next", "end next"]);
+    await expect.poll(() => held(rm2.address), { timeout: WAIT_MS, interval: 100 }).toEqual([]);
   });
 
   it("two Resource Managers with the same configuration keep an entry each; a SIGTERM removes its own at once", { timeout: 300_000 }, async () => {
