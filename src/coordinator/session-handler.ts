@@ -2,13 +2,13 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { JournalSessionSchema } from "../../gen/baton/v1/journal_pb.js";
-import { HelloSchema, type ConnectRequest, type ConnectResponse, type Hello } from "../../gen/baton/v1/session_pb.js";
+import { HelloSchema, type AgentReport, type ConnectRequest, type ConnectResponse, type Hello } from "../../gen/baton/v1/session_pb.js";
 import { BatonError, Code, deadlineExceeded, failedPrecondition, invalidArgument, permissionDenied, quote, unauthenticated } from "../errors.js";
 import { logFailure, type Logger } from "../logging.js";
 import { assertHelloFits, assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
 import { createKeyring, createReplayGuard, type SpiffeIdentity } from "../security/index.js";
-import { delay } from "../streams/index.js";
+import { delay, withinTurn } from "../streams/index.js";
 import { AgentSession, welcomeFrame, type SessionSecurity } from "./agent-session.js";
 import { clockSkewRefusal, helloClockSkew } from "./clock-skew.js";
 import { assertServing, record, stamp, type CoordinatorState } from "./coordinator-state.js";
@@ -146,6 +146,12 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
     });
   }
 
+  /** Whether a batch holds only progress and status reports. */
+  const agentPaced = (reports: readonly AgentReport[]): boolean => reports.every((r) => r.kind.case === "progressUpdate" || r.kind.case === "statusResponse");
+
+  /** How long one turn of the event loop may spend on agent-paced frames before their readers wait for the next, ms. */
+  const INPUT_TURN_BUDGET_MS = 10;
+
   async function readReports(iterator: AsyncIterator<ConnectRequest>, agent: AgentRuntime, session: AgentSession, logger: Logger): Promise<void> {
     try {
       for (;;) {
@@ -153,7 +159,13 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
         if (next.done || session.isClosed) break;
         session.touch();
         agent.lastSeen = session.lastSeen;
-        handleFrame(next.value, agent, session, logger);
+        // Hundreds of agents flooding progress made loop iterations of seconds: pings went
+        // unanswered and connections dropped (bench ingest). Past the turn's budget, such a
+        // stream's rest waits in grpc-js for the next turn. Acks and completions do not wait:
+        // they are bounded by the work handed out, and finishing work comes before more input.
+        const paced = handleFrame(next.value, agent, session, logger);
+        const wait = paced ? withinTurn(INPUT_TURN_BUDGET_MS) : undefined;
+        if (wait) await wait;
       }
       session.close();
     } catch (err) {
@@ -165,12 +177,13 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
     }
   }
 
-  function handleFrame(frame: ConnectRequest, agent: AgentRuntime, session: AgentSession, logger: Logger): void {
+  /** Routes one frame; true when it carried only what an agent sends at its own pace (progress, status), not the end of work the coordinator gave it. */
+  function handleFrame(frame: ConnectRequest, agent: AgentRuntime, session: AgentSession, logger: Logger): boolean {
     const kind = frame.kind;
     switch (kind.case) {
       case "heartbeat":
         logger.trace("heartbeat");
-        return;
+        return false;
       case "reports":
         if (session.signed) throw unauthenticated("this coordinator requires signed reports: send signed_reports under the session key from Welcome");
         if (kind.value.sender && kind.value.sender !== session.agentId) {
@@ -178,14 +191,14 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
         }
         for (const report of kind.value.reports) parts.router.handleReport(report, agent, session, logger);
         parts.delivery.pump(agent);
-        return;
+        return agentPaced(kind.value.reports);
       case "hello":
         throw invalidArgument("hello may be sent only once per session");
       case "signedReports": {
         const batch = session.openReports(kind.value);
         for (const report of batch.reports) parts.router.handleReport(report, agent, session, logger);
         parts.delivery.pump(agent);
-        return;
+        return agentPaced(batch.reports);
       }
       default:
         throw invalidArgument("ConnectRequest: kind is required (hello, heartbeat or reports)");
