@@ -139,7 +139,17 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
     const rt = state.agentsById.get(agentId)!;
     rt.draining = true;
     rt.state = AgentState.DRAINING;
-    session.sendFrame(create(ConnectResponseSchema, { kind: { case: "drain", value: { reason, reconnectTo } } }));
+    // Directives placed before now are held until their record is durable: the Drain goes
+    // after them, not past them (an SDK defers what comes after a Drain). Once those writes
+    // are durable, and their releases have run, it is sent.
+    const frame = create(ConnectResponseSchema, { kind: { case: "drain", value: { reason, reconnectTo } } });
+    const send = () => {
+      if (rt.session === session && !session.isClosed && rt.draining) session.sendFrame(frame);
+    };
+    state.journal.barrier().then(
+      () => setImmediate(send),
+      () => send(),
+    );
     state.events.emit("agent.draining", rt);
     return rt;
   }

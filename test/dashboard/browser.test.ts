@@ -137,6 +137,8 @@ describe.skipIf(missing !== "")(`dashboard in a real browser${missing ? ` (skipp
     const page = await withCert.context.newPage();
     await page.goto(`${origin}/dashboard/`);
     await page.locator('[data-testid="live"]', { hasText: "live" }).waitFor();
+    // Waited for, not read once: "live" shows when the event stream opens, before its snapshot names the caller.
+    await page.locator("header .me", { hasText: "spiffe://baton.local/operator/alice" }).waitFor();
     await expect(page.locator("header .me").textContent()).resolves.toBe("spiffe://baton.local/operator/alice");
     const control = createClient(Control, fx.channel(await fx.pki.credentials("operator", "ops")));
     await control.submitTask({ task: { taskId: "over-tls", requiredCapabilities: ["nobody-has-it"] } });
