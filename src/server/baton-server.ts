@@ -133,18 +133,21 @@ export class BatonServer {
 
   /** The same, closed by whoever asked for it. */
   private dial(address: string, name: string): { channel: Channel; breaker: CallBreaker } {
+    return { channel: this.channelTo(address), breaker: createCallBreaker(name, this.logger) };
+  }
+
+  /** A channel to another participant over mTLS, as this server's identity. */
+  private channelTo(address: string): Channel {
     const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
-    const channel = createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport));
-    return { channel, breaker: createCallBreaker(name, this.logger) };
+    return createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport));
   }
 
   /** A participant found in the service registry (services.* "registry"): resolved on each call, through one named breaker. */
   private async registryPeer(kind: ServiceKind, name: string): Promise<{ resolve: () => { channel: Channel; instance: string }; breaker: CallBreaker }> {
     if (!this.cluster) throw unavailable(`services: "registry" finds the ${name} in etcd, and this server has no replica set (a store was given to it)`);
-    const tls = this.options.clientTls ?? readTlsFiles(this.options.config.tls);
     const breaker = createCallBreaker(name, this.logger);
     // One breaker per participant: failures of an instance that is gone must not keep its successor waiting out the reset timeout.
-    const found = await this.cluster.follow(kind, (address) => createChannel(address, clientCredentials(tls), clientChannelOptions(this.options.config.transport)), () => breaker.reset());
+    const found = await this.cluster.follow(kind, (address) => this.channelTo(address), () => breaker.reset());
     this.peers.push({ close: () => breaker.shutdown() });
     return { resolve: () => found.resolve(), breaker };
   }

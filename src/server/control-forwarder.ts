@@ -97,7 +97,7 @@ export function forwardControlReads(local: ServiceImpl<typeof Control>, options:
         if (!leader) return (own as Unary).call(local, request, ctx);
         const callOptions = await forwarding(leader, ctx);
         return clientMethod<ForwardUnary>(leader, method.localName)(request, callOptions).catch((err: unknown) => {
-          throw fromLeader(err);
+          throw toBatonError(err);
         });
       };
     } else if (method.methodKind === "server_streaming") {
@@ -117,6 +117,9 @@ export function forwardControlReads(local: ServiceImpl<typeof Control>, options:
   };
 }
 
+// The leader's errors pass as it gave them (toBatonError): its code, its message and its
+// baton-* trailers (a leader that has become a follower names the new one; the caller goes there).
+
 /**
  * The leader's answers as they come, until either end stops: the caller's cancellation or
  * deadline (ctx.signal) cancels the leader's call, and the leader's end or error ends this.
@@ -127,7 +130,7 @@ async function* pipe(leader: Leader, ctx: HandlerContext, start: (options: CallO
     // Leaving early (the caller gone) returns the client's iterator, which cancels the call.
     for await (const message of start(options)) yield message;
   } catch (err) {
-    throw fromLeader(err);
+    throw toBatonError(err);
   }
 }
 
@@ -162,10 +165,4 @@ function ready(leader: Leader, by: number): Promise<void> {
   return new Promise((resolve, reject) => {
     leader.channel.waitForReady(by, (err) => (err ? reject(unavailable(`no connection by the call's deadline or within ${CONNECT_MS} ms`)) : resolve()));
   });
-}
-
-// The leader's refusal as it gave it: its code, its message and its baton-* trailers (a
-// leader that has become a follower names the new one, and the caller goes there).
-function fromLeader(err: unknown): BatonError {
-  return toBatonError(err);
 }

@@ -1,21 +1,14 @@
 import { Etcd3 } from "etcd3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { etcdServiceRegistry, LeaderElection, waitForChange, readKey, type RereadReason } from "../../src/cluster/index.js";
 import { createLogger } from "../../src/logging.js";
 import { FencedWriteError, openEtcdStore } from "../../src/store/index.js";
-import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
+import { ETCD_MAX_TXN_OPS, startEtcd, useEtcd, type EtcdCluster } from "./etcd.js";
 
 const logger = createLogger({ level: "silent" });
 let etcd: EtcdCluster;
 let client: Etcd3;
-beforeAll(async () => {
-  etcd = await startEtcd();
-  client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
-}, 90_000);
-afterAll(async () => {
-  client?.close();
-  await etcd?.stop();
-});
+useEtcd((started) => ({ etcd, client } = started));
 
 let n = 0;
 function candidates(count: number, ttlSeconds = 2) {

@@ -3,6 +3,8 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { afterAll, beforeAll } from "vitest";
 import { freePort } from "../helpers/process.js";
 
 /** The flags baton needs of etcd beyond its defaults: a journal batch is one Txn. */
@@ -108,4 +110,18 @@ async function waitHealthy(endpoint: string, stderr: () => string, child: ChildP
     if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} not healthy within 60 s (waited for /health): ${stderr()}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** One etcd member for a test file and a client on it: started before its tests, stopped after; `onStarted` receives both. */
+export function useEtcd(onStarted: (started: { etcd: EtcdCluster; client: Etcd3 }) => void): void {
+  let started: { etcd: EtcdCluster; client: Etcd3 } | undefined;
+  beforeAll(async () => {
+    const etcd = await startEtcd();
+    started = { etcd, client: new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) }) };
+    onStarted(started);
+  }, 90_000);
+  afterAll(async () => {
+    started?.client.close();
+    await started?.etcd.stop();
+  });
 }

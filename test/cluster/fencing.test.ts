@@ -1,8 +1,8 @@
 // Two coordinators in this process on one etcd: a follower refuses naming the leader (and
 // the SDK follows it), and a leader whose lease is gone has its writes refused even
 // before it has noticed (its keep-alive not yet answered): the fence, not the lease alone.
-import { Etcd3 } from "etcd3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Etcd3 } from "etcd3";
+import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
@@ -13,19 +13,12 @@ import { useFixture } from "../helpers/fixture.js";
 import { ROOT, run } from "../helpers/process.js";
 import { startServer, waitFor, type TestServer } from "../helpers/server.js";
 import { baton, operatorFiles } from "../cli/cli-helpers.js";
-import { ETCD_MAX_TXN_OPS, startEtcd, type EtcdCluster } from "./etcd.js";
+import { ETCD_MAX_TXN_OPS, useEtcd, type EtcdCluster } from "./etcd.js";
 
 const fx = useFixture();
 let etcd: EtcdCluster;
 let client: Etcd3;
-beforeAll(async () => {
-  etcd = await startEtcd();
-  client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
-}, 90_000);
-afterAll(async () => {
-  client?.close();
-  await etcd?.stop();
-});
+useEtcd((started) => ({ etcd, client } = started));
 
 const LEADING = "leading: journal loaded from etcd; serving agents and Control";
 let n = 0;

@@ -1,9 +1,9 @@
 import { Etcd3 } from "etcd3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { etcdServiceRegistry, followPrefix, followRegistryPeer, type RereadReason } from "../../src/cluster/index.js";
 import { Code } from "../../src/errors.js";
 import { createLogger } from "../../src/logging.js";
-import { startEtcd, type EtcdCluster } from "./etcd.js";
+import { startEtcd, useEtcd, type EtcdCluster } from "./etcd.js";
 
 // How a coordinator follows the registry: the prefix re-read at a revision (on events, on a
 // watch reconnect, on a timer), and the instance in use replaced when its entry goes.
@@ -11,14 +11,7 @@ import { startEtcd, type EtcdCluster } from "./etcd.js";
 const logger = createLogger({ level: "silent" });
 let etcd: EtcdCluster;
 let client: Etcd3;
-beforeAll(async () => {
-  etcd = await startEtcd();
-  client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
-}, 90_000);
-afterAll(async () => {
-  client?.close();
-  await etcd?.stop();
-});
+useEtcd((started) => ({ etcd, client } = started));
 
 describe("following the service registry", () => {
   it("keeps the instance in use while it is registered, moves to another when it goes, and is UNAVAILABLE naming the prefix when none is left", async () => {

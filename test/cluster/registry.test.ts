@@ -69,6 +69,20 @@ function ownCertificate(args: string[]): NodeJS.ProcessEnv {
   return name ? { BATON_TLS_CERT: join(certs, `${name}.pem`), BATON_TLS_KEY: join(certs, `${name}.key`) } : {};
 }
 
+/** Agent a1, offering one GPU, connected to `address` (closed after the tests). */
+async function connectGpuAgent(address: string): Promise<BatonAgent> {
+  const agent = createAgent({
+    address,
+    agentId: "a1",
+    credentials: clientCredentials({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "a1.pem")), key: readFileSync(join(certs, "a1.key")) }),
+    capabilities: ["work"],
+    resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }],
+  });
+  closers.push(() => agent.close({ flushMs: 100 }));
+  await agent.connect();
+  return agent;
+}
+
 /** Its id in the registry, as it logged it. */
 async function registeredId(proc: BatonProcess): Promise<string> {
   return String((await proc.waitForLine((l) => l.msg === "registered in etcd", WAIT_MS)).id);
@@ -100,15 +114,7 @@ describe("the Resource Manager and Performance Monitor found in the service regi
     await coordinator.proc.waitForLine((l) => l.msg === "resource manager found in the service registry" && l.id === rm1Id, WAIT_MS);
     await coordinator.proc.waitForLine((l) => l.msg === "performance monitor found in the service registry" && l.id === pmId, WAIT_MS);
 
-    const agent: BatonAgent = createAgent({
-      address: coordinator.address,
-      agentId: "a1",
-      credentials: clientCredentials({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "a1.pem")), key: readFileSync(join(certs, "a1.key")) }),
-      capabilities: ["work"],
-      resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }],
-    });
-    closers.push(() => agent.close({ flushMs: 100 }));
-    await agent.connect();
+    const agent = await connectGpuAgent(coordinator.address);
     void agent.run(async () => ({}));
     const channels: Channel[] = [];
     closers.push(() => channels.forEach((c) => c.close()));
@@ -158,15 +164,7 @@ describe("the Resource Manager and Performance Monitor found in the service regi
     const events: string[] = [];
     let finish: () => void = () => {};
     const holding = new Promise<void>((resolve) => (finish = resolve));
-    const agent = createAgent({
-      address: coordinator.address,
-      agentId: "a1",
-      credentials: clientCredentials({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "a1.pem")), key: readFileSync(join(certs, "a1.key")) }),
-      capabilities: ["work"],
-      resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }],
-    });
-    closers.push(() => agent.close({ flushMs: 100 }));
-    await agent.connect();
+    const agent = await connectGpuAgent(coordinator.address);
     void agent.run(async (directive, received) => {
       const taskId = directive.parameters?.kind.case === "assignTask" ? directive.parameters.kind.value.taskId : "";
       events.push(`start ${taskId}`);
