@@ -66,15 +66,24 @@ describe("the success scenario, end to end", () => {
     const pm = createClient(PerformanceMonitor, ch);
     const rm = createClient(ResourceManager, ch);
     try {
-      for (let i = 0; i < 30; i++) await control.submitTask({ task: { taskId: `t${i}`, requiredCapabilities: ["work"] } });
-      // Kill one agent while work is out.
-      await waitFor(() => srv.server.coordinator.pendingDirectives("agent-2").length > 0 || undefined, 60_000, "work on agent-2");
-      procs[1]!.kill("SIGKILL");
-      for (let i = 30; i < 40; i++) await control.submitTask({ task: { taskId: `t${i}`, requiredCapabilities: ["work"] } });
+      let submitted = 0;
+      const wave = (n: number) => Promise.all(Array.from({ length: n }, () => control.submitTask({ task: { taskId: `t${submitted++}`, requiredCapabilities: ["work"] } })));
+      // Kill one agent while work is out. Tasks take 5-45 ms, so on a fast machine a task
+      // can finish before the next is submitted: the watch runs beside the submissions,
+      // and waves go on until agent-2 is seen holding work (bounded: 20 waves). Two held
+      // directives, so that one completion already on the wire cannot leave nothing to move.
+      let holding = false;
+      const watch = waitFor(() => srv.server.coordinator.pendingDirectives("agent-2").length > 1 || undefined, 120_000, "work on agent-2").then(() => {
+        holding = true;
+        procs[1]!.kill("SIGKILL");
+      });
+      for (let w = 0; w < 20 && !holding; w++) await wave(10);
+      await watch;
+      await wave(10);
       const deadline = Date.now() + 120_000;
       for (;;) {
-        const { tasks } = await control.listTasks({ pageSize: 100 });
-        if (tasks.length === 40 && tasks.every((t) => t.state === TaskState.SUCCEEDED)) break;
+        const { tasks } = await control.listTasks({ pageSize: 500 });
+        if (tasks.length === submitted && tasks.every((t) => t.state === TaskState.SUCCEEDED)) break;
         if (Date.now() > deadline) throw new Error(tasks.filter((t) => t.state !== TaskState.SUCCEEDED).map((t) => `${t.spec!.taskId}:${TaskState[t.state]}:${t.reason}`).join(" "));
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -109,7 +118,7 @@ describe("the success scenario, end to end", () => {
       expect(checked).toBeGreaterThan(0);
 
       // The killed agent's unfinished work completed elsewhere.
-      const { tasks } = await control.listTasks({ pageSize: 100 });
+      const { tasks } = await control.listTasks({ pageSize: 500 });
       const moved = tasks.filter((t) => t.attempts.some((a) => a.agents.includes("agent-2") && a.outcome === "agent_unavailable"));
       expect(moved.length).toBeGreaterThan(0);
       for (const t of moved) expect(t.attempts.at(-1)!.agents[0]).not.toBe("agent-2");
