@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { HelloSchema, ConnectResponseSchema } from "../../gen/baton/v1/session_pb.js";
-import { createAgentBreaker, type BreakerState } from "../breakers/index.js";
+import { createAgentBreaker, createBreakerClock, type BreakerState } from "../breakers/index.js";
 import { failedPrecondition, notFound, unavailable, type BatonError } from "../errors.js";
 import type { ClockSkewError } from "../security/index.js";
 import type { AgentSession } from "./agent-session.js";
@@ -17,6 +17,7 @@ import type { AgentRuntime } from "./runtime.js";
  */
 export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorParts): AgentRegistry {
   const { config, logger } = state;
+  const breakerClock = createBreakerClock(config.breaker.rollingCountTimeoutMs);
 
   function newOutbox(maxInFlight: number, firstSequence = 1n, from?: DirectiveOutbox): DirectiveOutbox {
     const outbox = new DirectiveOutbox({ ...config.delivery, ackTimeoutMs: config.session.ackTimeoutMs }, maxInFlight, firstSequence);
@@ -40,7 +41,7 @@ export function createAgentRegistry(state: CoordinatorState, parts: CoordinatorP
       maxInFlight: config.session.defaultMaxInFlight,
       draining: false,
       outbox: newOutbox(config.session.defaultMaxInFlight),
-      breaker: createAgentBreaker(agentId, config.breaker, logger, (breakerState) => onBreaker(created, breakerState)),
+      breaker: createAgentBreaker(agentId, config.breaker, logger, (breakerState) => onBreaker(created, breakerState), breakerClock),
       outcomes: new Map(),
       graceTimer: undefined,
       dueTimer: undefined,

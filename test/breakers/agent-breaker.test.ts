@@ -1,0 +1,56 @@
+import { once } from "node:events";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { createAgentBreaker, createBreakerClock } from "../../src/breakers/index.js";
+import { createLogger } from "../../src/logging.js";
+
+// Agent breakers share one clock for their rolling windows: opossum alone gives each
+// breaker two intervals, which a coordinator with thousands of agents pays for while idle.
+
+const logger = createLogger({ level: "silent" });
+const failing = () => Promise.reject(new Error("no ack"));
+
+describe("agent breakers on one clock", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("500 breakers start one interval, which is cleared when the last breaker shuts down", () => {
+    // Spies that call through: the real timers run; the test counts them.
+    const started = vi.spyOn(globalThis, "setInterval");
+    const cleared = vi.spyOn(globalThis, "clearInterval");
+    const clock = createBreakerClock(10_000);
+    const breakers = Array.from({ length: 500 }, (_, i) => createAgentBreaker(`a${i}`, { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 5, rollingCountTimeoutMs: 10_000 }, logger, () => {}, clock));
+    expect(started).toHaveBeenCalledTimes(1);
+    expect(started.mock.calls[0]![1]).toBe(1000);
+    expect(clock.listenerCount("rotate")).toBe(500);
+    for (const b of breakers.slice(1)) b.shutdown();
+    const interval = started.mock.results[0]!.value as NodeJS.Timeout;
+    expect(cleared.mock.calls.filter(([t]) => t === interval)).toHaveLength(0);
+    breakers[0]!.shutdown();
+    expect(cleared.mock.calls.filter(([t]) => t === interval)).toHaveLength(1);
+    expect(clock.listenerCount("rotate")).toBe(0);
+  });
+
+  it("failures leave the window as the shared clock turns it: old failures no longer open the breaker", async () => {
+    // A 200 ms window in 10 buckets; volume 3 at 50 %.
+    const clock = createBreakerClock(200);
+    const opts = { resetTimeoutMs: 3_600_000, errorThresholdPercentage: 50, volumeThreshold: 3, rollingCountTimeoutMs: 200 };
+    const changes: string[] = [];
+    const breaker = createAgentBreaker("a", opts, logger, (s) => changes.push(s), clock);
+    try {
+      for (let i = 0; i < 2; i++) await expect(breaker.fire(failing)).rejects.toThrow("no ack");
+      expect(breaker.state).toBe("closed");
+      // The whole window turns over: the two failures are forgotten.
+      for (let i = 0; i < 10; i++) await once(clock, "rotate");
+      await breaker.fire(() => Promise.resolve());
+      await breaker.fire(() => Promise.resolve());
+      await expect(breaker.fire(failing)).rejects.toThrow("no ack");
+      expect(breaker.state).toBe("closed");
+      // Within one window, failures past the threshold open it.
+      await expect(breaker.fire(failing)).rejects.toThrow("no ack");
+      await expect(breaker.fire(failing)).rejects.toThrow("no ack");
+      expect(breaker.state).toBe("open");
+      expect(changes).toEqual(["open"]);
+    } finally {
+      breaker.shutdown();
+    }
+  });
+});
