@@ -194,7 +194,7 @@ export class Fleet {
 
   /** Starts an agent process; resolves once it is ready for its agents. */
   private async spawnHost(): Promise<{ start(first: number, count: number, concurrency: number, deadline: number): Promise<{ failed: number; lastError: string }> }> {
-    const child = spawnChild(process.execPath, ["--import", TSX, join(ROOT, "bench/agent-host.ts")], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = spawnChild(process.execPath, [...(process.env.BENCH_PROFILE_AGENTS ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE_AGENTS] : []), "--import", TSX, join(ROOT, "bench/agent-host.ts")], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     const host: Host = { child, connected: 0, accepted: 0 };
     this.hosts.push(host);
     const { pki, address, mode } = this.options;

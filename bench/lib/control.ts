@@ -1,6 +1,6 @@
 // The bench's driver: an operator's Control client, submits with a window of calls in
 // flight, and a WatchEvents stream that timestamps each task event as it arrives.
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { DescMethod, MessageInitShape } from "@bufbuild/protobuf";
 import { readFileSync } from "node:fs";
 import { Control, TaskState, type TaskSpecSchema } from "../../gen/baton/v1/control_pb.js";
 import { Code } from "../../src/errors.js";
@@ -167,33 +167,86 @@ export function benchTask(taskId: string, extra: { target?: { agentId: string } 
   return { ...extra, taskId, input: { bench: true } };
 }
 
+/** What a submission loop got through: tasks accepted, tasks refused, and the last refusal. */
+export interface Submitted {
+  submitted: number;
+  failed: number;
+  lastError: string;
+}
+
+/** Runs `step` from `window` workers at once while it has work (it returns false when none is left) and the deadline is ahead. */
+async function submitting(window: number, deadline: number, step: (tally: Submitted) => Promise<boolean>): Promise<Submitted> {
+  const tally: Submitted = { submitted: 0, failed: 0, lastError: "" };
+  const worker = async () => {
+    while (Date.now() < deadline && (await step(tally)));
+  };
+  await Promise.all(Array.from({ length: window }, worker));
+  return tally;
+}
+
 /** Submits tasks with `window` calls in flight until `ids` is exhausted or `deadline` (Date.now() ms). */
-export async function submitAll(
+export function submitAll(
   control: Driver["control"],
   ids: readonly string[],
   window: number,
   deadline: number,
   spec: (id: string, i: number) => MessageInitShape<typeof TaskSpecSchema> = (id) => benchTask(id),
   submittedAt?: Map<string, number>,
-): Promise<{ submitted: number; failed: number; lastError: string }> {
+): Promise<Submitted> {
   let next = 0;
-  let submitted = 0;
-  let failed = 0;
-  let lastError = "";
-  const worker = async () => {
-    while (next < ids.length && Date.now() < deadline) {
-      const i = next++;
-      const id = ids[i]!;
-      submittedAt?.set(id, performance.now());
-      try {
-        await control.submitTask({ task: spec(id, i) }, { deadline: 60_000 });
-        submitted++;
-      } catch (err) {
-        failed++;
-        lastError = (err as Error).message;
-      }
+  return submitting(Math.min(window, ids.length), deadline, async (tally) => {
+    if (next >= ids.length) return false;
+    const i = next++;
+    const id = ids[i]!;
+    submittedAt?.set(id, performance.now());
+    try {
+      await control.submitTask({ task: spec(id, i) }, { deadline: 60_000 });
+      tally.submitted++;
+    } catch (err) {
+      tally.failed++;
+      tally.lastError = (err as Error).message;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(window, ids.length) }, worker));
-  return { submitted, failed, lastError };
+    return true;
+  });
+}
+
+/** Control's bulk submission method and its repeated TaskSpec field. */
+export interface BulkMethod {
+  method: DescMethod;
+  field: string;
+}
+
+/** Control's bulk submission method (a SubmitTasks-style call taking a list of TaskSpec), when it has one. */
+export function bulkMethod(): BulkMethod | undefined {
+  for (const method of Control.methods) {
+    if (method.methodKind !== "unary" || !/^(SubmitTasks|BulkSubmit|SubmitBatch)/.test(method.name)) continue;
+    const field = method.input.fields.find((f) => f.fieldKind === "list" && f.listKind === "message" && f.message.typeName === "baton.v1.TaskSpec");
+    if (field) return { method, field: field.localName };
+  }
+  return undefined;
+}
+
+/** Submits tasks in bulk calls of `batch`, `window` calls in flight, until `ids` is exhausted or `deadline` (Date.now() ms). */
+export function submitBulk(control: Driver["control"], found: BulkMethod, ids: readonly string[], batch: number, window: number, deadline: number): Promise<Submitted> {
+  const call = (control as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>)[found.method.localName]!;
+  let next = 0;
+  return submitting(window, deadline, async (tally) => {
+    if (next >= ids.length) return false;
+    const some = ids.slice(next, (next += batch));
+    try {
+      // Each task is answered on its own: one refused does not refuse the call.
+      const answer = (await call({ [found.field]: some.map((id) => benchTask(id)) }, { deadline: 60_000 })) as { results?: Array<{ code: number; message: string }> };
+      for (const r of answer.results ?? []) {
+        if (r.code === 0) tally.submitted++;
+        else {
+          tally.failed++;
+          tally.lastError = `code ${r.code}: ${r.message}`;
+        }
+      }
+    } catch (err) {
+      tally.failed += some.length;
+      tally.lastError = (err as Error).message;
+    }
+    return true;
+  });
 }

@@ -1,9 +1,7 @@
 // throughput: 100 agents, a window of 512 unary SubmitTask calls in flight, tasks/s
 // succeeded; and the same with bulk submission once Control has a method for it.
-import type { DescMethod } from "@bufbuild/protobuf";
-import { Control } from "../../gen/baton/v1/control_pb.js";
 import { withBaton, type Baton } from "../lib/baton.js";
-import { benchTask, submitAll, succeededTasks, warmupTopics } from "../lib/control.js";
+import { bulkMethod, submitAll, submitBulk, succeededTasks, warmupTopics, type BulkMethod, type Submitted } from "../lib/control.js";
 import { summarizeProfiles } from "../lib/profile.js";
 import { FigureSet, percentile, type ScenarioResult } from "../lib/results.js";
 import type { BenchContext, Scenario } from "../lib/scenario.js";
@@ -12,43 +10,10 @@ const WINDOW = 512;
 const BULK_BATCH = 1000;
 const BULK_WINDOW = 4;
 
-/** Control's bulk submission method (a SubmitTasks-style call taking a list of TaskSpec), when it has one. */
-export function bulkMethod(): { method: DescMethod; field: string } | undefined {
-  for (const method of Control.methods) {
-    if (method.methodKind !== "unary" || !/^(SubmitTasks|BulkSubmit|SubmitBatch)/.test(method.name)) continue;
-    const field = method.input.fields.find((f) => f.fieldKind === "list" && f.listKind === "message" && f.message.typeName === "baton.v1.TaskSpec");
-    if (field) return { method, field: field.localName };
-  }
-  return undefined;
-}
-
-type Submitter = (b: Baton, ids: string[], deadline: number) => Promise<{ submitted: number; failed: number; lastError: string }>;
+type Submitter = (b: Baton, ids: string[], deadline: number) => Promise<Submitted>;
 
 const unary: Submitter = (b, ids, deadline) => submitAll(b.driver.control, ids, WINDOW, deadline);
-
-function bulk(method: DescMethod, field: string): Submitter {
-  return async (b, ids, deadline) => {
-    const call = (b.driver.control as unknown as Record<string, (req: unknown, opts: unknown) => Promise<unknown>>)[method.localName]!;
-    let next = 0;
-    let submitted = 0;
-    let failed = 0;
-    let lastError = "";
-    const worker = async () => {
-      while (next < ids.length && Date.now() < deadline) {
-        const batch = ids.slice(next, (next += BULK_BATCH));
-        try {
-          await call({ [field]: batch.map((id) => benchTask(id)) }, { deadline: 60_000 });
-          submitted += batch.length;
-        } catch (err) {
-          failed += batch.length;
-          lastError = (err as Error).message;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: BULK_WINDOW }, worker));
-    return { submitted, failed, lastError };
-  };
-}
+const bulk = (found: BulkMethod): Submitter => (b, ids, deadline) => submitBulk(b.driver.control, found, ids, BULK_BATCH, BULK_WINDOW, deadline);
 
 async function measure(ctx: BenchContext, figures: FigureSet, how: "unary" | "bulk", submit: Submitter, run: number): Promise<void> {
   const agents = ctx.smoke ? 10 : 100;
@@ -98,7 +63,7 @@ export const throughput: Scenario = {
     else {
       for (let run = 0; run < ctx.runs; run++) {
         ctx.log(`throughput: bulk (Control.${found.method.name}), run ${run + 1} of ${ctx.runs}`);
-        await measure(ctx, figures, "bulk", bulk(found.method, found.field), run);
+        await measure(ctx, figures, "bulk", bulk(found), run);
       }
     }
     if (ctx.profileDir) notes.push(...summarizeProfiles(ctx.profileDir, 15, ctx.log));

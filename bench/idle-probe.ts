@@ -1,0 +1,65 @@
+// What idle agents cost the coordinator: N agents connect, then while only heartbeats flow,
+// the coordinator's CPU by thread (/proc/<pid>/task) and its heap and RSS (/metrics).
+//   node --import tsx bench/idle-probe.ts [agents=1000] [idle ms=20000]
+//   PROF=<dir>                  a CPU profile of the coordinator into <dir>
+//   BENCH_HEAP_SNAPSHOT=<file>  a heap snapshot of the coordinator after the idle time
+//   CONC=<n>                    connects in flight (default 64)
+import { copyFileSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { Fleet } from "./lib/agents.js";
+import { startCoordinator } from "./lib/coordinator.js";
+import { benchPki } from "./lib/pki.js";
+
+const agents = Number(process.argv[2] ?? 1000);
+const idleMs = Number(process.argv[3] ?? 20_000);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU ms so far of each thread of `pid`, by "tid name". */
+function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime, in clock ticks of 10 ms.
+    out.set(`${tid} ${name}`, (Number(fields[11]) + Number(fields[12])) * 10);
+  }
+  return out;
+}
+
+/** Asks the coordinator for a heap snapshot (it was started with --heapsnapshot-signal) and copies it once written. */
+async function heapSnapshot(pid: number, to: string): Promise<void> {
+  const cwd = readlinkSync(`/proc/${pid}/cwd`);
+  process.kill(pid, "SIGUSR2");
+  let last = -1;
+  for (;;) {
+    await sleep(3000);
+    const file = readdirSync(cwd).find((n) => n.endsWith(".heapsnapshot"));
+    if (!file) continue;
+    const size = statSync(`${cwd}/${file}`).size;
+    if (size > 0 && size === last) return copyFileSync(`${cwd}/${file}`, to);
+    last = size;
+  }
+}
+
+const pki = await benchPki(agents);
+const coordinator = await startCoordinator({ pki, ...(process.env.PROF ? { profileDir: process.env.PROF } : {}) });
+const fleet = new Fleet({ pki, address: coordinator.address, mode: "complete", concurrency: Number(process.env.CONC ?? 64) });
+try {
+  const step = await fleet.add(agents, 120_000);
+  process.stdout.write(`${step.connected} agents connected in ${step.seconds.toFixed(1)} s\n`);
+  const before = threadCpuMs(coordinator.pid);
+  await sleep(idleMs);
+  let total = 0;
+  for (const [thread, ms] of threadCpuMs(coordinator.pid)) {
+    const spent = ms - (before.get(thread) ?? 0);
+    total += spent;
+    if (spent > 0) process.stdout.write(`  thread ${thread.padEnd(24)} ${((100 * spent) / idleMs).toFixed(1)} % of a core\n`);
+  }
+  process.stdout.write(`idle coordinator: ${((100 * total) / idleMs).toFixed(1)} % of a core, ${fleet.lost.length} sessions lost\n`);
+  if (process.env.BENCH_HEAP_SNAPSHOT) await heapSnapshot(coordinator.pid, process.env.BENCH_HEAP_SNAPSHOT);
+  const wanted = /^(process_resident_memory_bytes|nodejs_heap_size_(used|total)_bytes|nodejs_external_memory_bytes) /;
+  for (const line of (await coordinator.metrics()).split("\n")) if (wanted.test(line)) process.stdout.write(`  ${line}\n`);
+} finally {
+  await fleet.stop();
+  await coordinator.stop();
+}
