@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
-import { Control, TaskState, type Task } from "../../gen/baton/v1/control_pb.js";
+import { Control, ObstacleKind, TaskState, type ExplainTaskResponse, type Task } from "../../gen/baton/v1/control_pb.js";
 import { createAgent, type AgentOptions, type BatonAgent } from "../../src/agent/index.js";
 import type { ConfigOverrides } from "../../src/config.js";
 import { Code } from "../../src/errors.js";
 import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
 import { TcpProxy } from "../harness/tcp-proxy.js";
 import { useFixture } from "../helpers/fixture.js";
-import { startServer, waitFor } from "../helpers/server.js";
+import { startServer, waitFor, waitForAsync } from "../helpers/server.js";
 
 const FAST: ConfigOverrides = {
   session: { heartbeatIntervalMs: 200, heartbeatMisses: 3, ackTimeoutMs: 300, disconnectGraceMs: 1500 },
@@ -179,15 +179,34 @@ describe("tasks over acknowledged directives", () => {
     await start();
     let running = 0;
     let peak = 0;
+    // Handlers hold at the gate until the test has seen the cap reached with more work waiting:
+    // at any machine speed the first two are still running when the rest are ready to go.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    fx.defer(() => release());
     const a = await agent("a1", { maxInFlight: 2 });
     void a.run(async () => {
       peak = Math.max(peak, ++running);
-      await new Promise((r) => setTimeout(r, 30));
+      await gate;
       running--;
       return {};
     });
-    for (let i = 0; i < 10; i++) await submit(`t${i}`);
-    for (let i = 0; i < 10; i++) await until(`t${i}`, TaskState.SUCCEEDED);
+    const ids = Array.from({ length: 10 }, (_, i) => `t${i}`);
+    const res = await control.submitTasks({ tasks: ids.map((taskId) => ({ taskId, requiredCapabilities: ["work"], input: { n: 1 } })) });
+    expect(res.results.map((r) => r.code)).toEqual(ids.map(() => 0));
+    await waitFor(() => running === 2 || undefined, 10_000, "two handlers held at the gate");
+    // The other eight wait, and the planner has finished with one of them without placing it: no free slot on a1.
+    const pending = (await control.listTasks({ states: [TaskState.PENDING] })).tasks.map((t) => t.spec!.taskId);
+    expect(pending).toHaveLength(8);
+    let why!: ExplainTaskResponse;
+    await waitForAsync(async () => !/being planned/.test((why = await control.explainTask({ taskId: pending[0]! })).summary), 10_000, `${pending[0]} out of a planning round`);
+    expect(why.task?.state).toBe(TaskState.PENDING);
+    expect(why.agents.find((x) => x.agentId === "a1")?.obstacles.map((o) => o.kind)).toContain(ObstacleKind.NO_FREE_SLOT);
+    expect(fx.srv.server.coordinator.pendingDirectives("a1")).toHaveLength(2);
+    expect(running).toBe(2);
+    expect(peak).toBe(2);
+    release();
+    for (const id of ids) await until(id, TaskState.SUCCEEDED);
     expect(peak).toBe(2);
   });
 
