@@ -232,26 +232,50 @@ describe("tasks over acknowledged directives", () => {
   });
 
   it("progress extends the lease; a task without progress past its lease is retried", async () => {
-    await start({ delivery: { retryCount: 3, backoffInitialMs: 20, backoffMaxMs: 100, leaseMs: 400 } });
-    let runs = 0;
+    // A lease far above the 100 ms between progress reports: a stall on a loaded machine does not expire a reporting run.
+    const leaseMs = 3000;
+    await start({ delivery: { ...FAST.delivery, leaseMs } });
+    const runs = new Map<string, number>();
+    let silentAbort: unknown;
+    let talking = true;
+    let stopTalking!: () => void;
+    const talked = new Promise<void>((r) => (stopTalking = r));
+    fx.defer(() => stopTalking());
     const a = await agent("a1");
     void a.run(async (d, ctx) => {
-      runs++;
-      const slow = (d.parameters?.kind.value as { taskId: string }).taskId === "silent" && runs === 1;
-      for (let i = 0; i < 8; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        if (!slow) ctx.progress(i * 10);
+      const id = (d.parameters?.kind.value as { taskId: string }).taskId;
+      const n = (runs.get(id) ?? 0) + 1;
+      runs.set(id, n);
+      if (id === "silent" && n === 1) {
+        // No progress: it runs until the coordinator cancels it for its lease.
+        await new Promise<void>((r) => (ctx.signal.aborted ? r() : ctx.signal.addEventListener("abort", () => r(), { once: true })));
+        silentAbort = ctx.signal.reason;
+        throw new Error("cancelled");
+      }
+      // Reports progress until the test has seen a lease run out, so it outlives its own first lease.
+      for (let i = 0; id === "talkative" && talking; i++) {
+        ctx.progress(Math.min(i, 99));
+        await Promise.race([talked, new Promise((r) => setTimeout(r, 100))]);
         if (ctx.signal.aborted) throw new Error("cancelled");
       }
       return {};
     });
     await submit("talkative");
+    await until("talkative", TaskState.RUNNING);
+    // Accepted after talkative: its lease runs out no earlier than talkative's first one would have.
+    await submit("silent");
+    await waitForAsync(async () => (await task("silent")).attempts[0]?.outcome === "lease_expired", 20_000, "silent's first lease to expire");
+    expect(String((await waitFor(() => silentAbort, 5000, "silent's run cancelled")) as Error)).toMatch(/lease expired/);
+    const still = await task("talkative");
+    expect(still.state).toBe(TaskState.RUNNING);
+    expect(still.attempts.map((x) => x.outcome)).not.toContain("lease_expired");
+    talking = false;
+    stopTalking();
     const t = await until("talkative", TaskState.SUCCEEDED);
     expect(t.attempts.map((x) => x.outcome)).toEqual(["succeeded"]);
-    runs = 0;
-    await submit("silent");
     const s = await until("silent", TaskState.SUCCEEDED);
     expect(s.attempts.map((x) => x.outcome)).toEqual(["lease_expired", "succeeded"]);
+    expect(runs.get("talkative")).toBe(1);
   });
 });
 
