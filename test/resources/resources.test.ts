@@ -7,7 +7,7 @@ import { Code } from "../../src/errors.js";
 import { ResourceInventory } from "../../src/resources/index.js";
 import { createChannel, createClient, type ServiceClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
-import { startServer, waitFor } from "../helpers/server.js";
+import { startServer, waitFor, waitForAsync } from "../helpers/server.js";
 
 const rr = (x: { resourceId?: string; kind?: string; amount: number }) => ({ $typeName: "baton.v1.ResourceRequest" as const, resourceId: x.resourceId ?? "", kind: x.kind ?? "", amount: x.amount });
 
@@ -65,9 +65,14 @@ describe("resources end to end", () => {
     let peak = 0;
     let failOnce = true;
     const seenResources: string[][] = [];
+    // The first run holds its reservation at the gate until the test has looked at it: released between runs, it would otherwise come and go.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    fx.defer(() => release());
     void a.run(async (d) => {
       peak = Math.max(peak, ++running);
       if (d.parameters?.kind.case === "assignTask") seenResources.push(d.parameters.kind.value.resources);
+      await gate;
       await new Promise((r) => setTimeout(r, 80));
       running--;
       if (failOnce) {
@@ -76,18 +81,22 @@ describe("resources end to end", () => {
       }
       return {};
     });
-    for (const id of ["t1", "t2", "t3"]) await control.submitTask({ task: { taskId: id, requiredCapabilities: ["work"], resources: [{ kind: "cpu", amount: 1 }] } });
-    await waitFor(() => fx.srv.server.inventory.reservations().length > 0 || undefined, 5000, "a reservation");
+    const ids = ["t1", "t2", "t3"];
+    const submitted = await control.submitTasks({ tasks: ids.map((taskId) => ({ taskId, requiredCapabilities: ["work"], resources: [{ kind: "cpu", amount: 1 }] })) });
+    expect(submitted.results.map((r) => r.code)).toEqual([0, 0, 0]);
+    await waitFor(() => running === 1 || undefined, 10_000, "the first run held at the gate");
+    expect(fx.srv.server.inventory.reservations()).toHaveLength(1);
     const status = await rm.query({ requestId: "550e8400-e29b-41d4-a716-446655440009", timestamp: timestampNow() });
-    expect(status.resources[0]).toMatchObject({ agentId: "a1", reserved: 1 });
+    expect(status.resources[0]).toMatchObject({ agentId: "a1", reserved: 1, available: 0 });
+    // The other two wait for the core.
+    expect((await control.listTasks({ states: [TaskState.PENDING] })).tasks).toHaveLength(2);
+    release();
     const done = async (id: string): Promise<Task> => {
-      for (;;) {
-        const t = (await control.getTask({ taskId: id })).task!;
-        if (t.state === TaskState.SUCCEEDED) return t;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      let t!: Task;
+      await waitForAsync(async () => (t = (await control.getTask({ taskId: id })).task!).state === TaskState.SUCCEEDED, 20_000, `${id} succeeded`);
+      return t;
     };
-    await Promise.all(["t1", "t2", "t3"].map(done));
+    await Promise.all(ids.map(done));
     // One cpu core: never two tasks at once, each directive named it.
     expect(peak).toBe(1);
     expect(seenResources.every((r) => r.length === 1 && r[0] === "cpu_core_1")).toBe(true);
