@@ -63,10 +63,15 @@ describe("durability", () => {
     const welcomes: boolean[] = [];
     agent.on("welcome", (w) => welcomes.push(w.resumed));
     await agent.connect();
+    // Handlers hold at the gate until the coordinator has been restarted: at any machine speed work is still out when it is killed.
+    let running = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    closers.push(() => release());
     void agent.run(async (d, ctx) => {
       effects.set(d.directiveId, (effects.get(d.directiveId) ?? 0) + 1);
-      // Slow enough that work is still out when the coordinator is killed.
-      await new Promise((r) => setTimeout(r, 250));
+      running++;
+      await gate;
       ctx.progress(50);
       return { ok: true };
     });
@@ -76,13 +81,21 @@ describe("durability", () => {
       return createClient(Control, ch);
     };
     let control = operator();
-    for (let i = 0; i < 30; i++) await control.submitTask({ task: { taskId: `t${i}`, requiredCapabilities: ["work"] } });
-    // Kill the coordinator while tasks are pending and running.
-    expect((await control.listTasks({ pageSize: 100, states: [TaskState.SUCCEEDED] })).tasks.length).toBeLessThan(30);
+    const submitted = await control.submitTasks({ tasks: Array.from({ length: 30 }, (_, i) => ({ taskId: `t${i}`, requiredCapabilities: ["work"] })) });
+    expect(submitted.results.map((r) => r.code)).toEqual(Array.from({ length: 30 }, () => 0));
+    // Kill the coordinator while tasks are pending and running: the agent's cap (4) is running, the rest wait.
+    const deadlineRunning = Date.now() + 20_000;
+    while (running < 4) {
+      if (Date.now() > deadlineRunning) throw new Error(`timed out waiting for 4 handlers running, ${running} are`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await control.listTasks({ pageSize: 100, states: [TaskState.SUCCEEDED] })).tasks).toHaveLength(0);
+    expect((await control.listTasks({ pageSize: 100, states: [TaskState.PENDING] })).tasks).toHaveLength(26);
     await c.proc.stop("SIGKILL");
     c = await coordinator();
     proxy.retarget({ host: "127.0.0.1", port: c.port });
     proxy.cut();
+    release();
     control = operator();
     const deadline = Date.now() + 20_000;
     for (;;) {
