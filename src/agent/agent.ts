@@ -294,7 +294,8 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       }
       return { code: Code.UNAVAILABLE, message: "the coordinator closed the session" };
     } catch (err) {
-      const error = toBatonError(err);
+      // grpc-js reports our own abort as "Cancelled on client"; the session ends for the reason we gave.
+      const error = toBatonError(streamAbort.signal.aborted ? streamAbort.signal.reason : err);
       this.leaderHint = error.trailers[LEADER_TRAILER] || undefined;
       return { code: error.code, message: error.message };
     } finally {
@@ -409,7 +410,8 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     this.welcome = welcome;
     // Completions are reliable: every one not yet acknowledged goes again.
     for (const completion of this.unacked.values()) this.report({ case: "taskCompletion", value: completion });
-    this.startHeartbeats(welcome.heartbeatInterval ? durationMs(welcome.heartbeatInterval) : 5000);
+    // 0 (a coordinator too old to send it) means the protocol's default of 3.
+    this.startHeartbeats(welcome.heartbeatInterval ? durationMs(welcome.heartbeatInterval) : 5000, welcome.heartbeatMisses || 3);
     // A new session is a change: the coordinator's view of this agent starts from this push.
     this.statusChanged();
     this.emit("welcome", welcome);
@@ -494,13 +496,14 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     this.channel = this.dial();
   }
 
-  private startHeartbeats(intervalMs: number): void {
+  private startHeartbeats(intervalMs: number, misses: number): void {
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => {
-      // A coordinator silent for three intervals is gone, whatever TCP thinks.
-      if (Date.now() - this.lastHeard > intervalMs * 3) {
-        this.logger.warn("no heartbeat from the coordinator; reconnecting");
-        this.streamAbort?.abort(unavailable("the coordinator stopped sending heartbeats"));
+      // A coordinator silent for as many intervals as it allows agents (Welcome.heartbeat_misses) is gone, whatever TCP thinks.
+      const silentMs = Date.now() - this.lastHeard;
+      if (silentMs > intervalMs * misses) {
+        this.logger.warn({ silent_ms: silentMs, heartbeat_interval_ms: intervalMs, heartbeat_misses: misses }, "no heartbeat from the coordinator; reconnecting");
+        this.streamAbort?.abort(unavailable(`the coordinator sent nothing for ${silentMs} ms (${misses} heartbeat intervals of ${intervalMs} ms)`));
         // Nor is the connection trusted: a new call on a half-dead one waits for keepalive (40 s).
         this.redial();
         return;
