@@ -39,7 +39,9 @@ const heartbeats = (s: Stream) => s.frames.filter((f) => f.kind.case === "heartb
 describe("one session per agent id", () => {
   for (const shared of [true, false]) {
     it(`two Connects of one agent at once: the replaced stream ends ABORTED, the other lives (${shared ? "one connection" : "separate connections"})`, async () => {
-      fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100 } });
+      // Heartbeats every 100 ms, so the survivor's are counted quickly; 300 misses (30 s) so a stalled
+      // loaded machine never drops a stream for silence, which would look like a second replacement.
+      fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 300 } });
       const creds = await fx.pki.credentials("managed_agent", "twin");
       for (let round = 0; round < 5; round++) {
         const a = open(fx.channel(creds), "twin");

@@ -156,12 +156,14 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
   });
 
   it("refuses a coordinator batch reflected back as the agent's reports (PERMISSION_DENIED: wrong sender)", async () => {
-    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100 } });
+    // 300 misses (30 s): the raw session heartbeats only after Welcome, and a stall on a loaded machine
+    // must not end it for silence (UNAVAILABLE) before it is refused for the reflected batch.
+    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 300 } });
     const s = await raw("reflector");
     const control = await operator();
     // A status request round makes the coordinator send a signed batch to this agent.
     void control.getAgentStatus({ agentId: "reflector" }).catch(() => {});
-    const signed = await waitFor(() => s.received.find((f) => f.kind.case === "signedMessages"), 5000, "a signed coordinator batch");
+    const signed = await waitFor(() => s.received.find((f) => f.kind.case === "signedMessages"), 30_000, "a signed coordinator batch");
     if (signed.kind.case !== "signedMessages") throw new Error("unreachable");
     s.send({ kind: { case: "signedReports", value: signed.kind.value } });
     const end = await s.ended;
@@ -169,10 +171,11 @@ describe("signed agent reports (HMAC-SHA256 over the bytes sent)", () => {
   });
 
   it("refuses a key retired after a rotation, while the new key works (no session dropped by the rotation)", async () => {
-    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100 }, security: { keyRotationMs: 300, keyGraceMs: 0 } });
+    // The 100 ms tick is what rotates the key; 300 misses (30 s) so only the retired key, never silence, ends the session.
+    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 300 }, security: { keyRotationMs: 300, keyGraceMs: 0 } });
     const s = await raw("rotator");
     const oldKey = s.keyring!.current();
-    await waitFor(() => s.keyring!.current().keyId !== oldKey.keyId, 5000, "a key rotation");
+    await waitFor(() => s.keyring!.current().keyId !== oldKey.keyId, 30_000, "a key rotation");
     // The new key is accepted: the session survives the rotation.
     s.send({ kind: { case: "signedReports", value: s.signedReports([statusReport("rotator")]) } });
     await sleep(100);

@@ -159,18 +159,24 @@ describe("agent session over mutual TLS", () => {
   });
 
   it("heartbeats flow both ways and a silent agent is closed", async () => {
-    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 3 } });
+    // 50 misses of 100 ms: a silent client is dropped after 5 s, while a healthy agent survives any
+    // stall of a loaded machine short of that (3 misses, 300 ms, dropped it after one such stall).
+    fx.srv = await startServer(fx.pki, { session: { heartbeatIntervalMs: 100, heartbeatMisses: 50 } });
     const a = await agent("task_executor_1");
     await a.connect();
     const entry = fx.srv.server.coordinator.agent("task_executor_1")!;
     const before = entry.session!.lastSeen;
-    await waitFor(() => fx.srv.server.coordinator.agent("task_executor_1")!.lastSeen > before, 2000, "agent heartbeat");
-    // A raw client that never sends heartbeats is closed after three missed intervals.
+    await waitFor(() => fx.srv.server.coordinator.agent("task_executor_1")!.lastSeen > before, 30_000, "agent heartbeat");
+    // A raw client that never sends heartbeats is closed after the missed intervals; its request
+    // stream stays open (no end of stream) until the test ends, so only the silence can close it.
+    let endRequests!: () => void;
+    const requestsOpen = new Promise<void>((r) => (endRequests = r));
+    fx.defer(() => endRequests());
     const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "silent")));
     const frames = client.connect(
       (async function* () {
         yield { kind: { case: "hello" as const, value: { agentId: "silent" } } };
-        await sleep(3000);
+        await requestsOpen;
       })(),
     );
     const kinds: string[] = [];
