@@ -62,7 +62,8 @@ async function allSucceeded(control: ReturnType<typeof createClient<typeof Contr
 describe(`${AGENTS} agents streaming`, () => {
   it("go through several message-key rotations with no session dropped and no message refused", async () => {
     // Quiet sessions rotate on heartbeats (each tick checks the key's age), so 1 s heartbeats keep
-    // rotations coming; 30 misses (30 s) keep a loaded machine's stalls from ending sessions.
+    // rotations coming; 30 misses (30 s, on both sides: the SDK follows Welcome.heartbeat_misses)
+    // keep a loaded machine's stalls, 100 mTLS handshakes at once among them, from ending sessions.
     // The grace outlasts a loaded machine's stalls too: an agent that has not yet read a rotation still signs with a key in grace.
     srv = await startServer(pki, { session: { heartbeatIntervalMs: 1000, heartbeatMisses: 30 }, security: { keyRotationMs: 1000, keyGraceMs: 60_000 } });
     const ends: SessionEnd[] = [];
