@@ -149,6 +149,14 @@ describe("SIGTERM under load (baton serve as a child process)", () => {
     // When each directive run before the restart was issued (its timestamp): none after the drain began.
     const issuedAt = new Map<string, number>();
     let restarted = false;
+    // The agents run in this process: once `holding`, a handler does not finish until the test opens
+    // the gate (after it has seen /readyz 503), so the drain is still waiting on in-flight work then,
+    // however slowly the machine polls.
+    let holding = false;
+    let held = 0;
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    closers.push(() => openGate());
     const agents: BatonAgent[] = [];
     for (const id of ["w1", "w2", "w3"]) {
       const agent = createAgent({ address: `localhost:${proxy.port}`, agentId: id, credentials: await pki.credentials("managed_agent", id), capabilities: ["work"], maxInFlight: 4, reconnectInitialMs: 50, reconnectMaxMs: 300 });
@@ -160,6 +168,10 @@ describe("SIGTERM under load (baton serve as a child process)", () => {
         const taskId = d.parameters?.kind.case === "assignTask" ? d.parameters.kind.value.taskId : "";
         runs.set(taskId, (runs.get(taskId) ?? 0) + 1);
         await new Promise((r) => setTimeout(r, 300));
+        if (holding) {
+          held++;
+          await gate;
+        }
         return { ok: true };
       });
       agents.push(agent);
@@ -171,10 +183,13 @@ describe("SIGTERM under load (baton serve as a child process)", () => {
     const succeeded = async () => (await control.listTasks({ pageSize: 100, states: [TaskState.SUCCEEDED] })).tasks.length;
     await waitForAsync(async () => (await succeeded()) >= 6, 60_000, "some tasks to succeed");
     expect((await readyz(c.adminPort)).status).toBe(200);
+    // At least one directive in flight and held: the drain cannot end before the test has looked.
+    holding = true;
+    await waitFor(() => held > 0, 60_000, "a directive held in flight by the test's gate");
 
     const sent = Date.now();
     c.proc.child.kill("SIGTERM");
-    // While it drains, /readyz says so (the in-flight directives take 300 ms at least).
+    // While it drains, /readyz says so (held handlers keep directives in flight until the gate opens).
     let sawNotReady = false;
     while (c.proc.child.exitCode === null && !sawNotReady) {
       const r = await readyz(c.adminPort).catch(() => undefined);
@@ -182,6 +197,7 @@ describe("SIGTERM under load (baton serve as a child process)", () => {
       if (!r) break;
     }
     expect(sawNotReady).toBe(true);
+    openGate();
     // Waited for, not signalled again: a second signal forces an exit (code 1).
     const code = c.proc.child.exitCode ?? ((await once(c.proc.child, "exit")) as [number | null])[0];
     const tookMs = Date.now() - sent;
