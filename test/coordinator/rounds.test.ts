@@ -23,16 +23,19 @@ describe("a coordination round", () => {
     const control = createClient(Control, ch);
     const states: string[] = [];
     const ac = new AbortController();
+    // Resumes after the latest event (the agent's online, so never 0: that would be live only, racing
+    // the submit below), so every round event after it is seen however late the watch registers.
+    const after = fx.srv.server.events.last;
+    expect(after).toBeGreaterThan(0n);
     const watching = (async () => {
       try {
-        for await (const { event } of control.watchEvents({ topics: ["round.#"] }, { signal: ac.signal })) states.push(event!.topic.split(".").pop()!);
+        for await (const { event } of control.watchEvents({ topics: ["round.#"], afterCursor: after }, { signal: ac.signal })) states.push(event!.topic.split(".").pop()!);
       } catch {
         /* cancelled */
       }
     })();
-    await new Promise((r) => setTimeout(r, 100));
     await control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["work"] } });
-    await waitFor(() => states.at(-1) === "idle" || undefined, 5000, "round idle");
+    await waitFor(() => states.at(-1) === "idle" || undefined, 30_000, "the round.*.idle event");
     ac.abort();
     await watching;
     expect(states).toEqual(["coordinating", "executing", "monitoring", "coordinating", "executing", "monitoring", "idle"]);
@@ -52,8 +55,8 @@ describe("a coordination round", () => {
     fx.defer(() => ch.close());
     const control = createClient(Control, ch);
     await control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["work"] } });
-    await waitFor(() => fx.srv.server.coordinator.coordination().recent.length > 0 || undefined, 5000, "a finished round");
-    const events = fx.srv.server.events.watch(["round.#"], 1n, AbortSignal.timeout(500))[Symbol.asyncIterator]();
+    await waitFor(() => fx.srv.server.coordinator.coordination().recent.length > 0 || undefined, 30_000, "a finished round");
+    const events = fx.srv.server.events.watch(["round.#"], 1n, AbortSignal.timeout(30_000))[Symbol.asyncIterator]();
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) seen.push((await events.next()).value!.topic.split(".").pop()!);
     expect(seen).toEqual(["coordinating", "error", "idle"]);

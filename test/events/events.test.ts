@@ -78,9 +78,12 @@ describe("Control.WatchEvents", () => {
     const ac = new AbortController();
     const topics: string[] = [];
     const cursors: bigint[] = [];
+    // The watch resumes after a marker event (matched by neither pattern), so it sees everything that
+    // follows however late its registration lands: after_cursor 0 would be live only, racing the agent.
+    const marker = fx.srv.server.events.append({ topic: "test.watch-start", correlationId: "", reason: "", kind: { case: undefined } }).cursor;
     const watching = (async () => {
       try {
-        for await (const { event } of control.watchEvents({ topics: ["task.#", "agent.a1.*"] }, { signal: ac.signal })) {
+        for await (const { event } of control.watchEvents({ topics: ["task.#", "agent.a1.*"], afterCursor: marker }, { signal: ac.signal })) {
           topics.push(event!.topic);
           cursors.push(event!.cursor);
         }
@@ -88,19 +91,18 @@ describe("Control.WatchEvents", () => {
         /* cancelled */
       }
     })();
-    await new Promise((r) => setTimeout(r, 100));
     const agent: BatonAgent = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"] });
     fx.defer(() => agent.close({ flushMs: 100 }));
     await agent.connect();
     void agent.run(async () => ({}));
     await control.submitTask({ task: { taskId: "t1", requiredCapabilities: ["work"] } });
-    await waitFor(() => topics.includes("task.t1.succeeded"), 5000, "succeeded event");
+    await waitFor(() => topics.includes("task.t1.succeeded"), 30_000, "the task.t1.succeeded event");
     expect(topics).toEqual(["agent.a1.online", "task.t1.pending", "task.t1.assigned", "task.t1.running", "task.t1.succeeded"]);
     ac.abort();
     await watching;
     // A watcher that lost its stream resumes after the last cursor it saw.
     const resumed: string[] = [];
-    for await (const { event } of control.watchEvents({ topics: ["task.*.*"], afterCursor: cursors[1]! }, { signal: AbortSignal.timeout(300) })) {
+    for await (const { event } of control.watchEvents({ topics: ["task.*.*"], afterCursor: cursors[1]! }, { signal: AbortSignal.timeout(30_000) })) {
       resumed.push(event!.topic);
       if (resumed.length === 3) break;
     }
