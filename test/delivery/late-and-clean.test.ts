@@ -9,8 +9,13 @@ import { useFixture } from "../helpers/fixture.js";
 import { startServer, waitFor } from "../helpers/server.js";
 
 // A short grace and a long breaker reset: a tripped breaker would show as a long wait.
+// The losses here are seen by TCP (the proxy's cut() resets both sides; close() half-closes),
+// so sessions may be silent 3 x 2 s before either side gives up: a loaded machine's stall
+// cannot drop an agent that should keep its session (the "other" agent below, whose attempt
+// would then close as agent_unavailable). Now and then the cut agent does not see its reset
+// and finds out by the coordinator's silence, 6 s later: inside the 30 s waits.
 const SETTINGS: ConfigOverrides = {
-  session: { heartbeatIntervalMs: 200, heartbeatMisses: 3, disconnectGraceMs: 400 },
+  session: { heartbeatIntervalMs: 2000, heartbeatMisses: 3, disconnectGraceMs: 400 },
   breaker: { resetTimeoutMs: 120_000 },
   tasks: { retryDelayMs: 10 },
 };
