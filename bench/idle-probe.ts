@@ -31,7 +31,9 @@ async function heapSnapshot(pid: number, to: string): Promise<void> {
   const cwd = readlinkSync(`/proc/${pid}/cwd`);
   process.kill(pid, "SIGUSR2");
   let last = -1;
-  for (;;) {
+  for (const deadline = Date.now() + 600_000; ; ) {
+    if (Date.now() > deadline) throw new Error(`no heap snapshot in ${cwd} after 10 minutes`);
+    process.kill(pid, 0); // throws if the coordinator is gone
     await sleep(3000);
     const file = readdirSync(cwd).find((n) => n.endsWith(".heapsnapshot"));
     if (!file) continue;

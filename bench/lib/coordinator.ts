@@ -77,7 +77,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   );
   const logFile = join(dir, "coordinator.log");
   const fd = openSync(logFile, "a");
-  const profile = options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : process.env.BENCH_HEAP_SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2"] : [];
+  // BENCH_HEAP_SNAPSHOT (bench/idle-probe.ts): SIGUSR2 writes a heap snapshot.
+  const profile = [...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []), ...(process.env.BENCH_HEAP_SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2"] : [])];
   const child = spawnChild(process.execPath, [...profile, "--import", TSX, join(ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: dir, stdio: ["ignore", fd, fd] });
   closeSync(fd);
   const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;

@@ -77,6 +77,8 @@ describe("the success scenario, end to end", () => {
         holding = true;
         procs[1]!.kill("SIGKILL");
       });
+      // Awaited below; if a wave throws first, the test fails on that, not on this later.
+      watch.catch(() => {});
       for (let w = 0; w < 20 && !holding; w++) await wave(10);
       await watch;
       await wave(10);
