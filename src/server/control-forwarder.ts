@@ -97,6 +97,8 @@ export function forwardControlReads(local: ServiceImpl<typeof Control>, options:
         if (!leader) return (own as Unary).call(local, request, ctx);
         const callOptions = await forwarding(leader, ctx);
         return clientMethod<ForwardUnary>(leader, method.localName)(request, callOptions).catch((err: unknown) => {
+          // The leader's error as it gave it: its code, message and baton-* trailers (a leader
+          // that has become a follower names the new one; the caller goes there).
           throw toBatonError(err);
         });
       };
@@ -117,9 +119,6 @@ export function forwardControlReads(local: ServiceImpl<typeof Control>, options:
   };
 }
 
-// The leader's errors pass as it gave them (toBatonError): its code, its message and its
-// baton-* trailers (a leader that has become a follower names the new one; the caller goes there).
-
 /**
  * The leader's answers as they come, until either end stops: the caller's cancellation or
  * deadline (ctx.signal) cancels the leader's call, and the leader's end or error ends this.
@@ -130,6 +129,7 @@ async function* pipe(leader: Leader, ctx: HandlerContext, start: (options: CallO
     // Leaving early (the caller gone) returns the client's iterator, which cancels the call.
     for await (const message of start(options)) yield message;
   } catch (err) {
+    // As for unary calls: the leader's code, message and trailers.
     throw toBatonError(err);
   }
 }

@@ -14,7 +14,7 @@ function markTurn(): void {
   turnStart = performance.now();
 }
 
-/** Resolves at once while this turn of the event loop is within `budgetMs`; past it, on the next turn. */
+/** undefined while this turn of the event loop is within `budgetMs` (go on at once); past it, a promise of the next turn. */
 export function withinTurn(budgetMs: number): Promise<void> | undefined {
   const now = performance.now();
   if (!marking) {

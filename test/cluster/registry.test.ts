@@ -89,6 +89,13 @@ async function registeredId(proc: BatonProcess): Promise<string> {
 }
 
 const tls = () => ({ ca: readFileSync(join(certs, "ca.pem")), cert: readFileSync(join(certs, "operator.pem")), key: readFileSync(join(certs, "operator.key")) });
+
+/** An operator's channel to `address` (closed after the tests). */
+function connect(address: string): Channel {
+  const ch = createChannel(address, clientCredentials(tls()));
+  closers.push(() => ch.close());
+  return ch;
+}
 const registry = (prefix = PREFIX) => etcdServiceRegistry(client, { prefix, leaderKey: `${prefix}leader`, leaseId: () => Promise.reject(new Error("the test registers nothing")) });
 const ids = async (kind: ServiceKind, prefix = PREFIX) => (await registry(prefix).lookup(kind)).map((e) => e.id).sort();
 
@@ -116,13 +123,6 @@ describe("the Resource Manager and Performance Monitor found in the service regi
 
     const agent = await connectGpuAgent(coordinator.address);
     void agent.run(async () => ({}));
-    const channels: Channel[] = [];
-    closers.push(() => channels.forEach((c) => c.close()));
-    const connect = (address: string) => {
-      const ch = createChannel(address, clientCredentials(tls()));
-      channels.push(ch);
-      return ch;
-    };
     const control = createClient(Control, connect(coordinator.address));
     const inventory = async (address: string) => (await createClient(ResourceManager, connect(address)).query({ requestId: crypto.randomUUID(), timestamp: timestampNow() })).resources.map((r) => [r.agentId, r.resource!.resourceId]);
 
@@ -177,13 +177,6 @@ describe("the Resource Manager and Performance Monitor found in the service regi
       events.push(`end ${taskId}`);
       return {};
     });
-    const channels: Channel[] = [];
-    closers.push(() => channels.forEach((c) => c.close()));
-    const connect = (address: string) => {
-      const ch = createChannel(address, clientCredentials(tls()));
-      channels.push(ch);
-      return ch;
-    };
     const control = createClient(Control, connect(coordinator.address));
     const held = async (address: string) => (await createClient(ResourceManager, connect(address)).query({ requestId: crypto.randomUUID(), timestamp: timestampNow() })).resources.flatMap((s) => s.reservations.map((r) => [r.resourceId, r.holder]));
     const gpuTask = (taskId: string) => ({ task: { taskId, requiredCapabilities: ["work"], resources: [{ kind: "gpu", amount: 1 }] } });
