@@ -18,7 +18,8 @@ const bulk = (found: BulkMethod): Submitter => (b, ids, deadline) => submitBulk(
 async function measure(ctx: BenchContext, figures: FigureSet, how: "unary" | "bulk", submit: Submitter, run: number): Promise<void> {
   const agents = ctx.smoke ? 10 : 100;
   const runMs = ctx.smoke ? 2000 : 10_000;
-  const profile = how === "unary" && run === 0;
+  // --profile takes the first unary run; BENCH_PROFILE_BULK=1, the first bulk run instead.
+  const profile = run === 0 && how === (process.env.BENCH_PROFILE_BULK ? "bulk" : "unary");
   // No watch on every task: thousands of events a second overrun a watcher, and its resumes
   // would load the coordinator being measured. Completions are counted by the agents.
   await withBaton(ctx, { agents, mode: "complete", topics: warmupTopics("succeeded"), connectTimeoutMs: 60_000, warmup: "succeeded", profile }, async (b) => {

@@ -25,8 +25,13 @@ function fitKey(rt: TaskRuntime): string {
   const spec = rt.task.spec!;
   // A task some agent rejected has an exclusion list of its own.
   if (rt.excluded.size > 0) return `task:${spec.taskId}`;
-  return JSON.stringify([spec.requiredCapabilities, spec.target?.agentId ?? "", spec.target?.labels ?? {}, isCoalition(spec) ? spec.coalition!.roles : []]);
+  // Made once per task (its spec does not change): under load each pass searches for the whole backlog.
+  let key = fitKeys.get(rt);
+  if (key === undefined) fitKeys.set(rt, (key = JSON.stringify([spec.requiredCapabilities, spec.target?.agentId ?? "", spec.target?.labels ?? {}, isCoalition(spec) ? spec.coalition!.roles : []])));
+  return key;
 }
+
+const fitKeys = new WeakMap<TaskRuntime, string>();
 
 /**
  * The candidates for a pass's tasks, at a cost that follows the tasks rather than the

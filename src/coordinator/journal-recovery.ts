@@ -46,14 +46,8 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
     state.epoch++;
     state.logger.error({ err }, "journal write failed: the coordinator takes no work and reloads the journal once it can write again");
     const reason = unavailable("the coordinator's journal cannot be written; reconnect later");
-    clearTimeout(state.wakeTimer);
     for (const id of state.directives.keys()) state.inventory.release(id).catch(() => {});
-    for (const rt of state.tasks.values()) clearTimeout(rt.coalition?.timer);
     for (const agent of state.agentsById.values()) {
-      clearTimeout(agent.graceTimer);
-      clearTimeout(agent.dueTimer);
-      agent.dueTimer = undefined;
-      agent.breaker.shutdown();
       for (const outcome of agent.outcomes.values()) outcome.resolve();
       const session = agent.session;
       agent.session = undefined;
@@ -63,8 +57,20 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
     void recover();
   }
 
-  // Everything the coordinator holds in memory, dropped (before a reload, and after a reload that failed part-way).
+  // Everything the coordinator holds in memory, dropped (before a reload, and after a reload
+  // that failed part-way). The timers and breakers of what is dropped stop with it: a grace
+  // timer left on a dropped runtime would otherwise fire after the reload and hand its stale
+  // work back, and each breaker would keep listening on the shared clock.
   function clearState(): void {
+    clearTimeout(state.wakeTimer);
+    for (const rt of state.tasks.values()) clearTimeout(rt.coalition?.timer);
+    for (const agent of state.agentsById.values()) {
+      clearTimeout(agent.graceTimer);
+      clearTimeout(agent.dueTimer);
+      agent.graceTimer = undefined;
+      agent.dueTimer = undefined;
+      agent.breaker.shutdown();
+    }
     for (const map of [state.agentsById, state.tasks, state.directives, state.directiveTask, state.rounds, state.taskRound, state.reportedUtilization]) map.clear();
     for (const set of [state.settled, state.claimedAgents, state.claimedTasks, state.triggers, state.pendingTasks, state.resourceHolders, state.replanRounds]) set.clear();
     state.agentRing.agents.length = 0;

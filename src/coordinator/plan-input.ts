@@ -144,6 +144,18 @@ export function donorAgent(d: AgentRuntime, status: Awaited<ReturnType<ResourceM
 
 /** A task as the planner sees it. */
 export function planTask(rt: TaskRuntime): PlanTask {
+  // Under load every pass plans the whole backlog: a task's planner view (and the shape the
+  // planner keys on it) is built once. Only its exclusions change after submit, so a task
+  // with none keeps its view; one with some (rare: an agent refused it) is built anew.
+  if (rt.excluded.size > 0) return buildPlanTask(rt);
+  let view = planViews.get(rt);
+  if (!view) planViews.set(rt, (view = buildPlanTask(rt)));
+  return view;
+}
+
+const planViews = new WeakMap<TaskRuntime, PlanTask>();
+
+function buildPlanTask(rt: TaskRuntime): PlanTask {
   const spec = rt.task.spec!;
   const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
   return {

@@ -1,6 +1,7 @@
 import { fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
-import { TaskSchema, type Task } from "../../gen/baton/v1/control_pb.js";
+import { TaskSchema, TaskSpecSchema, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { JournalDirectiveSchema, JournalSessionSchema, type JournalDirective, type JournalSession } from "../../gen/baton/v1/journal_pb.js";
 import { failedPrecondition } from "../errors.js";
 import { JournalError, type Store, type WriteOp } from "../store/index.js";
@@ -71,6 +72,9 @@ export class TaskJournal {
   // a task's spec does not change, and a new spec object is sealed anew).
   private readonly sealed = new WeakSet<JsonObject>();
   private readonly sealsSecrets: boolean;
+  // Each spec's bytes in its task record, by spec object, for the same reason: a task's record
+  // is written at every state change, and its spec (the input with it) is most of the work.
+  private readonly specBytes = new WeakMap<TaskSpec, Uint8Array>();
 
   /** `onFailure` runs once, at the first write that fails. */
   constructor(
@@ -169,10 +173,8 @@ export class TaskJournal {
   private taskOps(task: Task, sealing: JsonObject[]): WriteOp[] {
     const spec = task.spec!;
     const input = spec.sensitiveInput;
-    if (!input || !this.sealsSecrets) return [{ type: "put", key: TASK + spec.taskId, value: toBinary(TaskSchema, task) }];
-    // The coordinator keeps the input in memory to seal it for the agent: only the record goes without.
-    const { sensitiveInput: _kept, ...withoutInput } = spec;
-    const ops: WriteOp[] = [{ type: "put", key: TASK + spec.taskId, value: toBinary(TaskSchema, { ...task, spec: withoutInput }) }];
+    if (!input || !this.sealsSecrets) return [{ type: "put", key: TASK + spec.taskId, value: this.taskRecord(task) }];
+    const ops: WriteOp[] = [{ type: "put", key: TASK + spec.taskId, value: this.taskRecord(task) }];
     if (!this.sealed.has(input)) {
       const box = this.store.secrets;
       if (!box) throw failedPrecondition(`task ${spec.taskId} has sensitive_input, which the journal ${this.store.name ?? ""} seals at rest, but no key is configured (store.keyFile)`);
@@ -180,6 +182,27 @@ export class TaskJournal {
       sealing.push(input);
     }
     return ops;
+  }
+
+  /**
+   * The task's record: what toBinary(TaskSchema, task) gives (spec is field 1, written first),
+   * without its sensitive_input when that is sealed apart, with the spec encoded once per spec.
+   */
+  private taskRecord(task: Task): Uint8Array {
+    const spec = task.spec!;
+    let specBytes = this.specBytes.get(spec);
+    if (!specBytes) {
+      // The coordinator keeps the input in memory to seal it for the agent: only the record goes without.
+      const { sensitiveInput: _kept, ...withoutInput } = spec;
+      const recorded = spec.sensitiveInput && this.sealsSecrets ? withoutInput : spec;
+      specBytes = new BinaryWriter().tag(TaskSchema.field.spec!.number, WireType.LengthDelimited).bytes(toBinary(TaskSpecSchema, recorded)).finish();
+      this.specBytes.set(spec, specBytes);
+    }
+    const rest = toBinary(TaskSchema, { ...task, spec: undefined });
+    const record = new Uint8Array(specBytes.length + rest.length);
+    record.set(specBytes, 0);
+    record.set(rest, specBytes.length);
+    return record;
   }
 
   private schedule(): void {

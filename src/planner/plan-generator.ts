@@ -290,7 +290,11 @@ function whyUnplaced(task: PlanTask, states: AgentState[], roles: string[]): str
 function adjustments(input: PlanInput, states: AgentState[], unplaced: Plan["unplaced"]): ResourceMove[] {
   const high = input.overloaded ?? 0.85;
   const low = input.idle ?? 0.25;
-  const tasks = new Map(input.tasks.map((t) => [t.taskId, t]));
+  // Only a task asking for a resource by kind can be helped by a move; most ask for none,
+  // and a busy round leaves thousands unplaced.
+  const byKind = (t: PlanTask) => t.resources.some((r) => r.kind && !r.resourceId);
+  if (unplaced.length === 0 || !input.tasks.some(byKind)) return [];
+  const tasks = new Map(input.tasks.filter(byKind).map((t) => [t.taskId, t]));
   const idle = states.filter((s) => (s.agent.utilization ?? 0.5) <= low);
   const used = new Set<string>();
   // One move per overloaded agent and kind per plan: rounds adjust gradually.
@@ -299,7 +303,8 @@ function adjustments(input: PlanInput, states: AgentState[], unplaced: Plan["unp
   const spent = new Set<string>();
   const moves: ResourceMove[] = [];
   for (const { taskId } of unplaced) {
-    const task = tasks.get(taskId)!;
+    const task = tasks.get(taskId);
+    if (!task) continue;
     const kinds = task.resources.filter((r) => r.kind && !r.resourceId);
     if (kinds.length === 0) continue;
     // An overloaded agent that could run the task but for its resources gets an idle agent's.

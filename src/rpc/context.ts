@@ -25,7 +25,7 @@ export interface HandlerContext {
   readonly identity: unknown;
   /** From the x-correlation-id header, or made up for this call. */
   readonly correlationId: string;
-  /** A child logger carrying method and correlation_id. */
+  /** A child logger carrying method and correlation_id, made on first use. */
   readonly logger: Logger;
 }
 

@@ -1,3 +1,9 @@
+import { installFastUtf8 } from "./utf8.js";
+
+// Every process that speaks baton's protocol (server, SDK, CLI) loads this module first:
+// protobuf-es encodes short ASCII strings faster from here on (same bytes; see utf8.ts).
+installFastUtf8();
+
 export { adaptService, decodeRequest, type AdaptedService, type AdapterOptions, type MethodImpl, type ServiceImpl } from "./server-adapter.js";
 export { createChannel, createClient, type CallOptions, type Channel, type ClientMethod, type ServiceClient } from "./client-adapter.js";
 export { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";

@@ -81,6 +81,11 @@ function passThrough(value: Buffer): Buffer {
   return value;
 }
 
+// toBinary's bytes are a fresh array of their own: grpc-js gets a Buffer over them, not a copy.
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /**
  * The one bridge from a generated service descriptor to grpc-js. Requests stay raw
  * bytes inside grpc-js and are decoded here, so a malformed message becomes
@@ -100,7 +105,7 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
       requestSerialize: passThrough,
       requestDeserialize: passThrough,
       // Fields marked debug_redact (a task's sensitive_input) never leave the server in an answer.
-      responseSerialize: (msg: MessageShape<typeof output>) => Buffer.from(toBinary(output, redact(output, msg))),
+      responseSerialize: (msg: MessageShape<typeof output>) => asBuffer(toBinary(output, redact(output, msg))),
       responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
     };
     const handler = (impl as Record<string, unknown>)[method.localName];
@@ -138,6 +143,10 @@ function onAbort(signal: AbortSignal, fn: () => void): () => void {
   return () => set.delete(fn);
 }
 
+// The abort reason of every call that has finished: nothing is left to report it to, so one
+// instance serves them all (an Error per call would capture a stack trace per call).
+const CALL_ENDED = new BatonError(Code.CANCELLED, "the call ended");
+
 /** Builds the context, authenticates and authorizes; throws a BatonError to refuse. */
 function makeContext(method: DescMethod, path: string, call: AnyCall, options: AdapterOptions): { ctx: HandlerContext; done: () => void } {
   const headers = headersOf(call.metadata);
@@ -151,8 +160,9 @@ function makeContext(method: DescMethod, path: string, call: AnyCall, options: A
   const auth = call.getAuthContext();
   const peer: PeerInfo = { address: call.getPeer(), certificate: auth.sslPeerCertificate };
   const deadline = call.getDeadline();
-  const logger = options.logger.child({ method: path, correlation_id: correlationId });
   const identity = options.authenticate?.(peer, headers, method);
+  // Made on first use: pino serialises a child's bindings at once, and most calls never log.
+  let logger: Logger | undefined;
   const ctx: HandlerContext = {
     method: path,
     signal: controller.signal,
@@ -161,7 +171,9 @@ function makeContext(method: DescMethod, path: string, call: AnyCall, options: A
     peer,
     identity,
     correlationId,
-    logger,
+    get logger() {
+      return (logger ??= options.logger.child({ method: path, correlation_id: correlationId }));
+    },
   };
   options.authorize?.(method, ctx);
   const untrack = options.onCall?.(ctx, (reason) => controller.abort(reason));
@@ -169,15 +181,16 @@ function makeContext(method: DescMethod, path: string, call: AnyCall, options: A
     untrack?.();
     unwatchShutdown?.();
     events.removeListener("cancelled", onCancel);
-    if (!controller.signal.aborted) controller.abort(new BatonError(Code.CANCELLED, "the call ended"));
+    if (!controller.signal.aborted) controller.abort(CALL_ENDED);
   };
   return { ctx, done };
 }
 
-function failure(err: unknown, logger: Logger): BatonError {
+// The logger is asked for only when there is something to log: a cancelled call makes no child.
+function failure(err: unknown, logger: () => Logger): BatonError {
   const error = toBatonError(err);
-  if (error.code === Code.INTERNAL) logFailure(logger, err, "handler failed");
-  else if (error.code !== Code.CANCELLED) logger.debug({ code: Code[error.code], reason: error.message }, "call refused");
+  if (error.code === Code.INTERNAL) logFailure(logger(), err, "handler failed");
+  else if (error.code !== Code.CANCELLED) logger().debug({ code: Code[error.code], reason: error.message }, "call refused");
   return error;
 }
 
@@ -269,7 +282,7 @@ function answerOnce(method: DescMethod, path: string, call: Call, callback: send
     },
     (err: unknown) => {
       done();
-      callback(toServiceError(failure(err, ctx?.logger ?? options.logger)));
+      callback(toServiceError(failure(err, () => ctx?.logger ?? options.logger)));
     },
   );
 }
@@ -291,7 +304,7 @@ function answerStream(method: DescMethod, path: string, call: StreamCall, option
     },
     (err: unknown) => {
       done();
-      if (!call.cancelled) call.emit("error", toServiceError(failure(err, ctx?.logger ?? options.logger)));
+      if (!call.cancelled) call.emit("error", toServiceError(failure(err, () => ctx?.logger ?? options.logger)));
     },
   );
 }
