@@ -1,4 +1,5 @@
 import { clone, type DescField, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { nestedType } from "./validate.js";
 
 type Fields = Record<string, unknown>;
 type Holder = { case?: string; value?: unknown };
@@ -32,12 +33,6 @@ function redactedHere(field: DescField): boolean {
   return field.proto.options?.debugRedact === true;
 }
 
-function childMessage(field: DescField): DescMessage | undefined {
-  if (field.fieldKind === "message") return field.message;
-  if (field.fieldKind === "list" && field.listKind === "message") return field.message;
-  if (field.fieldKind === "map" && field.mapKind === "message") return field.message;
-  return undefined;
-}
 
 /** Plans every type reachable from `root` that has none yet. */
 function compile(root: DescMessage): void {
@@ -49,7 +44,7 @@ function compile(root: DescMessage): void {
     seen.add(type);
     types.push(type);
     for (const field of type.fields) {
-      const child = childMessage(field);
+      const child = nestedType(field);
       if (child) pending.push(child);
     }
   }
@@ -62,7 +57,7 @@ function compile(root: DescMessage): void {
     changed = false;
     for (const type of types) {
       if (leads.has(type)) continue;
-      if (type.fields.some((f) => redactedHere(f) || (childMessage(f) !== undefined && leadsTo(childMessage(f)!)))) {
+      if (type.fields.some((f) => redactedHere(f) || (nestedType(f) !== undefined && leadsTo(nestedType(f)!)))) {
         leads.add(type);
         changed = true;
       }
@@ -75,7 +70,7 @@ function compile(root: DescMessage): void {
     if (!plan) continue;
     for (const field of type.fields) {
       const redacted = redactedHere(field);
-      const message = childMessage(field);
+      const message = nestedType(field);
       const child = redacted || !message ? undefined : (plans.get(message) ?? undefined);
       if (!redacted && !child) continue;
       const container = field.fieldKind === "list" ? LIST : field.fieldKind === "map" ? MAP : SINGLE;
@@ -140,9 +135,7 @@ function setIn(plan: Plan, message: Fields): boolean {
  * Applied to every response the server sends, so a sensitive field can reach no caller.
  */
 export function redact<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): MessageShape<Desc> {
-  // One lookup for a type already planned (null is an answer, not a miss).
-  const known = plans.get(schema);
-  const plan = known === undefined ? planOf(schema) : known;
+  const plan = planOf(schema);
   if (plan === null || !setIn(plan, message as unknown as Fields)) return message;
   const copy = clone(schema, message);
   clearIn(plan, copy as unknown as Fields);

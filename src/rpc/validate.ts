@@ -182,8 +182,8 @@ function holdsStrings(field: DescField): boolean {
   }
 }
 
-/** The message type of a field, or of its elements or map values. */
-function nestedType(field: DescField): DescMessage | undefined {
+/** The message type of a field, or of its elements or map values (redact.ts walks schemas by it too). */
+export function nestedType(field: DescField): DescMessage | undefined {
   switch (field.fieldKind) {
     case "message":
       return field.message;
