@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { create, fromBinary, toBinary, toJson, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toJson, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, StructSchema, timestampFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { AgentState, ProgressStatus, type ResourceSchema } from "../../gen/baton/v1/common_pb.js";
@@ -39,6 +39,7 @@ import {
 } from "../security/index.js";
 import { createAsyncQueue, delay, type AsyncQueue } from "../streams/index.js";
 import { backoffMs, finalRefusal, type SessionEnd } from "./reconnect.js";
+import { encodeBinary } from "../rpc/index.js";
 
 /** How an agent connects and what it offers. */
 export interface AgentOptions {
@@ -324,7 +325,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         reports = [];
         const value = create(AgentReportsSchema, { messageId: randomUUID(), sentAt: this.timestamp(), sender: this.options.agentId, reports: batch });
         if (!this.keyring) return create(ConnectRequestSchema, { kind: { case: "reports", value } });
-        return create(ConnectRequestSchema, { kind: { case: "signedReports", value: signEnvelope(this.keyring, toBinary(AgentReportsSchema, value)) } });
+        return create(ConnectRequestSchema, { kind: { case: "signedReports", value: signEnvelope(this.keyring, encodeBinary(AgentReportsSchema, value)) } });
       };
       for (const item of outbox.drain()) {
         if (item.kind === "frame") {

@@ -21,6 +21,7 @@ import { ClockSkewError, describeSkew, openSignedBatch, seal, SEALED_DIRECTIVE_T
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
 import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
+import { encodeBinary } from "../rpc/index.js";
 
 /** What a session is opened with. */
 export interface AgentSessionOptions {
@@ -266,7 +267,7 @@ export class AgentSession {
   private encode(message: CoordinatorMessage): Encoded {
     const security = this.options.security;
     const prepared = security ? this.sealSensitive(message, security, this.batchKey(security)) : message;
-    return { message: prepared, bytes: toBinary(CoordinatorMessageSchema, prepared) };
+    return { message: prepared, bytes: encodeBinary(CoordinatorMessageSchema, prepared) };
   }
 
   /** One stream message carrying a batch: signed when message security is on. */
@@ -276,7 +277,7 @@ export class AgentSession {
     if (!security) return create(ConnectResponseSchema, { kind: { case: "messages", value: { ...head, messages: entries.map((e) => e.message) } } });
     // The signed payload is the batch's own fields followed by each message as encoded to
     // size it: a repeated field's elements are just concatenated, so nothing is encoded twice.
-    const writer = new BinaryWriter().raw(toBinary(CoordinatorMessagesSchema, head));
+    const writer = new BinaryWriter().raw(encodeBinary(CoordinatorMessagesSchema, head));
     for (const e of entries) writer.tag(MESSAGES_FIELD, WireType.LengthDelimited).bytes(e.bytes);
     return create(ConnectResponseSchema, { kind: { case: "signedMessages", value: signWith(this.batchKey(security), writer.finish()) } });
   }

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { TaskState } from "../../gen/baton/v1/control_pb.js";
 import { DeliveryState, JournalDirectiveSchema } from "../../gen/baton/v1/journal_pb.js";
-import { publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
+import { delayTask, publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { Assignments, CoordinatorParts } from "./parts.js";
 import { directiveFor } from "./plan-input.js";
 import type { AgentRuntime, TaskRuntime } from "./runtime.js";
@@ -22,7 +22,7 @@ export function createAssignments(state: CoordinatorState, parts: CoordinatorPar
       if (resources.length) await parts.reservations.reserve(id, rt.task.spec!.taskId, agent.agentId, resources);
     } catch (err) {
       // resource_conflict: the plan saw a state that changed; replan shortly.
-      rt.notBefore = state.now() + config.tasks.retryDelayMs;
+      delayTask(state, rt, state.now() + config.tasks.retryDelayMs);
       state.logger.info({ task_id: rt.task.spec!.taskId, outcome: "resource_conflict", reason: (err as Error).message }, "reservation refused; replanning");
       parts.rounds.requestSchedule("resource_conflict");
       return false;

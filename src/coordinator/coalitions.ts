@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { TaskState } from "../../gen/baton/v1/control_pb.js";
 import { DeliveryState, JournalDirectiveSchema } from "../../gen/baton/v1/journal_pb.js";
-import { publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
+import { delayTask, publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { Coalitions, CoordinatorParts } from "./parts.js";
 import { coalitionDirectives } from "./plan-input.js";
 import type { CoalitionRuntime, TaskRuntime } from "./runtime.js";
@@ -41,7 +41,7 @@ export function createCoalitions(state: CoordinatorState, parts: CoordinatorPart
       }
     } catch (err) {
       for (const id of reserved) parts.reservations.release(id);
-      rt.notBefore = state.now() + config.tasks.retryDelayMs;
+      delayTask(state, rt, state.now() + config.tasks.retryDelayMs);
       state.logger.info({ task_id: spec.taskId, outcome: "resource_conflict", reason: (err as Error).message }, "coalition reservation refused; replanning");
       parts.rounds.requestSchedule("resource_conflict");
       return false;

@@ -9,8 +9,12 @@ import { generatePlan } from "../planner/index.js";
 import { logParticipant, PM, RM, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinationRounds, CoordinatorParts } from "./parts.js";
 import { findCandidates } from "./candidate-search.js";
-import { donorAgent, isCandidate, planAgents, planTask } from "./plan-input.js";
+import { donorAgent, freeSlots, isCandidate, planAgents, planTask } from "./plan-input.js";
 import type { AgentRuntime, RoundRuntime, TaskRuntime } from "./runtime.js";
+
+// Up to this many pending tasks a pass reads them all; past it, what the free agents can take.
+const INTAKE_MIN = 512;
+const MAX_INTAKE_BOOST = 1 << 20;
 
 /**
  * Coordination rounds: a state change asks for one (requestSchedule); a pass takes every
@@ -59,12 +63,12 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     }
     const now = state.now();
     let wake = Number.POSITIVE_INFINITY;
-    const fresh: TaskRuntime[] = [];
-    for (const rt of state.pendingTasks) {
-      if (state.claimedTasks.has(rt.task.spec!.taskId)) continue;
-      if (rt.notBefore > now) wake = Math.min(wake, rt.notBefore);
-      else if (!state.taskRound.has(rt.task.spec!.taskId)) fresh.push(rt);
+    for (const rt of state.delayedTasks) {
+      if (rt.notBefore <= now || !state.pendingTasks.has(rt)) state.delayedTasks.delete(rt);
+      else if (!state.claimedTasks.has(rt.task.spec!.taskId)) wake = Math.min(wake, rt.notBefore);
     }
+    const intake = takeIntake(now);
+    const fresh = intake.tasks;
     clearTimeout(state.wakeTimer);
     if (Number.isFinite(wake)) {
       state.wakeTimer = setTimeout(() => requestSchedule("retry_due"), Math.max(1, wake - now));
@@ -93,15 +97,53 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     // A round claims only agents that could run one of its tasks: concurrent rounds over other agents proceed.
     const { candidates, usable } = fresh.length > 0 ? findCandidates(state.agentRing, fresh, state.claimedAgents) : { candidates: [], usable: false };
     if (usable && candidates.length === 0) state.replanRequested = true;
+    // The intake read found nothing the free agents can run, but stopped short of the backlog: read further.
+    if (intake.capped && !usable && intake.free > 0) {
+      widenIntake();
+      requestSchedule("intake_widened");
+    }
     // What started this pass; a pass that starts no round forgets it.
     const trigger = [...state.triggers].join(",");
     state.triggers.clear();
-    if (fresh.length > 0 && (candidates.length > 0 || !usable)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false));
+    if (fresh.length > 0 && (candidates.length > 0 || !usable)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false, intake.capped));
     await Promise.all(plans);
   }
 
+  /**
+   * The tasks a pass plans: every ready one while the backlog is small; under a backlog,
+   * the first ones in the planner's order, as many as the free agents could take twice
+   * over (more while intakeBoost is up), read from the pending index without sorting the
+   * rest: a pass then costs what it can place, not what waits. `capped`: some were left.
+   */
+  function takeIntake(now: number): { tasks: TaskRuntime[]; capped: boolean; free: number } {
+    const ready = (rt: TaskRuntime) => rt.notBefore <= now && !state.claimedTasks.has(rt.task.spec!.taskId) && !state.taskRound.has(rt.task.spec!.taskId);
+    const tasks: TaskRuntime[] = [];
+    if (state.pendingTasks.size <= INTAKE_MIN) {
+      state.intakeBoost = 1;
+      for (const rt of state.pendingTasks) if (ready(rt)) tasks.push(rt);
+      return { tasks, capped: false, free: 0 };
+    }
+    let free = 0;
+    for (const a of state.agentRing.agents) if (!state.claimedAgents.has(a.agentId) && isCandidate(a)) free += freeSlots(a);
+    const limit = Math.max(INTAKE_MIN, 2 * free) * state.intakeBoost;
+    if (limit >= state.pendingTasks.size) {
+      for (const rt of state.pendingTasks) if (ready(rt)) tasks.push(rt);
+      return { tasks, capped: false, free };
+    }
+    for (const rt of state.pendingOrder.inPlanningOrder(ready)) {
+      if (tasks.length >= limit) return { tasks, capped: true, free };
+      tasks.push(rt);
+    }
+    return { tasks, capped: false, free };
+  }
+
+  /** A capped intake left free agents unused while tasks went unread: the next pass reads four times as far. */
+  function widenIntake(): void {
+    state.intakeBoost = Math.min(state.intakeBoost * 4, MAX_INTAKE_BOOST);
+  }
+
   /** Steps 2 to 6 of a round over the tasks and agents it claims; a resumed round re-plans its own tasks. */
-  async function planRound(rr: RoundRuntime, roundTasks: TaskRuntime[], candidates: AgentRuntime[], resumed: boolean): Promise<void> {
+  async function planRound(rr: RoundRuntime, roundTasks: TaskRuntime[], candidates: AgentRuntime[], resumed: boolean, capped = false): Promise<void> {
     const claimedAgents = candidates.map((a) => a.agentId);
     const claimedTasks = roundTasks.map((rt) => rt.task.spec!.taskId);
     for (const id of claimedAgents) state.claimedAgents.add(id);
@@ -168,6 +210,16 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       if (agents.length === 0 || tasks.length === 0) return giveUp(candidates.length === 0 ? "no agent can run these tasks" : agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
       // Step 4: the plan.
       const plan = generatePlan({ tasks, agents });
+      if (capped) {
+        // Slots left over while some of the intake went unplaced: what could fill them may lie past the intake.
+        let placed = 0;
+        for (const p of plan.planned) placed += p.members.length;
+        const slots = agents.reduce((n, a) => n + a.freeSlots, 0);
+        if (plan.unplaced.length > 0 && placed < slots) {
+          widenIntake();
+          state.replanRequested = true;
+        } else state.intakeBoost = 1;
+      }
       // Built only when asked for: with 1,000 agents this line alone is a thousand strings a round.
       if (state.logger.isLevelEnabled("debug")) state.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");
       for (const move of plan.adjustments) await parts.reservations.adjustResources(move, rr.round.roundId);

@@ -8,6 +8,7 @@ import { logProtocolMessage, type Logger } from "../logging.js";
 import type { Store as JournalStore } from "../store/index.js";
 import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import type { AgentRuntime, CoordinatorEvents, DirectiveOwner, RoundRuntime, TaskRuntime } from "./runtime.js";
+import { PendingIndex } from "./pending-index.js";
 import { TaskJournal, type CommitOptions } from "./task-journal.js";
 
 /** Options of the coordinator. */
@@ -56,6 +57,12 @@ export interface CoordinatorState {
   /** Every task in creation order (ListTasks), the pending ones (scheduling), counts by state: kept by the task engine's moveTask. */
   readonly order: TaskRuntime[];
   readonly pendingTasks: Set<TaskRuntime>;
+  /** The same tasks in the planner's order, read lazily by a pass under a backlog (pending-index.ts). */
+  readonly pendingOrder: PendingIndex;
+  /** Pending tasks given a not-before time (retry, NAK, conflict delays), until it passes: the pass's wake-up. */
+  readonly delayedTasks: Set<TaskRuntime>;
+  /** How many times the usual intake a pass takes: grows while passes leave agents free with tasks unread, back to 1 once one fills them. */
+  intakeBoost: number;
   readonly stateCounts: Map<TaskState, number>;
   open: { tasks: number; bytes: number };
   /** Live (unsettled) directives. */
@@ -107,6 +114,9 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     tasks: new Map(),
     order: [],
     pendingTasks: new Set(),
+    pendingOrder: new PendingIndex(),
+    delayedTasks: new Set(),
+    intakeBoost: 1,
     stateCounts: new Map(),
     open: { tasks: 0, bytes: 0 },
     directives: new Map(),
@@ -124,6 +134,12 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     replanRequested: false,
     triggers: new Set(),
   };
+}
+
+/** Holds a task back until `until` (ms on the coordinator's clock): no pass plans it before. */
+export function delayTask(state: CoordinatorState, rt: TaskRuntime, until: number): void {
+  rt.notBefore = until;
+  if (until > state.now()) state.delayedTasks.add(rt);
 }
 
 /** Now, on the coordinator's clock, as a protobuf Timestamp. */

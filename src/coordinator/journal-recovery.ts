@@ -72,7 +72,7 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
       agent.breaker.shutdown();
     }
     for (const map of [state.agentsById, state.tasks, state.directives, state.directiveTask, state.rounds, state.taskRound, state.reportedUtilization]) map.clear();
-    for (const set of [state.settled, state.claimedAgents, state.claimedTasks, state.triggers, state.pendingTasks, state.resourceHolders, state.replanRounds]) set.clear();
+    for (const set of [state.settled, state.claimedAgents, state.claimedTasks, state.triggers, state.pendingTasks, state.delayedTasks, state.resourceHolders, state.replanRounds]) set.clear();
     state.agentRing.agents.length = 0;
     state.agentRing.cursor = 0;
     parts.engine.clearTaskIndex();

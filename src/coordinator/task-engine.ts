@@ -1,14 +1,15 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { TaskAttemptSchema, TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { CompletionStatus, type TaskCompletion } from "../../gen/baton/v1/coordination_pb.js";
 import { DeliveryState, type JournalDirective } from "../../gen/baton/v1/journal_pb.js";
 import { BatonError, Code } from "../errors.js";
-import { durably, publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
+import { delayTask, durably, publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinatorParts, TaskEngine } from "./parts.js";
 import { actionOf, timestampMsOf } from "./plan-input.js";
 import { isTerminal, type AgentRuntime, type DirectiveOwner, type TaskRuntime } from "./runtime.js";
 import type { TaskJournal } from "./task-journal.js";
 import { isOpen, nextTaskState, type TaskEvent } from "./task-state.js";
+import { encodeBinary } from "../rpc/index.js";
 
 // Outcomes that count against a task's maxAttempts; losing an agent or a NAK does not.
 const COUNTED = new Set(["directive_failed", "lease_expired", "rejected", "coalition_not_formed"]);
@@ -30,7 +31,7 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
   function taskRuntime(task: Task): TaskRuntime {
     const excluded = new Set<string>();
     for (const a of task.attempts) if (a.outcome === "rejected") for (const agent of a.agents) excluded.add(agent);
-    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes: toBinary(TaskSpecSchema, task.spec!).byteLength, issued: new Set() };
+    return { task, excluded, notBefore: 0, directives: new Set(), coalition: undefined, seq: 0, bytes: encodeBinary(TaskSpecSchema, task.spec!).byteLength, issued: new Set() };
   }
 
   function newTask(spec: TaskSpec, submitter: string, bytes: number): TaskRuntime {
@@ -71,14 +72,21 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
       state.open.bytes += delta * rt.bytes;
     }
     if (taskState === TaskState.PENDING) {
-      if (delta > 0) state.pendingTasks.add(rt);
-      else state.pendingTasks.delete(rt);
+      if (delta > 0) {
+        state.pendingTasks.add(rt);
+        state.pendingOrder.add(rt);
+      } else {
+        state.pendingTasks.delete(rt);
+        state.pendingOrder.delete(rt);
+      }
     }
   }
 
   function clearTaskIndex(): void {
     state.order.length = 0;
     state.pendingTasks.clear();
+    state.pendingOrder.clear();
+    state.delayedTasks.clear();
     state.stateCounts.clear();
     state.open = { tasks: 0, bytes: 0 };
   }
@@ -180,7 +188,7 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
       rt.task.assignedAgents = [];
       rt.task.reason = `${outcome}: ${reason}`;
       const backoff = COUNTED.has(outcome) ? config.tasks.retryDelayMs * 2 ** Math.max(0, counted - 1) : 0;
-      rt.notBefore = state.now() + Math.max(backoff, options.delayMs ?? 0);
+      delayTask(state, rt, state.now() + Math.max(backoff, options.delayMs ?? 0));
     }
     rt.task.updatedAt = stamp(state);
     parts.book.roundTaskEnded(jd.taskId, false, actionOf(jd.directive!), state.now() - timestampMsOf(jd.directive!));

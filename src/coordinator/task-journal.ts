@@ -5,6 +5,7 @@ import { TaskSchema, TaskSpecSchema, type Task, type TaskSpec } from "../../gen/
 import { JournalDirectiveSchema, JournalSessionSchema, type JournalDirective, type JournalSession } from "../../gen/baton/v1/journal_pb.js";
 import { failedPrecondition } from "../errors.js";
 import { JournalError, type Store, type WriteOp } from "../store/index.js";
+import { encodeBinary } from "../rpc/index.js";
 
 /** What the journal holds, read back at start. */
 export interface JournalContents {
@@ -155,8 +156,8 @@ export class TaskJournal {
     } catch (err) {
       return Promise.reject(err);
     }
-    for (const d of change.directives ?? []) this.pending.push({ type: "put", key: DIRECTIVE + d.directive!.directiveId, value: toBinary(JournalDirectiveSchema, d) });
-    for (const s of change.sessions ?? []) this.pending.push({ type: "put", key: SESSION + s.agentId, value: toBinary(JournalSessionSchema, s) });
+    for (const d of change.directives ?? []) this.pending.push({ type: "put", key: DIRECTIVE + d.directive!.directiveId, value: encodeBinary(JournalDirectiveSchema, d) });
+    for (const s of change.sessions ?? []) this.pending.push({ type: "put", key: SESSION + s.agentId, value: encodeBinary(JournalSessionSchema, s) });
     for (const id of change.deleteDirectives ?? []) this.pending.push({ type: "delete", key: DIRECTIVE + id });
     const written = new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
@@ -195,10 +196,10 @@ export class TaskJournal {
       // The coordinator keeps the input in memory to seal it for the agent: only the record goes without.
       const { sensitiveInput: _kept, ...withoutInput } = spec;
       const recorded = spec.sensitiveInput && this.sealsSecrets ? withoutInput : spec;
-      specBytes = new BinaryWriter().tag(TaskSchema.field.spec!.number, WireType.LengthDelimited).bytes(toBinary(TaskSpecSchema, recorded)).finish();
+      specBytes = new BinaryWriter().tag(TaskSchema.field.spec!.number, WireType.LengthDelimited).bytes(encodeBinary(TaskSpecSchema, recorded)).finish();
       this.specBytes.set(spec, specBytes);
     }
-    const rest = toBinary(TaskSchema, { ...task, spec: undefined });
+    const rest = encodeBinary(TaskSchema, { ...task, spec: undefined });
     const record = new Uint8Array(specBytes.length + rest.length);
     record.set(specBytes, 0);
     record.set(rest, specBytes.length);

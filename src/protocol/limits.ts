@@ -3,7 +3,7 @@ import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { TaskSpecSchema, type TaskSpec } from "../../gen/baton/v1/control_pb.js";
 import { HelloSchema, type Hello } from "../../gen/baton/v1/session_pb.js";
 import { invalidArgument } from "../errors.js";
-import type { TransportLimits } from "../rpc/index.js";
+import { encodeBinary, type TransportLimits } from "../rpc/index.js";
 
 /**
  * What the server accepts, sized so that every answer, event and directive built from it
@@ -47,7 +47,7 @@ export function messageBudget(transport: Pick<TransportLimits, "maxSendMessageBy
 
 /** Bytes one element adds to a repeated message field: the element plus its tag and length prefix. */
 export function elementBytes<Desc extends DescMessage>(desc: Desc, message: MessageShape<Desc>): number {
-  return toBinary(desc, message).length + 6;
+  return encodeBinary(desc, message).length + 6;
 }
 
 /**
@@ -74,7 +74,7 @@ function structBytes(value: TaskSpec["input"]): number {
 
 /** Why a task spec is too big to accept, or undefined. */
 export function taskSpecSizeViolation(spec: TaskSpec, limits: Pick<PayloadLimits, "maxTaskSpecBytes">): string | undefined {
-  const total = toBinary(TaskSpecSchema, spec).length;
+  const total = encodeBinary(TaskSpecSchema, spec).length;
   const limit = limits.maxTaskSpecBytes;
   if (total <= limit) return undefined;
   const input = structBytes(spec.input);
@@ -94,14 +94,14 @@ export function helloSizeViolation(hello: Hello, limits: Omit<PayloadLimits, "ma
   for (const [field, count, max, setting] of counts) {
     if (count > max) return `${field} has ${count} entries, over the limit of ${max} (${setting})`;
   }
-  const bytes = toBinary(HelloSchema, hello).length;
+  const bytes = encodeBinary(HelloSchema, hello).length;
   if (bytes > limits.maxHelloBytes) return `the Hello is ${bytes} bytes, over the limit of ${limits.maxHelloBytes} bytes (limits.maxHelloBytes)`;
   return undefined;
 }
 
 /** The spec's encoded size; INVALID_ARGUMENT naming the field, its size and the limit when it is too big. */
 export function assertTaskSpecFits(spec: TaskSpec, limits: Pick<PayloadLimits, "maxTaskSpecBytes">): number {
-  const bytes = toBinary(TaskSpecSchema, spec).length;
+  const bytes = encodeBinary(TaskSpecSchema, spec).length;
   // Encoded once: the caller counts the same bytes against the open-task bound.
   if (bytes <= limits.maxTaskSpecBytes) return bytes;
   throw invalidArgument(`TaskSpec: ${taskSpecSizeViolation(spec, limits)}`);

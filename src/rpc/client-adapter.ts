@@ -9,8 +9,9 @@ import {
   type ClientDuplexStream,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { CORRELATION_HEADER } from "./context.js";
+import { encodeBinary } from "./fast-binary.js";
 
 /** Per-call options for a typed client. */
 export interface CallOptions {
@@ -64,7 +65,7 @@ function grpcOptions(options: CallOptions | undefined): { metadata: Metadata; ca
 
 function serializer<Desc extends DescMessage>(schema: Desc): (init: MessageInitShape<Desc>) => Buffer {
   // create() keeps an already-built message as it is and fills in an init object.
-  return (init) => Buffer.from(toBinary(schema, create(schema, init)));
+  return (init) => Buffer.from(encodeBinary(schema, create(schema, init)));
 }
 
 function deserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) => MessageShape<Desc> {

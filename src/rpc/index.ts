@@ -8,6 +8,7 @@ export { adaptService, decodeRequest, type AdaptedService, type AdapterOptions, 
 export { createChannel, createClient, type CallOptions, type Channel, type ClientMethod, type ServiceClient } from "./client-adapter.js";
 export { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
 export { assertValid, findViolation } from "./validate.js";
+export { encodeBinary } from "./fast-binary.js";
 export { clientChannelOptions, serverChannelOptions, DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./channel-options.js";
 export { ConnectionGuard, DEFAULT_CONNECTION_LIMITS, type ConnectionGuardOptions, type ConnectionLimits, type ConnectionRefusal } from "./connection-guard.js";
 export { addReflection } from "./reflection.js";

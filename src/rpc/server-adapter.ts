@@ -15,13 +15,14 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { BatonError, Code, invalidArgument, toBatonError } from "../errors.js";
 import { logFailure, type Logger } from "../logging.js";
 import { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
 import { headersOf } from "./guard-interceptor.js";
 import { redact } from "./redact.js";
 import { assertValid } from "./validate.js";
+import { encodeBinary } from "./fast-binary.js";
 
 type In<M extends DescMethod> = MessageShape<M["input"]>;
 type Out<M extends DescMethod> = MessageShape<M["output"]>;
@@ -81,7 +82,7 @@ function passThrough(value: Buffer): Buffer {
   return value;
 }
 
-// toBinary's bytes are a fresh array of their own: grpc-js gets a Buffer over them, not a copy.
+// encodeBinary's bytes are a fresh array of their own: grpc-js gets a Buffer over them, not a copy.
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -105,7 +106,7 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
       requestSerialize: passThrough,
       requestDeserialize: passThrough,
       // Fields marked debug_redact (a task's sensitive_input) never leave the server in an answer.
-      responseSerialize: (msg: MessageShape<typeof output>) => asBuffer(toBinary(output, redact(output, msg))),
+      responseSerialize: (msg: MessageShape<typeof output>) => asBuffer(encodeBinary(output, redact(output, msg))),
       responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
     };
     const handler = (impl as Record<string, unknown>)[method.localName];

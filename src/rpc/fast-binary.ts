@@ -1,0 +1,384 @@
+import { protoInt64, ScalarType, toBinary, type DescField, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { isScalarZeroValue, scalarZeroValue } from "@bufbuild/protobuf/reflect";
+import { getTextEncoding } from "@bufbuild/protobuf/wire";
+import { FeatureSet_FieldPresence, isWrapperDesc } from "@bufbuild/protobuf/wkt";
+import { nestedType } from "./validate.js";
+
+// toBinary spends microseconds per message in reflect() (a wrapper per message, list and map),
+// unsafeIsSet and BinaryWriter's fork/join (a Uint8Array per nested message), and baton encodes
+// tasks and directives at every state change. This reads the plain message objects through a
+// plan per schema and writes into one reused buffer, patching a nested message's length in at
+// its end. The rules are to-binary.js's (v2.13.0): fields by number, presence as unsafeIsSet
+// has it, reflect()'s conversions (unboxed wrappers, Struct as JSON), unknown fields last.
+// Anything else (a value of the wrong type or out of range, a required field unset, a group)
+// goes to toBinary whole, which throws its own error or encodes it.
+
+type Fields = Record<string, unknown>;
+
+/** Thrown to hand the message to toBinary. */
+const DECLINE = new Error("fast-binary: declined");
+
+// What a step writes: a scalar or enum, a message, unpacked scalars (a tag each), packed ones, messages, a map.
+const [SCALAR, MESSAGE, LIST, PACKED, MESSAGES, MAP] = [0, 1, 2, 3, 4, 5] as const;
+
+// Wire type by ScalarType: 1 for 64-bit, 5 for 32-bit fixed, 2 for strings and bytes, else 0 (varint).
+const WIRE = [0, 1, 5, 0, 0, 0, 1, 5, 0, 2, 0, 0, 2, 0, 0, 5, 1, 0, 0];
+
+interface Plan {
+  readonly desc: DescMessage;
+  /** Has a group (delimited) field: left to toBinary whole. */
+  readonly delegate: boolean;
+  readonly steps: Step[];
+}
+
+/** One field of a plan: how toBinary tells it is set, and how it writes it. */
+class Step {
+  readonly localName: string;
+  readonly oneof: string; // its localName, or ""
+  /** Set when an own property other than undefined; otherwise when not zero or empty. */
+  readonly explicit: boolean;
+  readonly required: boolean; // LEGACY_REQUIRED: toBinary throws when it is unset
+  readonly kind: number = MESSAGE;
+  readonly tag: number;
+  /** The scalar written (the field's, each element's or the map value's); INT32 for enums. */
+  readonly scalar: ScalarType = ScalarType.INT32;
+  readonly isEnum: boolean = false;
+  readonly zero: unknown = undefined; // what reflect's get() reads for a missing scalar or enum
+  readonly child: Plan | null = null; // the plan of the message held
+  /** A Struct held as a JSON object: reflect() converts one wherever its parent is not google.protobuf.Value. */
+  readonly json: boolean;
+  /** A singular wrapper outside a oneof, held unboxed: its value's scalar type; else 0. */
+  readonly wrapped: ScalarType | 0 = 0;
+  readonly mapKey: ScalarType = ScalarType.STRING;
+  readonly value: Step | null = null; // a map's message value, field 2 of the entry
+
+  constructor(f: DescField, entryValue = false) {
+    this.localName = f.localName;
+    this.oneof = f.oneof?.localName ?? "";
+    this.explicit = f.oneof === undefined && f.presence !== FeatureSet_FieldPresence.IMPLICIT;
+    this.required = f.presence === FeatureSet_FieldPresence.LEGACY_REQUIRED;
+    const message = nestedType(f);
+    switch (f.fieldKind) {
+      case "scalar":
+        this.kind = SCALAR;
+        this.scalar = f.scalar;
+        this.zero = scalarZeroValue(f.scalar, false);
+        break;
+      case "enum":
+        this.kind = SCALAR;
+        this.isEnum = true;
+        this.zero = f.enum.values[0]!.number;
+        break;
+      case "message":
+        if (f.oneof === undefined && isWrapperDesc(f.message)) this.wrapped = (f.message.fields[0] as { scalar: ScalarType }).scalar;
+        break;
+      case "list":
+        this.kind = f.listKind === "message" ? MESSAGES : f.packed ? PACKED : LIST;
+        if (f.listKind === "scalar") this.scalar = f.scalar;
+        break;
+      case "map":
+        this.kind = entryValue ? MESSAGE : MAP;
+        this.mapKey = f.mapKey;
+        if (f.mapKind === "scalar") this.scalar = f.scalar;
+        break;
+    }
+    this.tag = entryValue ? 0x12 : ((f.number << 3) | (this.kind === SCALAR || this.kind === LIST ? WIRE[this.scalar]! : 2)) >>> 0;
+    this.json = message?.typeName === "google.protobuf.Struct" && f.parent.typeName !== "google.protobuf.Value";
+    if (message !== undefined) this.child = planOf(message);
+    if (this.kind === MAP && message !== undefined) this.value = new Step(f, true);
+  }
+}
+
+const plans = new WeakMap<DescMessage, Plan>();
+
+function planOf(desc: DescMessage): Plan {
+  let plan = plans.get(desc);
+  if (plan !== undefined) return plan;
+  plan = { desc, delegate: desc.fields.some((f) => (f as { delimitedEncoding?: boolean }).delimitedEncoding === true), steps: [] };
+  // Cached before its steps are made, so that a recursive type (Struct, Value) finds itself.
+  plans.set(desc, plan);
+  // toBinary iterates sortedFields: by number, oneof members among the rest.
+  for (const f of desc.fields.concat().sort((a, b) => a.number - b.number)) plan.steps.push(new Step(f));
+  return plan;
+}
+
+// The writer: one buffer for every call (encoding is synchronous), copied out at the end.
+const KEEP = 1 << 16;
+let buf = new Uint8Array(1024);
+let view = new DataView(buf.buffer);
+let pos = 0;
+let utf8: (text: string) => Uint8Array = getTextEncoding().encodeUtf8;
+
+function ensure(n: number): void {
+  if (pos + n <= buf.length) return;
+  const bigger = new Uint8Array(Math.max(buf.length * 2, pos + n));
+  bigger.set(buf.subarray(0, pos));
+  buf = bigger;
+  view = new DataView(buf.buffer);
+}
+
+/** Where the next `n` bytes go, already ensured. */
+function take(n: number): number {
+  pos += n;
+  return pos - n;
+}
+
+/** An unsigned 32-bit varint; the caller has ensured 5 bytes. */
+function varint(v: number): void {
+  for (; v > 0x7f; v >>>= 7) buf[pos++] = (v & 0x7f) | 0x80;
+  buf[pos++] = v;
+}
+
+/** A 64-bit varint of a value already made unsigned. */
+function varint64(v: bigint): void {
+  ensure(10);
+  for (; v > 0x7fn; v >>= 7n) buf[pos++] = Number(v & 0x7fn) | 0x80;
+  buf[pos++] = Number(v);
+}
+
+function tag(t: number): void {
+  ensure(5);
+  varint(t);
+}
+
+/** Writes the tag, reserves a length byte and returns where it is, for end(). */
+function begin(t: number): number {
+  tag(t);
+  ensure(1);
+  return pos++;
+}
+
+/** Writes the length of what follows `at`, moving it along when the length takes more than a byte. */
+function end(at: number): void {
+  const len = pos - at - 1;
+  if (len < 0x80) {
+    buf[at] = len;
+    return;
+  }
+  const n = len < 1 << 14 ? 2 : len < 1 << 21 ? 3 : len < 1 << 28 ? 4 : 5;
+  ensure(n - 1);
+  buf.copyWithin(at + n, at + 1, pos);
+  const after = pos + n - 1;
+  pos = at;
+  varint(len);
+  pos = after;
+}
+
+/** Raw bytes; `length` says whether their length goes first. */
+function bytes(data: Uint8Array, length: boolean): void {
+  ensure(5 + data.length);
+  if (length) varint(data.length);
+  buf.set(data, take(data.length));
+}
+
+/** BinaryWriter's assertInt32 and assertUInt32: a string is read as a number. */
+function int32(v: unknown, unsigned: boolean): number {
+  const n = typeof v === "string" ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n > (unsigned ? 0xffffffff : 0x7fffffff) || n < (unsigned ? 0 : -0x80000000)) throw DECLINE;
+  return n;
+}
+
+/** A 64-bit integer as protoInt64 checks it (a bigint, or a string or number it parses), as its 64 bits. */
+function int64(v: unknown, unsigned: boolean): bigint {
+  return BigInt.asUintN(64, BigInt(unsigned ? protoInt64.uParse(v as bigint) : protoInt64.parse(v as bigint)));
+}
+
+/** One scalar value, as writeScalarValue writes it. */
+function scalar(type: ScalarType, v: unknown): void {
+  ensure(10);
+  switch (type) {
+    case ScalarType.STRING:
+      // The configured encoder, as BinaryWriter.string calls it: installFastUtf8 applies.
+      if (typeof v !== "string") throw DECLINE;
+      return bytes(utf8(v), true);
+    case ScalarType.BYTES:
+      if (!(v instanceof Uint8Array)) throw DECLINE;
+      return bytes(v, true);
+    case ScalarType.BOOL:
+      buf[pos++] = v ? 1 : 0;
+      return;
+    case ScalarType.DOUBLE:
+      return view.setFloat64(take(8), v as number, true);
+    case ScalarType.FLOAT: {
+      const n = typeof v === "string" ? Number(v) : v;
+      if (typeof n !== "number" || (Number.isNaN(n) && typeof v === "string" && v !== "NaN") || (Number.isFinite(n) && Math.abs(n) > 3.4028234663852886e38)) throw DECLINE;
+      return view.setFloat32(take(4), n, true);
+    }
+    case ScalarType.INT32: {
+      const n = int32(v, false);
+      // A negative int32 is sign-extended to ten bytes, as varint32write does.
+      return n >= 0 ? varint(n) : varint64(BigInt.asUintN(64, BigInt(n)));
+    }
+    case ScalarType.UINT32:
+      return varint(int32(v, true));
+    case ScalarType.SINT32: {
+      const n = int32(v, false);
+      return varint(((n << 1) ^ (n >> 31)) >>> 0);
+    }
+    case ScalarType.FIXED32:
+      return view.setUint32(take(4), int32(v, true), true);
+    case ScalarType.SFIXED32:
+      return view.setInt32(take(4), int32(v, false), true);
+    case ScalarType.INT64:
+    case ScalarType.UINT64:
+      // Sequences, counters and Timestamp seconds fit in 32 bits: no bigint arithmetic for them.
+      if (typeof v === "bigint" && v >= 0n && v <= 0xffffffffn) return varint(Number(v));
+      return varint64(int64(v, type === ScalarType.UINT64));
+    case ScalarType.SINT64: {
+      const n = BigInt.asIntN(64, int64(v, false));
+      return varint64(BigInt.asUintN(64, (n << 1n) ^ (n >> 63n)));
+    }
+    case ScalarType.FIXED64:
+    case ScalarType.SFIXED64:
+      return view.setBigUint64(take(8), int64(v, type === ScalarType.FIXED64), true);
+  }
+}
+
+/** A message value; reflect() would make an empty message of null or undefined, which is left to toBinary. */
+function writeMessage(step: Step, v: unknown): void {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw DECLINE;
+  const child = step.child!;
+  if (child.delegate) {
+    tag(step.tag);
+    return bytes(toBinary(child.desc, v as never), true);
+  }
+  const at = begin(step.tag);
+  if (step.json) jsonStruct(v as Fields);
+  else fields(child, v as Fields);
+  end(at);
+}
+
+/** google.protobuf.Struct from a JSON object, as wktStructToReflect builds it: map<string, Value> fields = 1. */
+function jsonStruct(obj: Fields): void {
+  for (const key of Object.keys(obj)) {
+    // wktStructToReflect assigns `fields[key]`, which for "__proto__" sets a prototype, not an entry.
+    if (key === "__proto__") continue;
+    const entry = begin(0x0a);
+    tag(0x0a);
+    scalar(ScalarType.STRING, key);
+    const value = begin(0x12);
+    jsonValue(obj[key]);
+    end(value);
+    end(entry);
+  }
+}
+
+/** google.protobuf.Value from JSON, its oneof `kind` by type; anything else (undefined, a bigint) is a Value with no kind. */
+function jsonValue(v: unknown): void {
+  if (typeof v === "number" || typeof v === "string" || typeof v === "boolean") {
+    tag(typeof v === "number" ? 0x11 : typeof v === "string" ? 0x1a : 0x20);
+    return scalar(typeof v === "number" ? ScalarType.DOUBLE : typeof v === "string" ? ScalarType.STRING : ScalarType.BOOL, v);
+  }
+  if (v === null) return tag(0x08), tag(0);
+  if (typeof v !== "object") return;
+  const at = begin(Array.isArray(v) ? 0x32 : 0x2a);
+  if (!Array.isArray(v)) jsonStruct(v as Fields);
+  else {
+    for (const item of v as unknown[]) {
+      const element = begin(0x0a);
+      jsonValue(item);
+      end(element);
+    }
+  }
+  end(at);
+}
+
+/** A map key (a property name) as mapKeyToReflect turns it back into its type; 64-bit ones are parsed as they are written. */
+function mapKey(type: ScalarType, key: string): unknown {
+  if (type === ScalarType.BOOL) return key === "true" ? true : key === "false" ? false : key;
+  if (type === ScalarType.STRING || type === ScalarType.INT64 || type === ScalarType.UINT64 || type === ScalarType.SINT64 || WIRE[type] === 1) return key;
+  const n = Number.parseInt(key);
+  return Number.isFinite(n) ? n : key;
+}
+
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/** Whether toBinary writes the step's field, and what it reads for it: unsafeIsSet and reflect's get(). */
+function fields(plan: Plan, msg: Fields): void {
+  const steps = plan.steps;
+  for (let s = 0; s < steps.length; s++) {
+    const step = steps[s]!;
+    let v: unknown;
+    if (step.oneof !== "") {
+      const group = msg[step.oneof] as { case?: string; value?: unknown };
+      if (group.case !== step.localName) continue;
+      v = group.value;
+    } else {
+      v = msg[step.localName];
+      if (step.explicit) {
+        if (v === undefined || !hasOwn.call(msg, step.localName)) {
+          if (step.required) throw DECLINE;
+          continue;
+        }
+      } else if (step.kind === SCALAR) {
+        if (step.isEnum ? v === step.zero : isScalarZeroValue(step.scalar, v)) continue;
+      } else if (step.kind === MESSAGE) throw DECLINE; // toBinary: "message field with implicit presence"
+    }
+    switch (step.kind) {
+      case SCALAR:
+        tag(step.tag);
+        scalar(step.scalar, step.isEnum ? (v ?? step.zero) : v === undefined ? step.zero : v);
+        break;
+      case MESSAGE:
+        if (step.wrapped === 0) writeMessage(step, v);
+        else {
+          // reflect() boxes the bare value again, and the wrapper's own field has implicit presence.
+          const at = begin(step.tag);
+          if (!isScalarZeroValue(step.wrapped, v)) tag(8 | WIRE[step.wrapped]!), scalar(step.wrapped, v);
+          end(at);
+        }
+        break;
+      case LIST:
+        for (const item of v as unknown[]) tag(step.tag), scalar(step.scalar, item);
+        break;
+      case PACKED: {
+        const items = v as unknown[];
+        if (items.length === 0) break;
+        const at = begin(step.tag);
+        for (let i = 0; i < items.length; i++) scalar(step.scalar, items[i]);
+        end(at);
+        break;
+      }
+      case MESSAGES:
+        for (const item of v as unknown[]) writeMessage(step, item);
+        break;
+      case MAP:
+        for (const key of Object.keys(v as Fields)) {
+          const entry = begin(step.tag);
+          tag(8 | WIRE[step.mapKey]!);
+          scalar(step.mapKey, mapKey(step.mapKey, key));
+          if (step.value !== null) writeMessage(step.value, (v as Fields)[key]);
+          else tag(16 | WIRE[step.scalar]!), scalar(step.scalar, (v as Fields)[key]);
+          end(entry);
+        }
+        break;
+    }
+  }
+  const unknown = (msg as { $unknown?: { no: number; wireType: number; data: unknown }[] }).$unknown;
+  for (const { no, wireType, data } of unknown ?? []) {
+    if (!(data instanceof Uint8Array)) throw DECLINE;
+    tag(((no << 3) | wireType) >>> 0);
+    bytes(data, false);
+  }
+}
+
+/** The message's protobuf binary encoding: the same bytes as toBinary(schema, message), made from a plan per schema. */
+export function encodeBinary<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): Uint8Array {
+  const plan = planOf(schema);
+  if (plan.delegate) return toBinary(schema, message);
+  // Read per call, as each new BinaryWriter reads it, so that configureTextEncoding applies.
+  utf8 = getTextEncoding().encodeUtf8;
+  pos = 0;
+  try {
+    fields(plan, message as unknown as Fields);
+  } catch {
+    return toBinary(schema, message);
+  }
+  const out = buf.slice(0, pos);
+  // A rare large message should not keep its buffer alive.
+  if (buf.length > KEEP) {
+    buf = new Uint8Array(1024);
+    view = new DataView(buf.buffer);
+  }
+  return out;
+}
