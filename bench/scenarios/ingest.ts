@@ -2,6 +2,7 @@
 // their streams take it (HTTP/2 flow control): updates/s accepted, sessions lost.
 import { agentName } from "../lib/pki.js";
 import { withBaton } from "../lib/baton.js";
+import { summarizeProfiles } from "../lib/profile.js";
 import { benchTask, submitAll, warmupTopics } from "../lib/control.js";
 import { FigureSet, type ScenarioResult } from "../lib/results.js";
 import type { Scenario } from "../lib/scenario.js";
@@ -16,7 +17,7 @@ export const ingest: Scenario = {
     const notes: string[] = [];
     const agents = ctx.smoke ? 10 : 1000;
     const runMs = ctx.smoke ? 2000 : 8000;
-    await withBaton(ctx, { agents, mode: "progress", topics: warmupTopics("running"), connectTimeoutMs: 45_000, warmup: "running" }, async (b) => {
+    await withBaton(ctx, { agents, mode: "progress", topics: warmupTopics("running"), connectTimeoutMs: 45_000, warmup: "running", profile: true }, async (b) => {
       const n = b.connect.connected;
       // One task per connected agent, addressed to it, so every agent has a directive to report on.
       const ids = Array.from({ length: n }, (_, i) => `ingest-${i}`);
@@ -42,6 +43,7 @@ export const ingest: Scenario = {
       if (lost.length) notes.push(`ingest: sessions lost over the whole scenario (directives going out included): ${lost.join("; ")}`);
       b.fleet.release();
     });
+    if (ctx.profileDir) notes.push(...summarizeProfiles(ctx.profileDir, 15, ctx.log));
     return { scenario: "ingest", figures: figures.list(), notes };
   },
 };

@@ -1,6 +1,4 @@
-import { create } from "@bufbuild/protobuf";
 import { AgentStatusResponseSchema, DirectiveAckSchema, ProgressUpdateSchema, TaskCompletionSchema } from "../../gen/baton/v1/coordination_pb.js";
-import { MetricsUpdateSchema } from "../../gen/baton/v1/performance_monitor_pb.js";
 import type { AgentReport } from "../../gen/baton/v1/session_pb.js";
 import { BatonError, Code, invalidArgument, permissionDenied } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
@@ -84,9 +82,17 @@ export function createReportRouter(state: CoordinatorState, parts: CoordinatorPa
         if (update.directiveId) agent.outbox.progress(update.directiveId, now);
         // Step 6: progress goes on to the Performance Monitor as a MetricsUpdate.
         if (state.performance) logParticipant(state, jd?.directive?.correlationId || update.eventId, config.coordinatorId, PM, "metrics_update");
-        state.performance?.recordUpdate(
-          create(MetricsUpdateSchema, { eventId: update.eventId, timestamp: update.timestamp, sourceAgent: update.sourceAgent, directiveId: update.directiveId, resourceUtilization: update.metrics?.resourceUtilization ?? 0, completionPercentage: update.metrics?.completionPercentage ?? 0, custom: { ...(update.metrics?.custom ?? {}), in_flight: agent.outbox.inFlight } }),
-        );
+        // A literal, every field set as create() would: create() costs more than the rest of a progress update's handling.
+        state.performance?.recordUpdate({
+          $typeName: "baton.v1.MetricsUpdate",
+          eventId: update.eventId,
+          timestamp: update.timestamp,
+          sourceAgent: update.sourceAgent,
+          directiveId: update.directiveId,
+          resourceUtilization: update.metrics?.resourceUtilization ?? 0,
+          completionPercentage: update.metrics?.completionPercentage ?? 0,
+          custom: { ...(update.metrics?.custom ?? {}), in_flight: agent.outbox.inFlight },
+        });
         state.events.emit("directive.progress", update, (update.directiveId && state.directiveTask.get(update.directiveId)?.taskId) || "");
         return;
       }

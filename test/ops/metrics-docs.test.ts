@@ -80,6 +80,7 @@ describe("metrics people can use", () => {
     expect(value('grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="baton.v1.Control",grpc_method="SubmitTask"}')).toBeGreaterThanOrEqual(2);
     // The spec's three names, as the spec spells them, and the operations gauges.
     expect(value('message_latency_count{source="baton-coordinator",destination="worker"}')).toBeGreaterThanOrEqual(1);
+    expect(value('message_latency_count{source="worker",destination="baton-coordinator"}')).toBeGreaterThanOrEqual(1);
     expect(text).toMatch(/^directive_completion_time_count\{directive_type="assignTask"\} 1$/m);
     expect(text).toMatch(/^coordination_success_rate\{coordinator_id="baton-coordinator"\} 1$/m);
     expect(value('baton_agent_breaker_state{agent="worker",state="closed"}')).toBe(1);
