@@ -509,7 +509,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         this.redial();
         return;
       }
-      this.outbox?.push({ kind: "frame", frame: create(ConnectRequestSchema, { kind: { case: "heartbeat", value: { sentAt: this.timestamp(), lastSequence: this.lastSequence } } }) });
+      this.outbox?.push({ kind: "frame", frame: { $typeName: "baton.v1.ConnectRequest", kind: { case: "heartbeat", value: { $typeName: "baton.v1.Heartbeat", sentAt: this.timestamp(), lastSequence: this.lastSequence } } } });
     }, intervalMs);
     this.heartbeat.unref();
   }
