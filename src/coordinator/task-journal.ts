@@ -5,7 +5,7 @@ import { TaskSchema, TaskSpecSchema, type Task, type TaskSpec } from "../../gen/
 import { JournalDirectiveSchema, JournalSessionSchema, type JournalDirective, type JournalSession } from "../../gen/baton/v1/journal_pb.js";
 import { failedPrecondition } from "../errors.js";
 import { JournalError, type Store, type WriteOp } from "../store/index.js";
-import { encodeBinary } from "../rpc/index.js";
+import { decodeBinary, encodeBinary } from "../rpc/index.js";
 
 /** What the journal holds, read back at start. */
 export interface JournalContents {
@@ -109,7 +109,7 @@ export class TaskJournal {
     };
     const decode = <S extends DescMessage>(schema: S, [key, value]: [string, Uint8Array]): MessageShape<S> => {
       try {
-        return fromBinary(schema, value);
+        return decodeBinary(schema, value);
       } catch (err) {
         throw new JournalError(`the journal ${this.store.name ?? ""} has a record ${key} that does not decode (${(err as Error).message}): it is damaged`);
       }

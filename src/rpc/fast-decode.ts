@@ -26,16 +26,16 @@ const [SCALAR, MESSAGE, WRAPPED, JSON_STRUCT, LIST, MESSAGES, JSON_STRUCTS, MAP]
 // Wire type by ScalarType: 1 for 64-bit, 5 for 32-bit fixed, 2 for strings and bytes, else 0 (varint).
 const WIRE = [0, 1, 5, 0, 0, 0, 1, 5, 0, 2, 0, 0, 2, 0, 0, 5, 1, 0, 0];
 
-/** create()'s zero of a field of a proto3 message: a fresh object of the kind, or the immutable scalar. */
-type Zero = { readonly name: string; readonly kind: "oneof" | "list" | "map" | "bytes" | "value"; readonly value: unknown };
+/** A field whose zero create() makes fresh for each message: a oneof, list, map or bytes. */
+type Fresh = { readonly name: string; readonly kind: "oneof" | "list" | "map" | "bytes" };
 
 interface Plan {
   readonly desc: DescMessage;
   /** Groups or jstype strings: left to fromBinary whole. */
   readonly delegate: boolean;
-  /** A plain object from create(), made here from `zeros`; otherwise (a prototype for defaults) create() is called. */
-  readonly plain: boolean;
-  readonly zeros: Zero[];
+  /** create()'s message once, copied for each message when it is a plain object (not one with a prototype for defaults). */
+  readonly template: Fields | null;
+  readonly fresh: Fresh[];
   readonly byNumber: (Step | undefined)[];
 }
 
@@ -45,18 +45,16 @@ class Step {
   readonly oneof: string; // its localName, or ""
   readonly kind: number = MESSAGE;
   readonly wire: number = 2;
-  /** The scalar read (the field's, each element's or the map value's); INT32 for enums. */
+  /** The scalar read (the field's, each element's, the map value's or an unboxed wrapper's); INT32 for enums. */
   readonly scalar: ScalarType = ScalarType.INT32;
   readonly strict: boolean; // utf8Validation, which BinaryReader.string takes as `strict`
-  /** A closed enum's numbers: another one goes to $unknown in fromBinary, so it is declined. */
+  /** A closed enum's numbers: fromBinary puts another one in $unknown, so it is declined. */
   readonly closed: Set<number> | null = null;
   readonly child: Plan | null = null;
-  readonly wrapperStrict: boolean = false;
   readonly mapKey: ScalarType = ScalarType.STRING;
   readonly keyTag: number = 0;
   readonly valueTag: number = 0;
-  /** A map's value: 0 scalar, 1 enum, 2 message, 3 Struct as JSON. */
-  readonly mapValue: number = 0;
+  readonly mapValue: number = 0; // 0 scalar, 1 enum, 2 message, 3 Struct as JSON
   readonly enumZero: number = 0;
 
   constructor(f: DescField) {
@@ -64,24 +62,21 @@ class Step {
     this.oneof = f.oneof?.localName ?? "";
     this.strict = f.utf8Validation;
     const message = nestedType(f);
+    // reflect() holds a Struct as JSON wherever its parent is not google.protobuf.Value.
     const json = message?.typeName === "google.protobuf.Struct" && f.parent.typeName !== "google.protobuf.Value";
     switch (f.fieldKind) {
       case "scalar":
-        this.kind = SCALAR;
-        this.scalar = f.scalar;
-        this.wire = WIRE[f.scalar]!;
+        [this.kind, this.scalar, this.wire] = [SCALAR, f.scalar, WIRE[f.scalar]!];
         break;
       case "enum":
-        this.kind = SCALAR;
-        this.wire = 0;
+        [this.kind, this.wire] = [SCALAR, 0];
         if (!f.enum.open) this.closed = new Set(f.enum.values.map((v) => v.number));
         break;
       case "message":
+        // Unboxed only outside a oneof, as messageToLocal does.
         if (f.oneof === undefined && isWrapperDesc(f.message)) {
           const value = f.message.fields[0] as DescField & { fieldKind: "scalar" };
-          this.kind = WRAPPED;
-          this.scalar = value.scalar;
-          this.wrapperStrict = value.utf8Validation;
+          [this.kind, this.scalar, this.strict] = [WRAPPED, value.scalar, value.utf8Validation];
         } else if (json) this.kind = JSON_STRUCT;
         break;
       case "list":
@@ -90,9 +85,7 @@ class Step {
         this.wire = f.listKind === "message" ? 2 : WIRE[this.scalar]!;
         break;
       case "map":
-        this.kind = MAP;
-        this.mapKey = f.mapKey;
-        this.keyTag = 8 | WIRE[f.mapKey]!;
+        [this.kind, this.mapKey, this.keyTag] = [MAP, f.mapKey, 8 | WIRE[f.mapKey]!];
         this.mapValue = f.mapKind === "scalar" ? 0 : f.mapKind === "enum" ? 1 : json ? 3 : 2;
         if (f.mapKind === "scalar") this.scalar = f.scalar;
         if (f.mapKind === "enum") this.enumZero = f.enum.values[0]!.number;
@@ -110,15 +103,11 @@ function planOf(desc: DescMessage): Plan {
   if (plan !== undefined) return plan;
   const delegate = desc.fields.some((f) => (f as { delimitedEncoding?: boolean }).delimitedEncoding === true || (f as { longAsString?: boolean }).longAsString === true);
   const template = create(desc) as unknown as Fields;
-  const zeros: Zero[] = [];
-  for (const name of Object.keys(template)) {
-    if (name === "$typeName") continue;
-    const v = template[name];
-    const kind = Array.isArray(v) ? "list" : v instanceof Uint8Array ? "bytes" : v === null || typeof v !== "object" ? "value" : "case" in v ? "oneof" : "map";
-    zeros.push({ name, kind, value: v });
+  const fresh: Fresh[] = [];
+  for (const [name, v] of Object.entries(template)) {
+    if (v !== null && typeof v === "object") fresh.push({ name, kind: Array.isArray(v) ? "list" : v instanceof Uint8Array ? "bytes" : "case" in v ? "oneof" : "map" });
   }
-  const max = desc.fields.reduce((m, f) => Math.max(m, f.number), 0);
-  plan = { desc, delegate, plain: Object.getPrototypeOf(template) === Object.prototype, zeros, byNumber: new Array<Step | undefined>(max + 1) };
+  plan = { desc, delegate, template: Object.getPrototypeOf(template) === Object.prototype ? template : null, fresh, byNumber: [] };
   // Cached before its steps are made, so that a recursive type finds itself.
   plans.set(desc, plan);
   for (const f of desc.fields) plan.byNumber[f.number] = new Step(f);
@@ -127,23 +116,18 @@ function planOf(desc: DescMessage): Plan {
 
 /** The message create(desc) gives. */
 function zero(plan: Plan): Fields {
-  if (!plan.plain) return create(plan.desc) as unknown as Fields;
-  const msg: Fields = { $typeName: plan.desc.typeName };
-  for (const z of plan.zeros) {
-    msg[z.name] = z.kind === "value" ? z.value : z.kind === "oneof" ? { case: undefined } : z.kind === "list" ? [] : z.kind === "map" ? {} : new Uint8Array(0);
-  }
+  if (plan.template === null) return create(plan.desc) as unknown as Fields;
+  // A spread copies the scalars and keeps the property order, in one step.
+  const msg: Fields = { ...plan.template };
+  for (const f of plan.fresh) msg[f.name] = f.kind === "oneof" ? { case: undefined } : f.kind === "list" ? [] : f.kind === "map" ? {} : new Uint8Array(0);
   return msg;
 }
 
 // The reader: the bytes of the one decode running (decoding is synchronous).
 const EMPTY: Uint8Array = new Uint8Array(0);
-let buf = EMPTY;
-let view: DataView = new DataView(EMPTY.buffer);
-let pos = 0;
-let depth = 0;
+const EMPTY_VIEW = new DataView(EMPTY.buffer);
+let [buf, view, pos, depth, lo, hi] = [EMPTY, EMPTY_VIEW, 0, 0, 0, 0]; // lo and hi: the last 64-bit varint read
 let utf8: (bytes: Uint8Array, strict?: boolean) => string = getTextEncoding().decodeUtf8;
-let lo = 0;
-let hi = 0;
 
 /** Past the bytes: BinaryReader's assertBounds throws, so fromBinary is left to throw it. */
 function bounds(): void {
@@ -153,7 +137,7 @@ function bounds(): void {
 /** varint32read, to the bit: a fifth byte gives its low four bits, up to ten bytes are read. */
 function u32(): number {
   let b = buf[pos++]!;
-  if (b < 0x80) return bounds(), b;
+  if (b < 0x80) return b; // read from within the bytes: past them it is undefined
   let result = b & 0x7f;
   for (let shift = 7; shift < 28; shift += 7) {
     b = buf[pos++]!;
@@ -170,8 +154,7 @@ function u32(): number {
 
 /** varint64read, to the bit, into `lo` and `hi`. */
 function u64(): void {
-  lo = 0;
-  hi = 0;
+  lo = hi = 0;
   for (let shift = 0; shift < 28; shift += 7) {
     const b = buf[pos++]!;
     lo |= (b & 0x7f) << shift;
@@ -211,55 +194,38 @@ function sub(end: number): number {
   return pos + len;
 }
 
-/** protoInt64.dec and uDec, with no bigint arithmetic for what fits in 32 bits. */
-function int64(unsigned: boolean): bigint {
-  if (hi === 0) return BigInt(lo >>> 0);
-  return unsigned ? protoInt64.uDec(lo, hi) : protoInt64.dec(lo, hi);
-}
-
 /** One scalar value, as from-binary.js's readScalar reads it. */
 function scalar(type: ScalarType, strict: boolean, end: number): unknown {
   switch (type) {
     case ScalarType.STRING:
     case ScalarType.BYTES: {
       const stop = sub(end);
-      const data = buf.subarray(pos, stop);
-      pos = stop;
+      const data = buf.subarray(pos, (pos = stop));
       return type === ScalarType.BYTES ? data : utf8(data, strict);
     }
-    case ScalarType.BOOL:
-      return u64(), lo !== 0 || hi !== 0;
-    case ScalarType.DOUBLE:
-      return view.getFloat64(fixed(8), true);
-    case ScalarType.FLOAT:
-      return view.getFloat32(fixed(4), true);
-    case ScalarType.INT32:
-      return u32() | 0;
-    case ScalarType.UINT32:
-      return u32();
+    case ScalarType.BOOL: return u64(), lo !== 0 || hi !== 0;
+    case ScalarType.DOUBLE: return view.getFloat64(fixed(8), true);
+    case ScalarType.FLOAT: return view.getFloat32(fixed(4), true);
+    case ScalarType.INT32: return u32() | 0;
+    case ScalarType.UINT32: return u32();
     case ScalarType.SINT32: {
       const z = u32();
       return (z >>> 1) ^ -(z & 1);
     }
-    case ScalarType.FIXED32:
-      return view.getUint32(fixed(4), true);
-    case ScalarType.SFIXED32:
-      return view.getInt32(fixed(4), true);
+    case ScalarType.FIXED32: return view.getUint32(fixed(4), true);
+    case ScalarType.SFIXED32: return view.getInt32(fixed(4), true);
     case ScalarType.INT64:
-    case ScalarType.UINT64:
-      return u64(), int64(type === ScalarType.UINT64);
+    // protoInt64.dec and uDec, with no bigint arithmetic for what fits in 32 bits.
+    case ScalarType.UINT64: return u64(), hi === 0 ? BigInt(lo >>> 0) : type === ScalarType.UINT64 ? protoInt64.uDec(lo, hi) : protoInt64.dec(lo, hi);
     case ScalarType.SINT64: {
       u64();
       const s = -(lo & 1);
-      lo = ((lo >>> 1) | ((hi & 1) << 31)) ^ s;
-      hi = (hi >>> 1) ^ s;
-      return protoInt64.dec(lo, hi);
+      return protoInt64.dec(((lo >>> 1) | ((hi & 1) << 31)) ^ s, (hi >>> 1) ^ s);
     }
     case ScalarType.FIXED64:
     case ScalarType.SFIXED64: {
       const at = fixed(8);
-      const l = view.getInt32(at, true);
-      const h = view.getInt32(at + 4, true);
+      const [l, h] = [view.getInt32(at, true), view.getInt32(at + 4, true)];
       return type === ScalarType.FIXED64 ? protoInt64.uDec(l, h) : protoInt64.dec(l, h);
     }
   }
@@ -269,6 +235,12 @@ function scalar(type: ScalarType, strict: boolean, end: number): unknown {
 /** readMessage's recursion limit (100): past it fromBinary throws. */
 function enter(): void {
   if (++depth > 100) throw DECLINE;
+}
+
+/** The end of a message: its last field must end at its length, not run past it (fromBinary would read on). */
+function leave(end: number): void {
+  if (pos !== end) throw DECLINE;
+  depth--;
 }
 
 /** Reads the fields up to `end` into `msg`, as readMessage does into a message it creates or merges into. */
@@ -295,48 +267,29 @@ function readInto(plan: Plan, msg: Fields, end: number): Fields {
         set(step, msg, v);
         break;
       }
-      case MESSAGE: {
-        const stop = sub(end);
+      case MESSAGE:
         // A second occurrence merges into the first (a oneof's only while it holds this case).
-        const v = readInto(step.child!, (get(step, msg) as Fields | undefined) ?? zero(step.child!), stop);
-        if (pos !== stop) throw DECLINE;
-        set(step, msg, v);
+        set(step, msg, readInto(step.child!, (get(step, msg) as Fields | undefined) ?? zero(step.child!), sub(end)));
         break;
-      }
-      case WRAPPED:
-        msg[name] = wrapper(step, msg[name], sub(end));
-        break;
-      case JSON_STRUCT:
-        set(step, msg, struct((get(step, msg) as Fields | undefined) ?? {}, sub(end)));
-        break;
+      case WRAPPED: msg[name] = wrapper(step, msg[name], sub(end)); break;
+      case JSON_STRUCT: set(step, msg, struct((get(step, msg) as Fields | undefined) ?? {}, sub(end))); break;
       case LIST: {
         const list = msg[name] as unknown[];
-        if (wt !== 2 || step.wire === 2) {
-          list.push(scalar(step.scalar, step.strict, end));
-          break;
+        if (wt !== 2 || step.wire === 2) list.push(scalar(step.scalar, step.strict, end));
+        else {
+          const stop = sub(end);
+          while (pos < stop) list.push(scalar(step.scalar, step.strict, stop));
+          if (pos !== stop) throw DECLINE;
         }
-        const stop = sub(end);
-        while (pos < stop) list.push(scalar(step.scalar, step.strict, stop));
-        if (pos !== stop) throw DECLINE;
         break;
       }
-      case MESSAGES: {
-        const stop = sub(end);
-        (msg[name] as unknown[]).push(readInto(step.child!, zero(step.child!), stop));
-        if (pos !== stop) throw DECLINE;
-        break;
-      }
-      case JSON_STRUCTS:
-        (msg[name] as unknown[]).push(struct({}, sub(end)));
-        break;
-      case MAP:
-        entry(step, msg[name] as Fields, sub(end));
-        break;
+      case MESSAGES: (msg[name] as unknown[]).push(readInto(step.child!, zero(step.child!), sub(end))); break;
+      case JSON_STRUCTS: (msg[name] as unknown[]).push(struct({}, sub(end))); break;
+      case MAP: entry(step, msg[name] as Fields, sub(end)); break;
     }
   }
-  if (pos !== end) throw DECLINE;
+  leave(end);
   if (unknown !== undefined) msg.$unknown = unknown;
-  depth--;
   return msg;
 }
 
@@ -372,10 +325,9 @@ function wrapper(step: Step, current: unknown, end: number): unknown {
   while (pos < end) {
     // Unknown fields would be dropped with the box: declined rather than matched.
     if (tag() !== valueTag) throw DECLINE;
-    v = scalar(step.scalar, step.wrapperStrict, end);
+    v = scalar(step.scalar, step.strict, end);
   }
-  if (pos !== end) throw DECLINE;
-  depth--;
+  leave(end);
   return v;
 }
 
@@ -389,11 +341,7 @@ function entry(step: Step, map: Fields, end: number): void {
     else if (t !== step.valueTag) throw DECLINE; // readMapEntry ignores other fields without skipping them
     else if (step.mapValue === 0) value = scalar(step.scalar, step.strict, end);
     else if (step.mapValue === 1) value = u32() | 0;
-    else {
-      const stop = sub(end);
-      value = step.mapValue === 3 ? struct({}, stop) : readInto(step.child!, zero(step.child!), stop);
-      if (pos !== stop) throw DECLINE;
-    }
+    else value = step.mapValue === 3 ? struct({}, sub(end)) : readInto(step.child!, zero(step.child!), sub(end));
   }
   if (pos !== end) throw DECLINE;
   key ??= scalarZeroValue(step.mapKey, false);
@@ -424,8 +372,7 @@ function struct(obj: Fields, end: number): Fields {
     if (pos !== stop || key === "__proto__") throw DECLINE;
     obj[key] = value;
   }
-  if (pos !== end) throw DECLINE;
-  depth--;
+  leave(end);
   return obj;
 }
 
@@ -433,9 +380,8 @@ function struct(obj: Fields, end: number): Fields {
 function jsonValue(end: number): unknown {
   enter();
   let v: unknown = null;
-  let kind = 0;
   while (pos < end) {
-    kind = tag();
+    const kind = tag();
     if (kind === 0x08) u32(), (v = null);
     else if (kind === 0x11) v = view.getFloat64(fixed(8), true);
     else if (kind === 0x1a) v = scalar(ScalarType.STRING, true, end);
@@ -444,8 +390,7 @@ function jsonValue(end: number): unknown {
     else if (kind === 0x32) v = list(Array.isArray(v) ? v : [], sub(end));
     else throw DECLINE;
   }
-  if (pos !== end) throw DECLINE;
-  depth--;
+  leave(end);
   return v;
 }
 
@@ -455,8 +400,7 @@ function list(items: unknown[], end: number): unknown[] {
     if (tag() !== 0x0a) throw DECLINE;
     items.push(jsonValue(sub(end)));
   }
-  if (pos !== end) throw DECLINE;
-  depth--;
+  leave(end);
   return items;
 }
 
@@ -466,17 +410,13 @@ export function decodeBinary<Desc extends DescMessage>(schema: Desc, bytes: Uint
   if (plan.delegate) return fromBinary(schema, bytes);
   // Read per call, as each new BinaryReader reads it, so that configureTextEncoding applies.
   utf8 = getTextEncoding().decodeUtf8;
-  buf = bytes;
-  view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  pos = 0;
-  depth = 0;
+  [buf, view, pos, depth] = [bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, 0];
   try {
     return readInto(plan, zero(plan), bytes.length) as MessageShape<Desc>;
   } catch {
     return fromBinary(schema, bytes);
   } finally {
     // The input is not kept alive by the module.
-    buf = EMPTY;
-    view = new DataView(EMPTY.buffer);
+    [buf, view] = [EMPTY, EMPTY_VIEW];
   }
 }

@@ -15,7 +15,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { fromBinary, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import { type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { BatonError, Code, invalidArgument, toBatonError } from "../errors.js";
 import { logFailure, type Logger } from "../logging.js";
 import { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./context.js";
@@ -23,6 +23,7 @@ import { headersOf } from "./guard-interceptor.js";
 import { redact } from "./redact.js";
 import { assertValid } from "./validate.js";
 import { encodeBinary } from "./fast-binary.js";
+import { decodeBinary } from "./fast-decode.js";
 
 type In<M extends DescMethod> = MessageShape<M["input"]>;
 type Out<M extends DescMethod> = MessageShape<M["output"]>;
@@ -70,7 +71,7 @@ export interface AdaptedService {
 export function decodeRequest<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> {
   let message: MessageShape<Desc>;
   try {
-    message = fromBinary(schema, bytes);
+    message = decodeBinary(schema, bytes);
   } catch (err) {
     throw invalidArgument(`malformed ${schema.typeName}: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -107,7 +108,7 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
       requestDeserialize: passThrough,
       // Fields marked debug_redact (a task's sensitive_input) never leave the server in an answer.
       responseSerialize: (msg: MessageShape<typeof output>) => asBuffer(encodeBinary(output, redact(output, msg))),
-      responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
+      responseDeserialize: (bytes: Buffer) => decodeBinary(output, bytes),
     };
     const handler = (impl as Record<string, unknown>)[method.localName];
     implementation[method.name] = handler
