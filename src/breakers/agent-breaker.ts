@@ -64,43 +64,54 @@ export function createBreakerClock(rollingCountTimeoutMs: number): EventEmitter 
 
 /** One named breaker per agent, its transitions logged and reported; `clock` (createBreakerClock) turns its window. */
 export function createAgentBreaker(agentId: string, options: BreakerOptions, logger: Logger, onChange: (state: BreakerState) => void, clock?: EventEmitter): AgentBreaker {
-  const breaker = new CircuitBreaker((send: () => Promise<void>) => send(), {
-    name: `agent:${agentId}`,
-    // Deliveries time out in the outbox (ack timeout, retries, leases), not here.
-    timeout: false,
-    resetTimeout: options.resetTimeoutMs,
-    errorThresholdPercentage: options.errorThresholdPercentage,
-    volumeThreshold: options.volumeThreshold,
-    rollingCountTimeout: options.rollingCountTimeoutMs,
-    rollingCountBuckets: BUCKETS,
-    // Nothing reads the snapshots or the latency percentiles; delivery times are on /metrics.
-    enableSnapshots: false,
-    rollingPercentilesEnabled: false,
-    ...(clock ? { rotateBucketController: clock } : {}),
-  });
   let probing = false;
-  breaker.on("open", () => {
-    probing = false;
-    logger.warn({ breaker: `agent:${agentId}` }, "breaker open: agent unavailable");
-    onChange("open");
-  });
-  breaker.on("halfOpen", () => {
-    logger.info({ breaker: `agent:${agentId}` }, "breaker half-open: one probe may pass");
-    onChange("half_open");
-  });
-  breaker.on("close", () => {
-    probing = false;
-    logger.info({ breaker: `agent:${agentId}` }, "breaker closed");
-    onChange("closed");
-  });
-  const state = (): BreakerState => (breaker.opened ? "open" : breaker.halfOpen ? "half_open" : "closed");
+  let stopped = false;
+  // Made at the first delivery or forced open: until then it is closed, and a fleet of idle
+  // agents does not pay opossum's ~8 KB each (its window, status and listeners).
+  let made: CircuitBreaker | undefined;
+  const breaker = (): CircuitBreaker => {
+    if (made) return made;
+    made = new CircuitBreaker((send: () => Promise<void>) => send(), {
+      name: `agent:${agentId}`,
+      // Deliveries time out in the outbox (ack timeout, retries, leases), not here.
+      timeout: false,
+      resetTimeout: options.resetTimeoutMs,
+      errorThresholdPercentage: options.errorThresholdPercentage,
+      volumeThreshold: options.volumeThreshold,
+      rollingCountTimeout: options.rollingCountTimeoutMs,
+      rollingCountBuckets: BUCKETS,
+      // Nothing reads the snapshots or the latency percentiles; delivery times are on /metrics.
+      enableSnapshots: false,
+      rollingPercentilesEnabled: false,
+      ...(clock ? { rotateBucketController: clock } : {}),
+    });
+    made.on("open", () => {
+      probing = false;
+      logger.warn({ breaker: `agent:${agentId}` }, "breaker open: agent unavailable");
+      onChange("open");
+    });
+    made.on("halfOpen", () => {
+      logger.info({ breaker: `agent:${agentId}` }, "breaker half-open: one probe may pass");
+      onChange("half_open");
+    });
+    made.on("close", () => {
+      probing = false;
+      logger.info({ breaker: `agent:${agentId}` }, "breaker closed");
+      onChange("closed");
+    });
+    if (stopped) made.shutdown();
+    return made;
+  };
+  const state = (): BreakerState => (!made ? "closed" : made.opened ? "open" : made.halfOpen ? "half_open" : "closed");
   return {
     fire(send) {
-      if (breaker.halfOpen) probing = true;
-      return breaker.fire(send) as Promise<void>;
+      const b = breaker();
+      if (b.halfOpen) probing = true;
+      return b.fire(send) as Promise<void>;
     },
     open() {
-      if (!breaker.opened) breaker.open();
+      const b = breaker();
+      if (!b.opened) b.open();
     },
     get allows() {
       const s = state();
@@ -110,7 +121,8 @@ export function createAgentBreaker(agentId: string, options: BreakerOptions, log
       return state();
     },
     shutdown() {
-      breaker.shutdown();
+      stopped = true;
+      made?.shutdown();
     },
   };
 }

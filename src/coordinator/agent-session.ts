@@ -203,9 +203,8 @@ export class AgentSession {
     return this.closed.signal.aborted;
   }
 
-  /** The frames to write to the agent: Welcome first, then batches, heartbeats and drains. */
-  async *frames(welcome: ConnectResponse): AsyncGenerator<ConnectResponse> {
-    yield welcome;
+  /** The frames to write to the agent after its Welcome: batches, heartbeats and drains. */
+  async *frames(): AsyncGenerator<ConnectResponse> {
     for (;;) {
       if (this.outbox.size === 0) {
         if (this.outbox.closed) break;

@@ -97,7 +97,9 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
       parts.rounds.requestSchedule("agent_joined");
     });
     try {
-      yield* session.frames(welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, syncIntervalMs: cfg.syncIntervalMs, coordinatorId: config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed, heartbeatMisses: cfg.heartbeatMisses, disconnectGraceMs: cfg.disconnectGraceMs, leaseMs: config.delivery.leaseMs, statusTimeoutMs: cfg.statusTimeoutMs }));
+      // Yielded here, not handed to frames(): a generator's arguments live as long as it does, and the Welcome carries the session's key.
+      yield welcomeFrame(session, { heartbeatIntervalMs: cfg.heartbeatIntervalMs, ackTimeoutMs: cfg.ackTimeoutMs, syncIntervalMs: cfg.syncIntervalMs, coordinatorId: config.coordinatorId, protocolVersion: PROTOCOL_VERSION, resumed, heartbeatMisses: cfg.heartbeatMisses, disconnectGraceMs: cfg.disconnectGraceMs, leaseMs: config.delivery.leaseMs, statusTimeoutMs: cfg.statusTimeoutMs });
+      yield* session.frames();
     } finally {
       ctx.signal.removeEventListener("abort", onCancel);
       session.close();

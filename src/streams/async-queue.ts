@@ -43,8 +43,11 @@ export function createAsyncQueue<T>(options: AsyncQueueOptions): AsyncQueue<T> {
   };
   const size = () => items.length - head;
   const compact = () => {
-    // Amortized O(1) shift: copy down once half the array is consumed.
-    if (head > 1024 && head * 2 > items.length) {
+    // Emptied, the array starts over. Otherwise an amortized O(1) shift: copy down once half the array is consumed.
+    if (head === items.length) {
+      items.length = 0;
+      head = 0;
+    } else if (head > 1024 && head * 2 > items.length) {
       items.splice(0, head);
       head = 0;
     }
@@ -54,7 +57,9 @@ export function createAsyncQueue<T>(options: AsyncQueueOptions): AsyncQueue<T> {
       if (closed) return false;
       if (size() >= options.capacity) {
         if (options.overflow === "drop-oldest") {
+          items[head] = undefined as T;
           head++;
+          compact();
         } else {
           queue.close(resourceExhausted(`${options.name ?? "queue"} is full (${options.capacity} items): the reader is too slow`));
           return false;
@@ -67,6 +72,8 @@ export function createAsyncQueue<T>(options: AsyncQueueOptions): AsyncQueue<T> {
     drain(max = Number.POSITIVE_INFINITY) {
       const n = Math.min(max, size());
       const out = items.slice(head, head + n);
+      // What was taken must not stay reachable from here: a quiet session's outbox drains a heartbeat every few seconds and never reaches a compaction.
+      items.fill(undefined as T, head, head + n);
       head += n;
       compact();
       return out;
@@ -103,6 +110,7 @@ export function createAsyncQueue<T>(options: AsyncQueueOptions): AsyncQueue<T> {
         if (failure !== undefined) throw failure;
         if (size() > 0) {
           const item = items[head] as T;
+          items[head] = undefined as T;
           head++;
           compact();
           yield item;

@@ -12,12 +12,17 @@ const failing = () => Promise.reject(new Error("no ack"));
 describe("agent breakers on one clock", () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it("500 breakers start one interval, which is cleared when the last breaker shuts down", () => {
+  it("500 breakers start one interval, which is cleared when the last breaker shuts down", async () => {
     // Spies that call through: the real timers run; the test counts them.
     const started = vi.spyOn(globalThis, "setInterval");
     const cleared = vi.spyOn(globalThis, "clearInterval");
     const clock = createBreakerClock(10_000);
     const breakers = Array.from({ length: 500 }, (_, i) => createAgentBreaker(`a${i}`, { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 5, rollingCountTimeoutMs: 10_000 }, logger, () => {}, clock));
+    // A breaker that has delivered nothing is closed and costs nothing: no window, no listener.
+    expect(breakers.every((b) => b.state === "closed" && b.allows)).toBe(true);
+    expect(started).not.toHaveBeenCalled();
+    expect(clock.listenerCount("rotate")).toBe(0);
+    for (const b of breakers) await b.fire(() => Promise.resolve());
     expect(started).toHaveBeenCalledTimes(1);
     expect(started.mock.calls[0]![1]).toBe(1000);
     expect(clock.listenerCount("rotate")).toBe(500);
@@ -27,6 +32,18 @@ describe("agent breakers on one clock", () => {
     breakers[0]!.shutdown();
     expect(cleared.mock.calls.filter(([t]) => t === interval)).toHaveLength(1);
     expect(clock.listenerCount("rotate")).toBe(0);
+  });
+
+  it("shut down before its first delivery, refuses deliveries as a shut-down opossum breaker does", async () => {
+    const breaker = createAgentBreaker("a", { resetTimeoutMs: 30_000, errorThresholdPercentage: 50, volumeThreshold: 5, rollingCountTimeoutMs: 10_000 }, logger, () => {}, createBreakerClock(10_000));
+    breaker.shutdown();
+    let sent = false;
+    await expect(
+      breaker.fire(async () => {
+        sent = true;
+      }),
+    ).rejects.toMatchObject({ code: "ESHUTDOWN" });
+    expect(sent).toBe(false);
   });
 
   it("failures leave the window as the shared clock turns it: old failures no longer open the breaker", async () => {
