@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Control, TaskState } from "../../gen/baton/v1/control_pb.js";
-import { createAgent, type ReceivedDirective } from "../../src/agent/index.js";
+import { createAgent, type AgentOptions, type ReceivedDirective } from "../../src/agent/index.js";
 import { createChannel, createClient } from "../../src/rpc/index.js";
 import { useFixture } from "../helpers/fixture.js";
 import { startServer, waitFor } from "../helpers/server.js";
@@ -21,42 +21,33 @@ async function operator(name: string) {
 const specs = (prefix: string, n: number, requiredCapabilities: string[]) => Array.from({ length: n }, (_, i) => ({ taskId: `${prefix}-${String(i).padStart(4, "0")}`, requiredCapabilities }));
 
 describe("a pass under a backlog", () => {
-  it("places tasks that sit behind 1,200 older tasks no agent can run", async () => {
+  /** An agent that runs ["work"] tasks (options its own), 1,200 tasks `head(i)` submitted first, then 5 plain ones: those 5 must succeed, the head wait. */
+  async function runnableBehind(head: (batch: number) => Array<ReturnType<typeof specs>[number] & { resources?: Array<{ resourceId: string; amount: number }> }>, agentOptions: Partial<AgentOptions> = {}): Promise<void> {
     fx.srv = await startServer(fx.pki);
-    const agent = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"], maxInFlight: 2 });
+    const agent = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"], maxInFlight: 2, ...agentOptions });
     fx.defer(() => agent.close({ flushMs: 100 }));
     await agent.connect();
     void agent.run(async () => ({ ok: true }));
     const control = await operator("ops");
     for (let i = 0; i < 2; i++) {
-      const { results } = await control.submitTasks({ tasks: specs(`gpu${i}`, 600, ["gpu"]) });
+      const { results } = await control.submitTasks({ tasks: head(i) });
       expect(results.every((r) => r.created)).toBe(true);
     }
     await control.submitTasks({ tasks: specs("work", 5, ["work"]) });
     const coordinator = fx.srv.server.coordinator;
     await waitFor(() => specs("work", 5, []).every((s) => coordinator.getTask(s.taskId).state === TaskState.SUCCEEDED) || undefined, 60_000, "the 5 runnable tasks to succeed");
-    // What no agent can run waits, every one of it.
+    // What cannot run waits, every one of it.
     expect(coordinator.taskCounts().get(TaskState.PENDING)).toBe(1200);
+  }
+
+  it("places tasks that sit behind 1,200 older tasks no agent can run", async () => {
+    await runnableBehind((i) => specs(`gpu${i}`, 600, ["gpu"]));
   });
 
   it("places tasks behind 1,200 older ones an able agent lacks the resources for", async () => {
-    fx.srv = await startServer(fx.pki);
     // The agent runs the head's kind of task, but its one GPU is too small for any of them:
     // the pass's plan leaves its slots free, so it must read past the head.
-    const agent = createAgent({ address: fx.srv.address, agentId: "a1", credentials: await fx.pki.credentials("managed_agent", "a1"), capabilities: ["work"], maxInFlight: 2, resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }] });
-    fx.defer(() => agent.close({ flushMs: 100 }));
-    await agent.connect();
-    void agent.run(async () => ({ ok: true }));
-    const control = await operator("ops");
-    for (let i = 0; i < 2; i++) {
-      const tasks = specs(`big${i}`, 600, ["work"]).map((t) => ({ ...t, resources: [{ resourceId: "gpu-0", amount: 2 }] }));
-      const { results } = await control.submitTasks({ tasks });
-      expect(results.every((r) => r.created)).toBe(true);
-    }
-    await control.submitTasks({ tasks: specs("work", 5, ["work"]) });
-    const coordinator = fx.srv.server.coordinator;
-    await waitFor(() => specs("work", 5, []).every((s) => coordinator.getTask(s.taskId).state === TaskState.SUCCEEDED) || undefined, 60_000, "the 5 runnable tasks to succeed");
-    expect(coordinator.taskCounts().get(TaskState.PENDING)).toBe(1200);
+    await runnableBehind((i) => specs(`big${i}`, 600, ["work"]).map((t) => ({ ...t, resources: [{ resourceId: "gpu-0", amount: 2 }] })), { resources: [{ resourceId: "gpu-0", kind: "gpu", capacity: 1 }] });
   });
 
   it("orders what it reads as the planner does: each submitter's k-th task before anyone's (k+1)-th", async () => {

@@ -12,15 +12,12 @@ import {
   FieldDescriptorProtoSchema,
 } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it, vi } from "vitest";
-import { file_baton_v1_common } from "../../gen/baton/v1/common_pb.js";
-import { file_baton_v1_control, TaskSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { BATON_FILES, messagesOf, prng } from "../helpers/proto-types.js";
+import { TaskSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { Action, Priority } from "../../gen/baton/v1/common_pb.js";
-import { CoordinationDirectiveSchema, file_baton_v1_coordination } from "../../gen/baton/v1/coordination_pb.js";
-import { DeliveryState, file_baton_v1_journal, JournalDirectiveSchema } from "../../gen/baton/v1/journal_pb.js";
-import { file_baton_v1_performance_monitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { file_baton_v1_resource_manager } from "../../gen/baton/v1/resource_manager_pb.js";
-import { file_baton_v1_security } from "../../gen/baton/v1/security_pb.js";
-import { CoordinatorMessageSchema, file_baton_v1_session } from "../../gen/baton/v1/session_pb.js";
+import { CoordinationDirectiveSchema } from "../../gen/baton/v1/coordination_pb.js";
+import { DeliveryState, JournalDirectiveSchema } from "../../gen/baton/v1/journal_pb.js";
+import { CoordinatorMessageSchema } from "../../gen/baton/v1/session_pb.js";
 import { encodeBinary } from "../../src/rpc/fast-binary.js";
 import { installFastUtf8 } from "../../src/rpc/utf8.js";
 
@@ -30,28 +27,6 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   const real = await importOriginal<typeof import("@bufbuild/protobuf")>();
   return { ...real, toBinary: (...args: Parameters<typeof real.toBinary>) => (counted.toBinary++, real.toBinary(...args)) };
 });
-
-const BATON_FILES: DescFile[] = [
-  file_baton_v1_common,
-  file_baton_v1_control,
-  file_baton_v1_coordination,
-  file_baton_v1_journal,
-  file_baton_v1_performance_monitor,
-  file_baton_v1_resource_manager,
-  file_baton_v1_security,
-  file_baton_v1_session,
-];
-
-/** Every message type of the files, nested ones included. */
-function messagesOf(files: DescFile[]): DescMessage[] {
-  const out: DescMessage[] = [];
-  const add = (m: DescMessage) => {
-    out.push(m);
-    m.nestedMessages.forEach(add);
-  };
-  for (const file of files) file.messages.forEach(add);
-  return out;
-}
 
 // What baton's protos do not use, so that every branch of the encoder meets toBinary:
 // every scalar type (singular, proto3 optional, packed), jstype strings, map keys of every
@@ -139,14 +114,6 @@ function testFiles(): { proto3: DescMessage; proto2: DescMessage } {
 }
 
 /** mulberry32: a small seeded PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STRINGS = ["", "a", "task-0001", "spiffe://baton.test/agent/a1", "héllo wörld", "日本語のテキスト", "emoji 🎉🚀", "x".repeat(64), "y".repeat(65), "é".repeat(70), "mixed ascii then ü", "\u0000nul"];
 const DOUBLES = [0, -0, 1, -1, 1.5, Number.NaN, Infinity, -Infinity, 2 ** 53, 1e-300, 123456.789, Number.MAX_VALUE];

@@ -15,15 +15,11 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { describe, expect, it, vi } from "vitest";
-import { file_baton_v1_common } from "../../gen/baton/v1/common_pb.js";
-import { file_baton_v1_control, ListTasksRequestSchema, SubmitTaskRequestSchema, SubmitTasksRequestSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
+import { BATON_FILES, messagesOf, prng } from "../helpers/proto-types.js";
+import { ListTasksRequestSchema, SubmitTaskRequestSchema, SubmitTasksRequestSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { AgentState, ProgressStatus } from "../../gen/baton/v1/common_pb.js";
-import { AckOutcome, CompletionStatus, file_baton_v1_coordination } from "../../gen/baton/v1/coordination_pb.js";
-import { file_baton_v1_journal } from "../../gen/baton/v1/journal_pb.js";
-import { file_baton_v1_performance_monitor } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { file_baton_v1_resource_manager } from "../../gen/baton/v1/resource_manager_pb.js";
-import { file_baton_v1_security } from "../../gen/baton/v1/security_pb.js";
-import { AgentReportsSchema, ConnectRequestSchema, file_baton_v1_session } from "../../gen/baton/v1/session_pb.js";
+import { AckOutcome, CompletionStatus } from "../../gen/baton/v1/coordination_pb.js";
+import { AgentReportsSchema, ConnectRequestSchema } from "../../gen/baton/v1/session_pb.js";
 import { decodeBinary } from "../../src/rpc/fast-decode.js";
 import { installFastUtf8 } from "../../src/rpc/utf8.js";
 
@@ -33,24 +29,6 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   const real = await importOriginal<typeof import("@bufbuild/protobuf")>();
   return { ...real, fromBinary: (...args: Parameters<typeof real.fromBinary>) => (counted.fromBinary++, real.fromBinary(...args)) };
 });
-
-const BATON_FILES: DescFile[] = [
-  file_baton_v1_common,
-  file_baton_v1_control,
-  file_baton_v1_coordination,
-  file_baton_v1_journal,
-  file_baton_v1_performance_monitor,
-  file_baton_v1_resource_manager,
-  file_baton_v1_security,
-  file_baton_v1_session,
-];
-
-function messagesOf(files: DescFile[]): DescMessage[] {
-  const out: DescMessage[] = [];
-  const add = (m: DescMessage) => (out.push(m), m.nestedMessages.forEach(add));
-  for (const file of files) file.messages.forEach(add);
-  return out;
-}
 
 /** What baton's protos lack: every scalar (singular, optional, repeated), wrappers, Struct in lists, maps and a oneof, odd map keys. */
 function testMessage(): DescMessage {
@@ -95,14 +73,6 @@ function testMessage(): DescMessage {
 }
 
 /** mulberry32, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STRINGS = ["", "a", "task-0001", "héllo", "日本語", "emoji 🎉", "x".repeat(70), "1", "-5", "true"];
 const VALUES: Partial<Record<ScalarType, readonly unknown[]>> = {
