@@ -86,3 +86,29 @@ export function findCandidates(ring: { agents: readonly AgentRuntime[]; cursor: 
   }
   return { candidates: [...chosen], usable };
 }
+
+// The most kinds of task (fit keys) hasIdleMisfit looks through.
+const MISFIT_KINDS = 64;
+
+/**
+ * Whether an agent free now, and not claimed, can run none of `tasks`. A pass that read
+ * only the head of a backlog then has an agent its read gave nothing to, while work for it
+ * may lie further back; one task per fit key is checked, so the cost follows the kinds of
+ * task read, not their number.
+ */
+export function hasIdleMisfit(ring: { agents: readonly AgentRuntime[] }, tasks: TaskRuntime[], claimed: ReadonlySet<string>): boolean {
+  const kinds = new Map<string, TaskRuntime>();
+  for (const rt of tasks) {
+    const key = fitKey(rt);
+    if (!kinds.has(key)) kinds.set(key, rt);
+  }
+  // Past a few dozen kinds (tasks addressed to one agent each, say) the check would cost agents x kinds: it
+  // answers yes, and the pass reads the whole backlog, as every pass did before reads were bounded.
+  if (kinds.size > MISFIT_KINDS) return true;
+  const each = [...kinds.values()];
+  for (const a of ring.agents) {
+    if (claimed.has(a.agentId) || !isCandidate(a)) continue;
+    if (!each.some((rt) => runs(a, rt))) return true;
+  }
+  return false;
+}

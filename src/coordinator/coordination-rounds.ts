@@ -8,12 +8,13 @@ import { Code, unavailable, type BatonError } from "../errors.js";
 import { generatePlan } from "../planner/index.js";
 import { logParticipant, PM, RM, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinationRounds, CoordinatorParts } from "./parts.js";
-import { findCandidates } from "./candidate-search.js";
+import { findCandidates, hasIdleMisfit } from "./candidate-search.js";
 import { donorAgent, freeSlots, isCandidate, planAgents, planTask } from "./plan-input.js";
 import type { AgentRuntime, RoundRuntime, TaskRuntime } from "./runtime.js";
 
 // Up to this many pending tasks a pass reads them all; past it, what the free agents can take.
 const INTAKE_MIN = 512;
+// Widening multiplies the read by 4 a pass: 2^20 times the smallest read (512) is past any backlog a coordinator holds, so the read can always reach all of it.
 const MAX_INTAKE_BOOST = 1 << 20;
 
 /**
@@ -97,15 +98,18 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
     // A round claims only agents that could run one of its tasks: concurrent rounds over other agents proceed.
     const { candidates, usable } = fresh.length > 0 ? findCandidates(state.agentRing, fresh, state.claimedAgents) : { candidates: [], usable: false };
     if (usable && candidates.length === 0) state.replanRequested = true;
-    // The intake read found nothing the free agents can run, but stopped short of the backlog: read further.
-    if (intake.capped && !usable && intake.free > 0) {
-      widenIntake();
-      requestSchedule("intake_widened");
-    }
+    // Under a backlog read in part: a free agent that can run none of what was read may have
+    // work further back (a head no agent can run, or work only for other agents).
+    const bounded = intake.capped || state.intakeBoost > 1;
+    const misfit = bounded && intake.free > 0 && (!usable || hasIdleMisfit(state.agentRing, fresh, state.claimedAgents));
     // What started this pass; a pass that starts no round forgets it.
     const trigger = [...state.triggers].join(",");
     state.triggers.clear();
-    if (fresh.length > 0 && (candidates.length > 0 || !usable)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false, intake.capped));
+    if (intake.capped && misfit) {
+      widenIntake();
+      requestSchedule("intake_widened");
+    }
+    if (fresh.length > 0 && (candidates.length > 0 || !usable)) plans.push(planRound(parts.book.startRound(trigger), fresh, candidates, false, { capped: intake.capped, bounded, misfit }));
     await Promise.all(plans);
   }
 
@@ -143,7 +147,7 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
   }
 
   /** Steps 2 to 6 of a round over the tasks and agents it claims; a resumed round re-plans its own tasks. */
-  async function planRound(rr: RoundRuntime, roundTasks: TaskRuntime[], candidates: AgentRuntime[], resumed: boolean, capped = false): Promise<void> {
+  async function planRound(rr: RoundRuntime, roundTasks: TaskRuntime[], candidates: AgentRuntime[], resumed: boolean, intake = { capped: false, bounded: false, misfit: false }): Promise<void> {
     const claimedAgents = candidates.map((a) => a.agentId);
     const claimedTasks = roundTasks.map((rt) => rt.task.spec!.taskId);
     for (const id of claimedAgents) state.claimedAgents.add(id);
@@ -210,15 +214,18 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
       if (agents.length === 0 || tasks.length === 0) return giveUp(candidates.length === 0 ? "no agent can run these tasks" : agents.length === 0 ? "no agent answered its status request" : "no pending task left to plan", "nothing to execute now");
       // Step 4: the plan.
       const plan = generatePlan({ tasks, agents });
-      if (capped) {
+      if (intake.bounded) {
         // Slots left over while some of the intake went unplaced: what could fill them may lie past the intake.
         let placed = 0;
         for (const p of plan.planned) placed += p.members.length;
         const slots = agents.reduce((n, a) => n + a.freeSlots, 0);
         if (plan.unplaced.length > 0 && placed < slots) {
-          widenIntake();
-          state.replanRequested = true;
-        } else state.intakeBoost = 1;
+          if (intake.capped) {
+            widenIntake();
+            state.replanRequested = true;
+          }
+          // A widened read that fills its agents, with none left idle for want of work it read, is back to the usual one.
+        } else if (!intake.misfit) state.intakeBoost = 1;
       }
       // Built only when asked for: with 1,000 agents this line alone is a thousand strings a round.
       if (state.logger.isLevelEnabled("debug")) state.logger.debug({ round_id: rr.round.roundId, resumed, candidates: claimedAgents, answered: answered.map((a) => a.agentId), agents: agents.map((a) => `${a.agentId}:${a.load}/${a.freeSlots}`), tasks: tasks.map((t) => t.taskId), planned: plan.planned.map((p) => `${p.taskId}->${p.leader}`) }, "round plan");

@@ -1,3 +1,4 @@
+import { createdMs } from "./plan-input.js";
 import type { TaskRuntime } from "./runtime.js";
 
 /** A pending task's place in the index; `live` goes false when it leaves (removed lazily). */
@@ -17,12 +18,6 @@ interface Group {
 }
 
 const before = (a: Entry, b: Entry) => a.order < b.order || (a.order === b.order && a.id < b.id);
-
-/** When a task was created, ms: its age in the planning order (as plan-input's planTask gives it). */
-function createdMs(rt: TaskRuntime): number {
-  const at = rt.task.createdAt;
-  return at ? Number(at.seconds) * 1000 + at.nanos / 1e6 : 0;
-}
 
 /**
  * The pending tasks in the planner's order (planningOrder: priority, then round-robin across

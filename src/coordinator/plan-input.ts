@@ -142,6 +142,12 @@ export function donorAgent(d: AgentRuntime, status: Awaited<ReturnType<ResourceM
   return { agentId: d.agentId, capabilities: new Set(d.hello.capabilities), labels: d.hello.labels, freeSlots: 0, load: d.outbox.size, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) };
 }
 
+/** When a task was created, ms with its sub-millisecond part (tasks of one millisecond keep their order): its age in the planning order. */
+export function createdMs(rt: TaskRuntime): number {
+  const at = rt.task.createdAt;
+  return at ? Number(at.seconds) * 1000 + at.nanos / 1e6 : 0;
+}
+
 /** A task as the planner sees it. */
 export function planTask(rt: TaskRuntime): PlanTask {
   // Under load every pass plans the whole backlog: a task's planner view (and the shape the
@@ -157,12 +163,11 @@ const planViews = new WeakMap<TaskRuntime, PlanTask>();
 
 function buildPlanTask(rt: TaskRuntime): PlanTask {
   const spec = rt.task.spec!;
-  const created = rt.task.createdAt ? Number(rt.task.createdAt.seconds) * 1000 + rt.task.createdAt.nanos / 1e6 : 0;
   return {
     taskId: spec.taskId,
     priority: spec.priority,
     submitter: rt.task.submitter,
-    order: created,
+    order: createdMs(rt),
     requiredCapabilities: spec.requiredCapabilities,
     resources: spec.resources.map((r) => ({ ...(r.resourceId ? { resourceId: r.resourceId } : {}), ...(r.kind ? { kind: r.kind } : {}), amount: r.amount })),
     target: { agentId: spec.target?.agentId ?? "", labels: spec.target?.labels ?? {} },

@@ -55,22 +55,13 @@ export function createOperationsMetrics(coordinator: Coordinator, coordinatorId:
   const rotations = new Counter({ name: "baton_key_rotations_total", help: "Message key rotations of agent sessions (security.keyRotationMs)", registers: [registry] });
 
   const onRound = (round: CoordinationRound) => transitions.inc({ state: stateName(round.state) });
-  // Each agent's series, looked up once: observe() with a label object hashes the labels per
-  // message, and progress arrives at 100,000 a second. The histogram is never reset.
-  const toAgent = new Map<string, ReturnType<typeof latency.labels>>();
-  const fromAgent = new Map<string, ReturnType<typeof latency.labels>>();
-  const series = (cache: typeof toAgent, agentId: string, labels: { source: string; destination: string }) => {
-    let child = cache.get(agentId);
-    if (!child) cache.set(agentId, (child = latency.labels(labels)));
-    return child;
-  };
   const onAck = (_ack: DirectiveAck, directive: CoordinationDirective) => {
     const issued = msOf(directive.timestamp);
-    if (issued !== undefined) series(toAgent, directive.targetAgent, { source: coordinatorId, destination: directive.targetAgent }).observe(Math.max(0, Date.now() - issued) / 1000);
+    if (issued !== undefined) latency.observe({ source: coordinatorId, destination: directive.targetAgent }, Math.max(0, Date.now() - issued) / 1000);
   };
   const onProgress = (update: ProgressUpdate) => {
     const sentAt = msOf(update.timestamp);
-    if (sentAt !== undefined) series(fromAgent, update.sourceAgent, { source: update.sourceAgent, destination: coordinatorId }).observe(Math.max(0, Date.now() - sentAt) / 1000);
+    if (sentAt !== undefined) latency.observe({ source: update.sourceAgent, destination: coordinatorId }, Math.max(0, Date.now() - sentAt) / 1000);
   };
   const onRotated = () => rotations.inc();
   coordinator.on("round.updated", onRound);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
-import { findCandidates } from "../../src/coordinator/candidate-search.js";
+import { findCandidates, hasIdleMisfit } from "../../src/coordinator/candidate-search.js";
 import { SAMPLE_ABOVE } from "../../src/coordinator/plan-input.js";
 import type { AgentRuntime, TaskRuntime } from "../../src/coordinator/runtime.js";
 
@@ -93,5 +93,32 @@ describe("a round's candidates", () => {
     const many = Array.from({ length: 100 }, (_, i) => agent(i, 0, i === 42 ? ["rare"] : ["work"]));
     expect(findCandidates(ring(many), [task("special", ["rare"])], new Set(["a00042"]))).toEqual({ candidates: [], usable: true });
     expect(findCandidates(ring(many), [task("none", ["nobody"])], new Set())).toEqual({ candidates: [], usable: false });
+  });
+});
+
+// A pass that read only a backlog's head widens its read when a free agent got nothing from
+// it (coordination-rounds.ts): this says whether there is such an agent.
+describe("an idle misfit", () => {
+  const target = (id: string, agentId: string) => ({ task: { spec: { taskId: id, requiredCapabilities: [], target: { agentId, labels: {} } } }, excluded: new Set<string>() }) as unknown as TaskRuntime;
+
+  it("is a free, unclaimed agent that can run none of the tasks read", () => {
+    const agents = [agent(0, 0, ["a"]), agent(1, 0, ["b"])];
+    expect(hasIdleMisfit(ring(agents), [task("t1", ["a"]), task("t2", ["a"])], new Set())).toBe(true);
+    expect(hasIdleMisfit(ring(agents), [task("t1", ["a"]), task("t2", ["b"])], new Set())).toBe(false);
+  });
+
+  it("is not an agent that is full or claimed by another round", () => {
+    const full = [agent(0, 0, ["a"]), agent(1, 4, ["b"])];
+    expect(hasIdleMisfit(ring(full), [task("t1", ["a"])], new Set())).toBe(false);
+    const claimed = [agent(0, 0, ["a"]), agent(1, 0, ["b"])];
+    expect(hasIdleMisfit(ring(claimed), [task("t1", ["a"])], new Set(["a00001"]))).toBe(false);
+  });
+
+  it("is assumed past 64 kinds of task, rather than checked at a cost of agents x kinds", () => {
+    const agents = Array.from({ length: 100 }, (_, i) => agent(i, 0));
+    const everyone = agents.map((a, i) => target(`t${i}`, a.agentId));
+    // Each agent has a task of its own among the 100 read: none is a misfit, but there are too many kinds to check.
+    expect(hasIdleMisfit(ring(agents), everyone, new Set())).toBe(true);
+    expect(hasIdleMisfit(ring(agents.slice(0, 10)), everyone.slice(0, 10), new Set())).toBe(false);
   });
 });
