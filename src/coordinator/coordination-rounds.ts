@@ -122,14 +122,11 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
   function takeIntake(now: number): { tasks: TaskRuntime[]; capped: boolean; free: number } {
     const ready = (rt: TaskRuntime) => rt.notBefore <= now && !state.claimedTasks.has(rt.task.spec!.taskId) && !state.taskRound.has(rt.task.spec!.taskId);
     const tasks: TaskRuntime[] = [];
-    if (state.pendingTasks.size <= INTAKE_MIN) {
-      state.intakeBoost = 1;
-      for (const rt of state.pendingTasks) if (ready(rt)) tasks.push(rt);
-      return { tasks, capped: false, free: 0 };
-    }
+    const small = state.pendingTasks.size <= INTAKE_MIN;
+    if (small) state.intakeBoost = 1;
     let free = 0;
-    for (const a of state.agentRing.agents) if (!state.claimedAgents.has(a.agentId) && isCandidate(a)) free += freeSlots(a);
-    const limit = Math.max(INTAKE_MIN, 2 * free) * state.intakeBoost;
+    if (!small) for (const a of state.agentRing.agents) if (!state.claimedAgents.has(a.agentId) && isCandidate(a)) free += freeSlots(a);
+    const limit = small ? Infinity : Math.max(INTAKE_MIN, 2 * free) * state.intakeBoost;
     if (limit >= state.pendingTasks.size) {
       for (const rt of state.pendingTasks) if (ready(rt)) tasks.push(rt);
       return { tasks, capped: false, free };

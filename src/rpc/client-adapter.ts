@@ -11,7 +11,7 @@ import {
 } from "@grpc/grpc-js";
 import { create, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { CORRELATION_HEADER } from "./context.js";
-import { encodeBinary } from "./fast-binary.js";
+import { encodeBuffer } from "./fast-binary.js";
 import { decodeBinary } from "./fast-decode.js";
 
 /** Per-call options for a typed client. */
@@ -66,7 +66,7 @@ function grpcOptions(options: CallOptions | undefined): { metadata: Metadata; ca
 
 function serializer<Desc extends DescMessage>(schema: Desc): (init: MessageInitShape<Desc>) => Buffer {
   // create() keeps an already-built message as it is and fills in an init object.
-  return (init) => Buffer.from(encodeBinary(schema, create(schema, init)));
+  return (init) => encodeBuffer(schema, create(schema, init));
 }
 
 function deserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) => MessageShape<Desc> {

@@ -21,8 +21,8 @@ const DECLINE = new Error("fast-binary: declined");
 // What a step writes: a scalar or enum, a message, unpacked scalars (a tag each), packed ones, messages, a map.
 const [SCALAR, MESSAGE, LIST, PACKED, MESSAGES, MAP] = [0, 1, 2, 3, 4, 5] as const;
 
-// Wire type by ScalarType: 1 for 64-bit, 5 for 32-bit fixed, 2 for strings and bytes, else 0 (varint).
-const WIRE = [0, 1, 5, 0, 0, 0, 1, 5, 0, 2, 0, 0, 2, 0, 0, 5, 1, 0, 0];
+/** Wire type by ScalarType: 1 for 64-bit, 5 for 32-bit fixed, 2 for strings and bytes, else 0 (varint); fast-decode.ts reads by it too. */
+export const WIRE: readonly number[] = [0, 1, 5, 0, 0, 0, 1, 5, 0, 2, 0, 0, 2, 0, 0, 5, 1, 0, 0];
 
 interface Plan {
   readonly desc: DescMessage;
@@ -360,6 +360,12 @@ function fields(plan: Plan, msg: Fields): void {
     tag(((no << 3) | wireType) >>> 0);
     bytes(data, false);
   }
+}
+
+/** encodeBinary's bytes as a Buffer for grpc-js, over them and not a copy: they are a fresh array of their own. */
+export function encodeBuffer<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): Buffer {
+  const bytes = encodeBinary(schema, message);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** The message's protobuf binary encoding: the same bytes as toBinary(schema, message), made from a plan per schema. */

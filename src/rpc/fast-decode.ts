@@ -2,6 +2,7 @@ import { create, fromBinary, protoInt64, ScalarType, type DescField, type DescMe
 import { scalarZeroValue } from "@bufbuild/protobuf/reflect";
 import { getTextEncoding } from "@bufbuild/protobuf/wire";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
+import { WIRE } from "./fast-binary.js";
 import { nestedType } from "./validate.js";
 
 // fromBinary spends most of its time in reflect(): a ReflectMessage per message (and a create()
@@ -23,8 +24,6 @@ const DECLINE = new Error("fast-decode: declined");
 // What a step reads: a scalar or enum, a message, an unboxed wrapper, a Struct as JSON, scalars or enums, messages, Structs, a map.
 const [SCALAR, MESSAGE, WRAPPED, JSON_STRUCT, LIST, MESSAGES, JSON_STRUCTS, MAP] = [0, 1, 2, 3, 4, 5, 6, 7] as const;
 
-// Wire type by ScalarType: 1 for 64-bit, 5 for 32-bit fixed, 2 for strings and bytes, else 0 (varint).
-const WIRE = [0, 1, 5, 0, 0, 0, 1, 5, 0, 2, 0, 0, 2, 0, 0, 5, 1, 0, 0];
 
 /** A field whose zero create() makes fresh for each message: a oneof, list, map or bytes. */
 type Fresh = { readonly name: string; readonly kind: "oneof" | "list" | "map" | "bytes" };

@@ -22,7 +22,7 @@ import { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./contex
 import { headersOf } from "./guard-interceptor.js";
 import { redact } from "./redact.js";
 import { assertValid } from "./validate.js";
-import { encodeBinary } from "./fast-binary.js";
+import { encodeBuffer } from "./fast-binary.js";
 import { decodeBinary } from "./fast-decode.js";
 
 type In<M extends DescMethod> = MessageShape<M["input"]>;
@@ -83,10 +83,6 @@ function passThrough(value: Buffer): Buffer {
   return value;
 }
 
-// encodeBinary's bytes are a fresh array of their own: grpc-js gets a Buffer over them, not a copy.
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
 
 /**
  * The one bridge from a generated service descriptor to grpc-js. Requests stay raw
@@ -107,7 +103,7 @@ export function adaptService<S extends DescService>(service: S, impl: ServiceImp
       requestSerialize: passThrough,
       requestDeserialize: passThrough,
       // Fields marked debug_redact (a task's sensitive_input) never leave the server in an answer.
-      responseSerialize: (msg: MessageShape<typeof output>) => asBuffer(encodeBinary(output, redact(output, msg))),
+      responseSerialize: (msg: MessageShape<typeof output>) => encodeBuffer(output, redact(output, msg)),
       responseDeserialize: (bytes: Buffer) => decodeBinary(output, bytes),
     };
     const handler = (impl as Record<string, unknown>)[method.localName];
