@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { durationFromMs, StructSchema, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, StructSchema, timestampMs } from "@bufbuild/protobuf/wkt";
 import { AgentStatusRequestSchema, type AgentStatusResponse, type CoordinationDirective } from "../../gen/baton/v1/coordination_pb.js";
 import type { KeyRotation, SignedEnvelope } from "../../gen/baton/v1/security_pb.js";
 import {
@@ -16,7 +16,7 @@ import {
   type Hello,
 } from "../../gen/baton/v1/session_pb.js";
 import { messageBudget } from "../protocol/index.js";
-import { decodeRequest, DEFAULT_TRANSPORT_LIMITS } from "../rpc/index.js";
+import { decodeRequest, DEFAULT_TRANSPORT_LIMITS, timestampAt } from "../rpc/index.js";
 import { ClockSkewError, describeSkew, openSignedBatch, seal, SEALED_DIRECTIVE_TYPE, signWith, TimestampWindowError, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
@@ -271,7 +271,7 @@ export class AgentSession {
 
   /** One stream message carrying a batch: signed when message security is on. */
   private batchFrame(entries: Encoded[]): ConnectResponse {
-    const head: CoordinatorMessages = create(CoordinatorMessagesSchema, { messageId: randomUUID(), sentAt: timestampNow(), sender: this.options.coordinatorId });
+    const head: CoordinatorMessages = create(CoordinatorMessagesSchema, { messageId: randomUUID(), sentAt: timestampAt(Date.now()), sender: this.options.coordinatorId });
     const security = this.options.security;
     if (!security) return create(ConnectResponseSchema, { kind: { case: "messages", value: { ...head, messages: entries.map((e) => e.message) } } });
     // The signed payload is the batch's own fields followed by each message as encoded to
@@ -311,7 +311,7 @@ export class AgentSession {
     if (this.isClosed) return Promise.reject(unavailable(`agent ${this.agentId} has no open session`));
     const request = create(AgentStatusRequestSchema, {
       requestId: randomUUID(),
-      timestamp: timestampNow(),
+      timestamp: timestampAt(Date.now()),
       targetAgent: this.agentId,
     });
     return new Promise((resolve, reject) => {
@@ -381,7 +381,7 @@ export class AgentSession {
       return;
     }
     // A literal: thousands of idle sessions send one each interval, and create() costs more than the rest of it.
-    this.sendFrame({ $typeName: "baton.v1.ConnectResponse", kind: { case: "heartbeat", value: { $typeName: "baton.v1.Heartbeat", sentAt: timestampNow(), lastSequence: 0n } } });
+    this.sendFrame({ $typeName: "baton.v1.ConnectResponse", kind: { case: "heartbeat", value: { $typeName: "baton.v1.Heartbeat", sentAt: timestampAt(Date.now()), lastSequence: 0n } } });
     // Rotates a key that has served its period, even on a quiet session.
     this.options.security?.keyring.current();
   }
@@ -418,7 +418,7 @@ export function welcomeFrame(
         coordinatorId: options.coordinatorId,
         protocolVersion: options.protocolVersion,
         keys: session.keyRotation(),
-        serverTime: timestampNow(),
+        serverTime: timestampAt(Date.now()),
         ...(session.replayWindowMs !== undefined ? { replayWindow: durationFromMs(session.replayWindowMs) } : {}),
         syncInterval: durationFromMs(options.syncIntervalMs),
         // What an agent in any language would otherwise hard-code (docs/agents.md, timers).

@@ -1,5 +1,5 @@
 import type { EventEmitter } from "node:events";
-import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { CoordinationRound, Task, TaskState } from "../../gen/baton/v1/control_pb.js";
 import type { JournalDirective } from "../../gen/baton/v1/journal_pb.js";
 import type { BatonConfig } from "../config.js";
@@ -10,6 +10,7 @@ import type { PerformanceSink, ResourceManagerPort } from "./ports.js";
 import type { AgentRuntime, CoordinatorEvents, DirectiveOwner, RoundRuntime, TaskRuntime } from "./runtime.js";
 import { PendingIndex } from "./pending-index.js";
 import { TaskJournal, type CommitOptions } from "./task-journal.js";
+import { timestampAt } from "../rpc/index.js";
 
 /** Options of the coordinator. */
 export interface CoordinatorOptions {
@@ -144,7 +145,7 @@ export function delayTask(state: CoordinatorState, rt: TaskRuntime, until: numbe
 
 /** Now, on the coordinator's clock, as a protobuf Timestamp. */
 export function stamp(state: CoordinatorState): Timestamp {
-  return timestampFromMs(state.now());
+  return timestampAt(state.now());
 }
 
 /** Refuses calls while the state is being reloaded after a failed journal write. */

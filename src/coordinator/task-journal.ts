@@ -24,9 +24,16 @@ export interface CommitOptions {
   deferMs?: number;
 }
 
+/**
+ * A record committed but not yet encoded: it is encoded when its batch is written, from the
+ * object as it is then. A task committed at its acceptance and again at its completion in
+ * one batch is encoded once; what a commit promised is in that later state too.
+ */
+type PendingOp = WriteOp | { type: "task"; key: string; task: Task } | { type: "directive"; key: string; directive: JournalDirective } | { type: "session"; key: string; session: JournalSession };
+
 // A batch's ops with only the last op on each key (the same record written twice in one
 // batch, as a task is when it is accepted and completed at once), in the order they came.
-function lastPerKey(ops: WriteOp[]): WriteOp[] {
+function lastPerKey(ops: PendingOp[]): PendingOp[] {
   if (ops.length < 2) return ops;
   const last = new Map<string, number>();
   ops.forEach((op, i) => last.set(op.key, i));
@@ -54,12 +61,18 @@ const sealContext = (taskId: string) => `task/${taskId}/sensitive_input`;
  * The coordinator's state as protobuf records in a Store. Changes made in the same tick
  * are committed together (group commit): one durable write, however many callers.
  *
+ * Records are encoded when their batch is written, from the objects as they are then, so a
+ * record committed twice in one batch is encoded once. That rests on the coordinator's rule
+ * that a change and its commit are made in one synchronous step: at a batch's start no
+ * object it holds is halfway through a change, and a change made after a commit but before
+ * the write is committed itself, into the same batch or the next.
+ *
  * A task's sensitive_input never rests in plain text in a durable store: it is sealed
  * (AES-256-GCM, store.secrets) into its own record, written once per input, and joined
  * back at load. In a store that keeps nothing (memory) it stays in the task record.
  */
 export class TaskJournal {
-  private pending: WriteOp[] = [];
+  private pending: PendingOp[] = [];
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
   /** A commit that may wait (CommitOptions.deferMs): the timer that writes it if nothing else does first. */
@@ -156,8 +169,8 @@ export class TaskJournal {
     } catch (err) {
       return Promise.reject(err);
     }
-    for (const d of change.directives ?? []) this.pending.push({ type: "put", key: DIRECTIVE + d.directive!.directiveId, value: encodeBinary(JournalDirectiveSchema, d) });
-    for (const s of change.sessions ?? []) this.pending.push({ type: "put", key: SESSION + s.agentId, value: encodeBinary(JournalSessionSchema, s) });
+    for (const d of change.directives ?? []) this.pending.push({ type: "directive", key: DIRECTIVE + d.directive!.directiveId, directive: d });
+    for (const s of change.sessions ?? []) this.pending.push({ type: "session", key: SESSION + s.agentId, session: s });
     for (const id of change.deleteDirectives ?? []) this.pending.push({ type: "delete", key: DIRECTIVE + id });
     const written = new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
@@ -171,11 +184,12 @@ export class TaskJournal {
   }
 
   // The task record, and its sealed input when it has one not yet durable; `sealing` collects the inputs sealed.
-  private taskOps(task: Task, sealing: JsonObject[]): WriteOp[] {
+  private taskOps(task: Task, sealing: JsonObject[]): PendingOp[] {
     const spec = task.spec!;
     const input = spec.sensitiveInput;
-    if (!input || !this.sealsSecrets) return [{ type: "put", key: TASK + spec.taskId, value: this.taskRecord(task) }];
-    const ops: WriteOp[] = [{ type: "put", key: TASK + spec.taskId, value: this.taskRecord(task) }];
+    const record: PendingOp = { type: "task", key: TASK + spec.taskId, task };
+    if (!input || !this.sealsSecrets) return [record];
+    const ops: PendingOp[] = [record];
     if (!this.sealed.has(input)) {
       const box = this.store.secrets;
       if (!box) throw failedPrecondition(`task ${spec.taskId} has sensitive_input, which the journal ${this.store.name ?? ""} seals at rest, but no key is configured (store.keyFile)`);
@@ -218,24 +232,41 @@ export class TaskJournal {
     this.deferred = undefined;
     // The write out now starts the next batch when it ends.
     if (this.inFlight) return;
-    const ops = lastPerKey(this.pending);
+    const pending = lastPerKey(this.pending);
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
     this.inFlight = true;
     // Writes stay in order: a batch starts once the previous one is durable. An empty
     // batch writes nothing: it resolves once everything committed before it is durable.
-    this.writing = this.write(ops, waiters).finally(() => {
+    this.writing = this.write(pending, waiters).finally(() => {
       this.inFlight = false;
       // Everything committed while that write was out, at once: its callers have waited already.
       if (this.waiters.length > 0) this.flush();
     });
   }
 
-  private async write(ops: WriteOp[], waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>): Promise<void> {
+  // The batch's records, encoded from their objects as they are now.
+  private encoded(pending: PendingOp[]): WriteOp[] {
+    return pending.map((op) => {
+      switch (op.type) {
+        case "task":
+          return { type: "put", key: op.key, value: this.taskRecord(op.task) };
+        case "directive":
+          return { type: "put", key: op.key, value: encodeBinary(JournalDirectiveSchema, op.directive) };
+        case "session":
+          return { type: "put", key: op.key, value: encodeBinary(JournalSessionSchema, op.session) };
+        default:
+          return op;
+      }
+    });
+  }
+
+  private async write(pending: PendingOp[], waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>): Promise<void> {
     if (this.failure !== undefined) return waiters.forEach((w) => w.reject(this.refusal()));
     try {
-      if (ops.length > 0) await this.store.write(ops);
+      // An object that does not encode fails its batch as a failed write would: nothing of it is written.
+      if (pending.length > 0) await this.store.write(this.encoded(pending));
     } catch (err) {
       this.failure = err;
       waiters.forEach((w) => w.reject(err));

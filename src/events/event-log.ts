@@ -1,7 +1,7 @@
-import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../gen/baton/v1/control_pb.js";
 import { BatonError, Code, invalidArgument, quote } from "../errors.js";
 import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
+import { timestampAt } from "../rpc/index.js";
 import { TopicIndex } from "./topic-index.js";
 import { isValidPattern } from "./topic-pattern.js";
 
@@ -81,7 +81,7 @@ export class EventLog {
   /** Records an event and hands it to every matching watcher; never throws for a watcher's sake. */
   append(init: EventInit): Event {
     // A literal, as create() would make it (the kind's message is taken as it is there too): every state change appends one.
-    const event: Event = { $typeName: "baton.v1.Event", cursor: ++this.cursor, topic: init.topic, timestamp: timestampNow(), correlationId: init.correlationId, kind: init.kind, reason: init.reason };
+    const event: Event = { $typeName: "baton.v1.Event", cursor: ++this.cursor, topic: init.topic, timestamp: timestampAt(Date.now()), correlationId: init.correlationId, kind: init.kind, reason: init.reason };
     this.retained.push(event);
     if (this.retained.length - this.start > this.retain) this.start = this.retained.length - this.retain;
     if (this.start >= this.retain) {

@@ -10,6 +10,7 @@ export { CORRELATION_HEADER, type HandlerContext, type PeerInfo } from "./contex
 export { assertValid, findViolation } from "./validate.js";
 export { encodeBinary } from "./fast-binary.js";
 export { decodeBinary } from "./fast-decode.js";
+export { timestampAt } from "./timestamps.js";
 export { clientChannelOptions, serverChannelOptions, DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from "./channel-options.js";
 export { ConnectionGuard, DEFAULT_CONNECTION_LIMITS, type ConnectionGuardOptions, type ConnectionLimits, type ConnectionRefusal } from "./connection-guard.js";
 export { addReflection } from "./reflection.js";

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { TaskSchema, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { TaskJournal } from "../../src/coordinator/task-journal.js";
@@ -86,6 +86,54 @@ describe("group commit", () => {
     expect(held.writes).toHaveLength(1);
     held.release();
     await Promise.all([accepted, barrier]);
+  });
+});
+
+describe("records are encoded as their batch is written", () => {
+  it("a record is encoded from its object as its batch goes out, so a task committed twice in one batch is encoded once, in its later state", async () => {
+    const held = heldStore();
+    const journal = new TaskJournal(held.store);
+    const first = journal.commit({ tasks: [task("x")] });
+    await new Promise((r) => setImmediate(r));
+    const a = task("a", TaskState.RUNNING);
+    const running = journal.commit({ tasks: [a] });
+    // The later change, made before its own commit: the record written is already this state
+    // (a record encoded at commit would hold RUNNING here).
+    a.state = TaskState.SUCCEEDED;
+    a.reason = "done";
+    held.release();
+    await first;
+    await new Promise((r) => setImmediate(r));
+    expect(held.writes).toHaveLength(2);
+    const batch = held.writes[1]!;
+    expect(batch.map((op) => op.key)).toEqual(["task/a"]);
+    expect(batch[0]!.type === "put" && Buffer.from(batch[0]!.value).equals(Buffer.from(toBinary(TaskSchema, a)))).toBe(true);
+    const done = journal.commit({ tasks: [a] });
+    await new Promise((r) => setImmediate(r));
+    held.release();
+    await running;
+    await new Promise((r) => setImmediate(r));
+    held.release();
+    await done;
+    // What was read back is the later state.
+    const loaded = await new TaskJournal(held.store).load();
+    expect(loaded.tasks.find((t) => t.spec!.taskId === "a")?.state).toBe(TaskState.SUCCEEDED);
+  });
+
+  it("an object that does not encode fails its whole batch as a failed write does, and every later commit is refused", async () => {
+    const held = heldStore();
+    const failures: unknown[] = [];
+    const journal = new TaskJournal(held.store, (err) => failures.push(err));
+    // An enum is an int32 on the wire: this one cannot be written.
+    const bad = create(TaskSchema, { spec: { taskId: "bad" }, state: 2 ** 40 as TaskState });
+    const good = journal.commit({ tasks: [task("good")] });
+    const broken = journal.commit({ tasks: [bad] });
+    await expect(good).rejects.toThrow(/int32/);
+    await expect(broken).rejects.toThrow(/int32/);
+    expect(held.writes).toHaveLength(0);
+    expect(failures).toHaveLength(1);
+    await expect(journal.commit({ tasks: [task("later")] })).rejects.toThrow(/an earlier journal write failed/);
+    expect(await held.store.scan("task/")).toEqual([]);
   });
 });
 
