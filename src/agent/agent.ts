@@ -349,6 +349,14 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         return;
       case "heartbeat":
         if (kind.value.sentAt) this.serverClock = { serverMs: timestampMs(kind.value.sentAt), at: performance.now() };
+        // Ours answers the coordinator's, and our own timer starts its interval again: a
+        // coordinator that ticks its sessions together then reads their heartbeats together,
+        // rather than waking once for each agent's. The timer sends only when the
+        // coordinator's heartbeats stop coming.
+        if (this.heartbeat) {
+          this.sendHeartbeat();
+          this.heartbeat.refresh();
+        }
         return;
       case "drain":
         if (kind.value.withdrawn) this.logger.info("coordinator withdraws its drain: this agent is in service again");
@@ -509,9 +517,13 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
         this.redial();
         return;
       }
-      this.outbox?.push({ kind: "frame", frame: { $typeName: "baton.v1.ConnectRequest", kind: { case: "heartbeat", value: { $typeName: "baton.v1.Heartbeat", sentAt: this.timestamp(), lastSequence: this.lastSequence } } } });
+      this.sendHeartbeat();
     }, intervalMs);
     this.heartbeat.unref();
+  }
+
+  private sendHeartbeat(): void {
+    this.outbox?.push({ kind: "frame", frame: { $typeName: "baton.v1.ConnectRequest", kind: { case: "heartbeat", value: { $typeName: "baton.v1.Heartbeat", sentAt: this.timestamp(), lastSequence: this.lastSequence } } } });
   }
 
   private report(report: AgentReport["kind"]): void {

@@ -20,7 +20,7 @@ import { decodeRequest, DEFAULT_TRANSPORT_LIMITS, timestampAt } from "../rpc/ind
 import { ClockSkewError, describeSkew, openSignedBatch, seal, SEALED_DIRECTIVE_TYPE, signWith, TimestampWindowError, type Keyring, type MessageKey, type ReplayGuard } from "../security/index.js";
 import { BatonError, Code, deadlineExceeded, resourceExhausted, unavailable } from "../errors.js";
 import { logProtocolMessage, type Logger } from "../logging.js";
-import { createAsyncQueue, type AsyncQueue } from "../streams/index.js";
+import { createAsyncQueue, type AsyncQueue, type Leave, type PeriodicWheel } from "../streams/index.js";
 import { encodeBinary } from "../rpc/index.js";
 
 /** What a session is opened with. */
@@ -34,7 +34,8 @@ export interface AgentSessionOptions {
   peer: string;
   coordinatorId: string;
   protocolVersion: string;
-  heartbeatIntervalMs: number;
+  /** Ticks this session's heartbeats (and its check for a silent agent) with every other session's: one timer a coordinator, not one a session. Its period is the heartbeat interval. */
+  heartbeats: PeriodicWheel;
   heartbeatMisses: number;
   maxInFlight: number;
   outboxCapacity: number;
@@ -119,7 +120,7 @@ export class AgentSession {
   private readonly outbox: AsyncQueue<Outgoing>;
   private readonly pendingStatus = new Map<string, PendingStatus>();
   private readonly closed = new AbortController();
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly leaveHeartbeats: Leave;
   private closeError: BatonError | undefined;
   /** The key the agent is known to hold: batches are signed with it until a rotation reaches the agent. */
   private signingKey: MessageKey | undefined;
@@ -141,8 +142,7 @@ export class AgentSession {
       overflow: "error",
       name: `outbox of agent ${options.agentId}`,
     });
-    this.heartbeat = setInterval(() => this.tick(), options.heartbeatIntervalMs);
-    this.heartbeat.unref();
+    this.leaveHeartbeats = options.heartbeats.join(() => this.tick());
     const security = options.security;
     if (security) {
       this.signingKey = security.keyring.current();
@@ -360,7 +360,7 @@ export class AgentSession {
   close(error?: BatonError): void {
     if (this.isClosed) return;
     this.closeError = error;
-    clearInterval(this.heartbeat);
+    this.leaveHeartbeats();
     this.unsubscribeRotation?.();
     const reason = error ?? unavailable(`the session of agent ${this.agentId} ended`);
     for (const pending of [...this.pendingStatus.values()]) {
@@ -374,7 +374,7 @@ export class AgentSession {
 
   private tick(): void {
     const silentFor = this.now() - this.lastSeen;
-    const limit = this.options.heartbeatIntervalMs * this.options.heartbeatMisses;
+    const limit = this.options.heartbeats.periodMs * this.options.heartbeatMisses;
     if (silentFor > limit) {
       this.options.logger.warn({ silent_ms: silentFor }, "agent missed its heartbeats");
       this.close(unavailable(`no heartbeat from agent ${this.agentId} for ${silentFor} ms`));

@@ -8,7 +8,7 @@ import { logFailure, type Logger } from "../logging.js";
 import { assertHelloFits, assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
 import { createKeyring, createReplayGuard, type SpiffeIdentity } from "../security/index.js";
-import { delay, withinTurn } from "../streams/index.js";
+import { delay, PeriodicWheel, withinTurn } from "../streams/index.js";
 import { AgentSession, welcomeFrame, type SessionSecurity } from "./agent-session.js";
 import { clockSkewRefusal, helloClockSkew } from "./clock-skew.js";
 import { assertServing, record, stamp, type CoordinatorState } from "./coordinator-state.js";
@@ -22,6 +22,13 @@ import type { AgentRuntime } from "./runtime.js";
  */
 export function createSessionHandler(state: CoordinatorState, parts: CoordinatorParts): { runSession(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> } {
   const { config } = state;
+  // One wheel for every session's heartbeats, by interval (a reloaded configuration may change it for new sessions).
+  const wheels = new Map<number, PeriodicWheel>();
+  const heartbeatWheel = (intervalMs: number): PeriodicWheel => {
+    let wheel = wheels.get(intervalMs);
+    if (!wheel) wheels.set(intervalMs, (wheel = new PeriodicWheel(intervalMs)));
+    return wheel;
+  };
 
   async function* runSession(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> {
     assertServing(state);
@@ -54,7 +61,7 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
       peer: ctx.peer.address,
       coordinatorId: config.coordinatorId,
       protocolVersion: PROTOCOL_VERSION,
-      heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+      heartbeats: heartbeatWheel(cfg.heartbeatIntervalMs),
       heartbeatMisses: cfg.heartbeatMisses,
       maxInFlight,
       outboxCapacity: cfg.outboxCapacity,
