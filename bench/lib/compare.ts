@@ -22,6 +22,7 @@ export function comparisons(results: Map<string, ScenarioResult>): ScenarioResul
   const rabbitE2e = find(results, "rabbitmq", "rabbitmq.end_to_end_per_s");
   const rabbitConfirmed = find(results, "rabbitmq", "rabbitmq.confirmed_publish_per_s");
   ratio(out, "vs.throughput_echo", "baton tasks/s (unary) / raw grpc-js echo round trips/s", unary, echoRate);
+  ratio(out, "vs.throughput_echo_unary", "baton tasks/s (unary) / raw grpc-js unary calls/s", unary, find(results, "echo", "echo.unary_calls_per_s"));
   ratio(out, "vs.throughput_rabbitmq", "baton tasks/s (unary) / RabbitMQ directive -> completion/s", unary, rabbitE2e);
   if (bulk?.samples.length) ratio(out, "vs.bulk_rabbitmq", "baton tasks/s (bulk) / RabbitMQ confirmed publishes/s", bulk, rabbitConfirmed, { op: ">=", value: 1 });
   else if (rabbitConfirmed?.samples.length) out.text("vs.bulk_rabbitmq", "baton tasks/s (bulk) / RabbitMQ confirmed publishes/s", "n/a: no bulk submission", { op: ">=", value: 1 });
@@ -31,5 +32,6 @@ export function comparisons(results: Map<string, ScenarioResult>): ScenarioResul
   ratio(out, "vs.latency_rabbitmq", "baton submit -> succeeded p50 (1 agent) / RabbitMQ directive -> completion p50", lat, find(results, "rabbitmq", "rabbitmq.one_p50_ms"));
   const perAgent = results.get("scale")?.figures.filter((f) => /^scale\.\d+\.rss_per_agent_kib$/.test(f.key)).at(-1);
   ratio(out, "vs.memory_echo", "baton coordinator KiB per agent (largest step) / grpc-js server KiB per idle connection", perAgent, find(results, "echo", "echo.idle_kib_per_connection"));
+  ratio(out, "vs.idle_echo", "baton idle coordinator CPU, 1,000 agents / raw grpc-js server CPU at their heartbeat rate", find(results, "scale", "scale.1000.idle_cpu_pct"), find(results, "echo", "echo.heartbeat_rate_cpu_pct"));
   return { scenario: "comparison", figures: out.list(), notes: [] };
 }

@@ -483,7 +483,10 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   }
 
   private dial(): Channel {
-    return createChannel(this.target, this.options.credentials, clientChannelOptions());
+    // A pool of its own: an agent's connection is never shared (its certificate is its
+    // identity), and in grpc-js's global pool every new channel compares its options with
+    // every channel's to the same address, O(n^2) for a process that hosts many agents.
+    return createChannel(this.target, this.options.credentials, { ...clientChannelOptions(), "grpc.use_local_subchannel_pool": 1 });
   }
 
   /** After a session ends: goes to the leader a follower named, else (no Welcome) to the next address of a replica set; whether a leader was named. */

@@ -63,5 +63,8 @@ export function clientChannelOptions(limits: Partial<TransportLimits> = {}): Cha
     "grpc.keepalive_time_ms": l.keepaliveTimeMs,
     "grpc.keepalive_timeout_ms": l.keepaliveTimeoutMs,
     "grpc.keepalive_permit_without_calls": 1,
+    // baton publishes no service config in DNS; without this every channel also asks for a
+    // TXT record of the coordinator's name (one more query per agent connecting).
+    "grpc.service_config_disable_resolution": 1,
   };
 }

@@ -79,6 +79,15 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const { trustDomain, isRevoked } = options;
   const mayForward = options.mayForward ?? (() => false);
   const trusted = options.mesh ? addressList(options.mesh.trustedPeers) : undefined;
+  // A connection's certificate is one object for all its calls (connection-guard pins it),
+  // so what it proves is read once per connection, not per call.
+  const byCertificate = new WeakMap<PeerCertificate, IdentityResult>();
+  const fromCertificate = (cert: PeerCertificate | undefined): IdentityResult => {
+    const result = identityFromPeerCertificate(cert, trustDomain);
+    if (!result.ok) return result;
+    const serial = cert?.serialNumber ? normalizeSerial(cert.serialNumber) : undefined;
+    return serial ? { ...result, serial } : result;
+  };
   const direct = (peer: PeerCredentials): IdentityResult => {
     if (trusted) {
       const host = peerHost(peer.address);
@@ -92,11 +101,15 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       const found = uriFromXfcc(header);
       return found.ok ? identityFromUri(found.uri, trustDomain) : found;
     }
-    const result = identityFromPeerCertificate(peer.certificate, trustDomain);
-    if (!result.ok) return result;
-    const serial = peer.certificate?.serialNumber ? normalizeSerial(peer.certificate.serialNumber) : undefined;
-    if (serial && isRevoked?.(serial)) return { ok: false, reason: `certificate serial ${serial} (${result.identity.uri}) is revoked` };
-    return serial ? { ...result, serial } : result;
+    const cert = peer.certificate;
+    let result = cert && byCertificate.get(cert);
+    if (!result) {
+      result = fromCertificate(cert);
+      if (cert) byCertificate.set(cert, result);
+    }
+    // Revocation is asked on every call: a serial revoked while its connection is open is refused at its next call.
+    if (result.ok && result.serial && isRevoked?.(result.serial)) return { ok: false, reason: `certificate serial ${result.serial} (${result.identity.uri}) is revoked` };
+    return result;
   };
   return (peer) => {
     const result = direct(peer);

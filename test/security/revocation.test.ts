@@ -43,6 +43,8 @@ describe("revoked certificates", () => {
     await waitFor(() => fx.srv.logs.lines.some((l) => l.msg === "certificates revoked"), 5000, "the deny list reload");
     const fresh = createClient(Control, createChannel(fx.srv.address, credsOf(leaf)));
     await expect(fresh.listAgents({})).rejects.toMatchObject({ code: Code.UNAUTHENTICATED, details: expect.stringMatching(new RegExp(`certificate serial ${normalizeSerial(leaf.serial)} .* is revoked`)) });
+    // The open connection too, whose identity the server had already read: revocation is asked per call.
+    await expect(control.listAgents({})).rejects.toMatchObject({ code: Code.UNAUTHENTICATED, details: expect.stringMatching(/revoked/) });
     const other = createClient(Control, createChannel(fx.srv.address, await fx.pki.credentials("operator", "ops")));
     await expect(other.listAgents({})).resolves.toBeTruthy();
   });
