@@ -2,6 +2,7 @@
 // with 1,000 agents connected; and dispatch -> ack inside the coordinator, from a histogram
 // on its /metrics when it has one.
 import { withBaton } from "../lib/baton.js";
+import { summarizeProfiles } from "../lib/profile.js";
 import { benchTask } from "../lib/control.js";
 import { findHistogram, quantileBetween, type Buckets } from "../lib/prometheus.js";
 import { FigureSet, percentile, type ScenarioResult } from "../lib/results.js";
@@ -10,10 +11,10 @@ import type { BenchContext, Scenario } from "../lib/scenario.js";
 // A dispatch -> ack histogram, whatever the rebuilt coordinator names it.
 const ACK_HISTOGRAM = /(dispatch|directive).*ack.*(seconds|latency|duration|time)|ack_(latency|seconds)/;
 
-async function level(ctx: BenchContext, figures: FigureSet, notes: string[], agents: number): Promise<void> {
+async function level(ctx: BenchContext, figures: FigureSet, notes: string[], agents: number, profile = false): Promise<void> {
   const maxTasks = ctx.smoke ? 20 : 2000;
   const runMs = ctx.smoke ? 2000 : 8000;
-  await withBaton(ctx, { agents, mode: "complete", topics: ["task.*.succeeded", "task.*.dead_lettered"], connectTimeoutMs: ctx.smoke ? 60_000 : 45_000, warmup: "succeeded" }, async (b) => {
+  await withBaton(ctx, { agents, mode: "complete", topics: ["task.*.succeeded", "task.*.dead_lettered"], connectTimeoutMs: ctx.smoke ? 60_000 : 45_000, warmup: "succeeded", profile }, async (b) => {
     const n = b.connect.connected;
     const tag = `${agents === 1 ? "1 agent" : `${agents.toLocaleString("en-US")} agents`}`;
     const note = n < agents ? `reached ${n} of ${agents} agents in ${b.connect.seconds.toFixed(0)} s` : undefined;
@@ -62,7 +63,8 @@ export const latency: Scenario = {
     const notes: string[] = [];
     const many = ctx.smoke ? 5 : 1000;
     ctx.log("latency: 1 agent");
-    await level(ctx, figures, notes, 1);
+    // --profile profiles the coordinator that serves 1 agent.
+    await level(ctx, figures, notes, 1, true);
     ctx.log(`latency: ${many} agents`);
     await level(ctx, figures, notes, many);
     // "Within 1.25x of each other": many agents against one, run by run.
@@ -73,6 +75,7 @@ export const latency: Scenario = {
         figures.add(`latency.ratio.${q}`, `${q}: ${many} agents / 1 agent`, "x", lots[i]! / one[i]!, { target: { op: "<=", value: 1.25 } });
       }
     }
+    if (ctx.profileDir) notes.push(...summarizeProfiles(ctx.profileDir, 15, ctx.log));
     return { scenario: "latency", figures: figures.list(), notes };
   },
 };
