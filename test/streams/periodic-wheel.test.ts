@@ -110,4 +110,65 @@ describe("a periodic wheel", () => {
     expect(timers()).toBe(before);
     leave();
   });
+
+  it("keeps each member's period when the loop is late: every slot that came due runs, each once", () => {
+    // The clock the wheel reads moves four slots (400 ms) for each time its timer gets to run, as in a loop busy for 400 ms at a time.
+    let clock = 0;
+    const wheel = new PeriodicWheel(5000, () => clock);
+    const calls = Array.from({ length: 50 }, () => [] as number[]);
+    // One member per slot: they join 100 ms apart.
+    calls.forEach((at, i) => {
+      if (i > 0) {
+        clock += 100;
+        vi.advanceTimersByTime(100);
+      }
+      wheel.join(() => at.push(clock));
+    });
+    const start = clock;
+    // The timer runs once per fake 100 ms; each run finds 400 ms gone by.
+    for (let t = 0; t < 50; t++) {
+      clock += 400;
+      vi.advanceTimersByTime(100);
+    }
+    // 20 s by the wheel's clock: each member four times, about a period apart, never in a burst.
+    for (const at of calls) {
+      const inWindow = at.filter((c) => c > start);
+      expect(inWindow.length).toBeGreaterThanOrEqual(3);
+      expect(inWindow.length).toBeLessThanOrEqual(5);
+      for (let k = 1; k < inWindow.length; k++) expect(inWindow[k]! - inWindow[k - 1]!).toBeGreaterThanOrEqual(5000 - 400);
+    }
+    // Late by more than a whole period: every member once, not once for each period missed.
+    const counts = () => calls.map((at) => at.length);
+    const before = counts();
+    clock += 30_000;
+    vi.advanceTimersByTime(100);
+    expect(counts().map((n, i) => n - before[i]!)).toEqual(calls.map(() => 1));
+    // Then the usual pace again: one slot a tick.
+    const after = counts();
+    clock += 100;
+    vi.advanceTimersByTime(100);
+    expect(counts().reduce((s, n, i) => s + n - after[i]!, 0)).toBe(1);
+  });
+
+  it("keeps members' periods on a real event loop that is busy for long stretches", async () => {
+    vi.useRealTimers();
+    const periodMs = 500;
+    const wheel = new PeriodicWheel(periodMs);
+    const calls = Array.from({ length: 50 }, () => 0);
+    const leaves = calls.map((_, i) => wheel.join(() => calls[i]!++));
+    try {
+      // The loop runs in turns of 120 ms of work until three periods have gone by: the wheel's
+      // timer gets a turn between them only. Slot by slot, a round would take 50 turns (6 s).
+      const until = performance.now() + 3 * periodMs;
+      while (performance.now() < until) {
+        await new Promise((r) => setImmediate(r));
+        for (const busyUntil = performance.now() + 120; performance.now() < busyUntil; );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      // A member joins a whole period before its first call; in the two periods after that, each is called.
+      for (const n of calls) expect(n).toBeGreaterThanOrEqual(1);
+    } finally {
+      for (const leave of leaves) leave();
+    }
+  });
 });
