@@ -58,6 +58,7 @@ try {
     if (spent > 0) process.stdout.write(`  thread ${thread.padEnd(24)} ${((100 * spent) / idleMs).toFixed(1)} % of a core\n`);
   }
   process.stdout.write(`idle coordinator: ${((100 * total) / idleMs).toFixed(1)} % of a core, ${fleet.lost.length} sessions lost\n`);
+  for (const line of fleet.lostSummary()) process.stdout.write(`  lost: ${line}\n`);
   if (process.env.BENCH_HEAP_SNAPSHOT) await heapSnapshot(coordinator.pid, process.env.BENCH_HEAP_SNAPSHOT);
   const wanted = /^(process_resident_memory_bytes|nodejs_heap_size_(used|total)_bytes|nodejs_external_memory_bytes) /;
   for (const line of (await coordinator.metrics()).split("\n")) if (wanted.test(line)) process.stdout.write(`  ${line}\n`);

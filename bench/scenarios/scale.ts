@@ -63,6 +63,7 @@ export const scale: Scenario = {
           figures.add(`scale.${level}.rss_per_agent_kib`, `coordinator RSS per agent, step ${tag}`, "KiB", ((u.rssMiB * 2 ** 20 - baseline) / 1024) / Math.max(1, reached), at());
           figures.add(`scale.${level}.idle_cpu_pct`, `coordinator idle CPU, step ${tag}`, "% of a core", u.cpuPct, at(big ? { target: { op: "<", value: 10 } } : {}));
           figures.add(`scale.${level}.sessions_lost`, `sessions lost while idle, step ${tag}`, "sessions", fleet.lost.length - lostBefore, at({ target: { op: "<=", value: 0 } }));
+          if (fleet.lost.length > lostBefore) notes.push(`scale run ${run + 1}, step ${tag}: sessions lost so far (the agents' view): ${fleet.lostSummary().join("; ")}`);
           if (short) {
             notes.push(`scale run ${run + 1}: ${note}; higher steps skipped`);
             break;
