@@ -66,10 +66,10 @@ export class PeriodicWheel {
   }
 
   private tick(): void {
-    // A busy event loop runs an interval's callback once however many intervals it was late
-    // by: a slot a call would have left the wheel going round slower than its period, and
-    // under load members past their heartbeat limit. Every slot that has come due runs, each
-    // once at most (a lag of a whole period or more runs the round once and starts afresh).
+    // A busy event loop runs an interval's callback once, however many intervals late it is.
+    // One slot per call would then let the wheel go round slower than its period, and under
+    // load members would pass their heartbeat limit. So every slot that has come due runs,
+    // each once at most: a lag of a whole period or more runs the round once, then afresh.
     const now = this.now();
     const late = Math.floor((now - this.dueAt) / this.slotMs) + 1;
     const due = Math.max(1, Math.min(this.slots.length, late));

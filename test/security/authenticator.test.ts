@@ -29,7 +29,7 @@ describe("the authenticator", () => {
     expect(authenticate(peer)).toEqual(first);
   });
 
-  it("keeps a refusal per certificate as well, and reads another certificate for itself", async () => {
+  it("refuses a certificate of another trust domain on every call, and reads each certificate for itself", async () => {
     const pki = await makePki();
     const authenticate = createAuthenticator({ trustDomain: "baton.local" });
     const foreign = peerCertificate((await pki.issue("operator", "ops", { uriSans: ["spiffe://evil.example/operator/ops"] })).certPem);
