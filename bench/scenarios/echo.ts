@@ -21,12 +21,15 @@ const PAYLOAD = Buffer.alloc(300, 7);
 const method = ECHO_SERVICE.echo!;
 const unaryMethod = ECHO_SERVICE.unary!;
 
-let tls: TlsMaterial | undefined;
+/** An agent's TLS material; read once, as the agents' certificate list is large. */
+function agentTls(ctx: BenchContext): TlsMaterial {
+  return { ca: readFileSync(ctx.pki.caFile), cert: (JSON.parse(readFileSync(ctx.pki.agentCerts, "utf8")) as string[])[0]!, key: readFileSync(ctx.pki.agentKey) };
+}
 
-function open(ctx: BenchContext, address: string, local = false): { client: Client; call: ClientDuplexStream<Buffer, Buffer> } {
+function open(ctx: BenchContext, tls: TlsMaterial, address: string, local = false): { client: Client; call: ClientDuplexStream<Buffer, Buffer> } {
   let closing = false;
-  // Credentials of their own per client (a secure context each, as every agent has), from files read once.
-  const creds = clientCredentials((tls ??= { ca: readFileSync(ctx.pki.caFile), cert: (JSON.parse(readFileSync(ctx.pki.agentCerts, "utf8")) as string[])[0]!, key: readFileSync(ctx.pki.agentKey) }));
+  // Credentials of their own per client: a secure context each, as every agent has.
+  const creds = clientCredentials(tls);
   // A pool of its own per client, or grpc-js would share one connection between them.
   const client = new Client(address, creds, local ? { "grpc.use_local_subchannel_pool": 1 } : {});
   const call = client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize as (b: Buffer) => Buffer);
@@ -91,13 +94,14 @@ export const echo: Scenario = {
     const idle = ctx.smoke ? 20 : 1000;
     // TLS connections are slow to open from one process on a loaded machine: fewer, once.
     const connections = ctx.smoke ? 10 : 200;
+    const tls = agentTls(ctx);
     for (let run = 0; run < ctx.runs; run++) {
       const server = spawnChild(process.execPath, ["--expose-gc", "--import", TSX, join(ROOT, "bench/peers/echo-server.ts"), ctx.pki.caFile, ctx.pki.coordinatorCert, ctx.pki.coordinatorKey], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
       const clients: Client[] = [];
       try {
         const [{ port }] = (await once(server, "message")) as [{ port: number }];
         const address = `localhost:${port}`;
-        const { client, call } = open(ctx, address);
+        const { client, call } = open(ctx, tls, address);
         clients.push(client);
         await pingPong(call, 1, 500);
         const usage = measureRoles({ "echo server": [server.pid!], "driver (bench)": [process.pid] });
@@ -115,7 +119,7 @@ export const echo: Scenario = {
           // stream, each client with its own credentials as an agent has (the floor under "connect").
           const serverCpu = readUsage(server.pid!)!.cpuMs;
           const driverCpu = process.cpuUsage();
-          const idleCalls = Array.from({ length: connections }, () => open(ctx, address, true));
+          const idleCalls = Array.from({ length: connections }, () => open(ctx, tls, address, true));
           for (const c of idleCalls) clients.push(c.client);
           await Promise.all(idleCalls.map((c) => pingPong(c.call, 1, 0)));
           const driverMs = ((u) => (u.user + u.system) / 1000)(process.cpuUsage(driverCpu));

@@ -12,9 +12,10 @@ const MIN_SLOT_MS = 10;
  * of the process, and a wake-up for one heartbeat costs far more than the heartbeat (the
  * loop, the timer list, caches gone cold). Here a member sits in one of SLOTS slots, the
  * one that comes round a whole period after it joined, and one tick runs a slot's members
- * together, so the process wakes SLOTS times a period rather than once per member, and
- * never runs all of them in one turn. A member is first called one period after it joins,
- * give or take a slot, then every period; its function must not throw.
+ * together, so the process wakes SLOTS times a period rather than once per member. A tick
+ * runs one slot, or every slot that came due while the loop was busy. A member is first
+ * called one period after it joins, give or take a slot, then every period; its function
+ * must not throw.
  */
 export class PeriodicWheel {
   private readonly slotMs: number;
