@@ -4,27 +4,15 @@
 //   PROF=<dir>                  a CPU profile of the coordinator into <dir>
 //   BENCH_HEAP_SNAPSHOT=<file>  a heap snapshot of the coordinator after the idle time
 //   CONC=<n>                    connects in flight (default 64)
-import { copyFileSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { copyFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { Fleet } from "./lib/agents.js";
 import { startCoordinator } from "./lib/coordinator.js";
 import { benchPki } from "./lib/pki.js";
+import { threadCpuMs } from "./lib/usage.js";
 
 const agents = Number(process.argv[2] ?? 1000);
 const idleMs = Number(process.argv[3] ?? 20_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** CPU ms so far of each thread of `pid`, by "tid name". */
-function threadCpuMs(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime, in clock ticks of 10 ms.
-    out.set(`${tid} ${name}`, (Number(fields[11]) + Number(fields[12])) * 10);
-  }
-  return out;
-}
 
 /** Asks the coordinator for a heap snapshot (it was started with --heapsnapshot-signal) and copies it once written. */
 async function heapSnapshot(pid: number, to: string): Promise<void> {

@@ -90,8 +90,9 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   );
   const logFile = join(dir, "coordinator.log");
   const fd = openSync(logFile, "a");
-  // BENCH_HEAP_SNAPSHOT (bench/idle-probe.ts): SIGUSR2 writes a heap snapshot.
-  const profile = [...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []), ...(process.env.BENCH_HEAP_SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2"] : [])];
+  // BENCH_HEAP_SNAPSHOT (bench/idle-probe.ts): SIGUSR2 writes a heap snapshot. BENCH_NODE_FLAGS:
+  // node flags of the coordinator for a probe (--trace-opt, --trace-gc), space-separated.
+  const profile = [...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []), ...(process.env.BENCH_HEAP_SNAPSHOT ? ["--heapsnapshot-signal=SIGUSR2"] : []), ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? [])];
   buildOnce();
   const child = spawnChild(process.execPath, [...profile, join(ROOT, "dist/src/main.js"), "serve", "--config", configFile], { cwd: dir, stdio: ["ignore", fd, fd] });
   closeSync(fd);

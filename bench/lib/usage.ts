@@ -1,6 +1,6 @@
 // CPU time and memory of a process, read from /proc (Linux), so any process counts the same
 // way: the coordinator, agent processes, a peer's server (RabbitMQ's beam.smp), the bench itself.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import type { FigureSet } from "./results.js";
 
 /** One reading of a process. */
@@ -81,4 +81,17 @@ export function measureRoles(roles: Roles): { finish(figures: FigureSet, prefix:
       }
     },
   };
+}
+
+/** CPU ms so far of each thread of `pid`, by "tid name" (/proc/<pid>/task/<tid>/stat). */
+export function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime, in clock ticks of 10 ms.
+    out.set(`${tid} ${name}`, (Number(fields[11]) + Number(fields[12])) * 10);
+  }
+  return out;
 }
