@@ -28,6 +28,9 @@ const { values } = parseArgs({
 const tasks = Number(values.tasks);
 const chunk = Number(values.chunk);
 const concurrency = Number(values.concurrency);
+for (const [flag, n] of [["--tasks", tasks], ["--chunk", chunk], ["--concurrency", concurrency]] as const) {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a whole number of at least 1, got ${JSON.stringify(values[flag.slice(2) as "tasks"])}`);
+}
 
 const pki = await benchPki(1);
 const coordinator = await startCoordinator({ pki, config: { log: { level: values.level } } });
