@@ -6,8 +6,10 @@
 // coordinator with `perf record -g` while the tasks run, for `perf report -i FILE`.
 //   node --import tsx bench/thread-probe.ts [--tasks 6000] [--chunk 500] [--concurrency 1] [--perf FILE]
 // Node flags for the coordinator (--trace-opt, --cpu-prof ...) go in BENCH_NODE_FLAGS.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { Fleet } from "./lib/agents.js";
 import { benchTask, openDriver, warmUp } from "./lib/control.js";
@@ -32,17 +34,38 @@ for (const [flag, n] of [["--tasks", tasks], ["--chunk", chunk], ["--concurrency
   if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a whole number of at least 1, got ${JSON.stringify(values[flag.slice(2) as "tasks"])}`);
 }
 
+// An old file would pass for perf having attached.
+if (values.perf && existsSync(values.perf)) throw new Error(`--perf: ${values.perf} exists already; name a new file`);
+
 const pki = await benchPki(1);
 const coordinator = await startCoordinator({ pki, config: { log: { level: values.level } } });
 const fleet = new Fleet({ pki, address: coordinator.address, mode: "complete" });
 const driver = openDriver(pki, coordinator.address, ["task.*.succeeded"]);
-const mainThread = `${coordinator.pid} node`;
+// The main thread's tid is the process's pid, whatever the thread is named.
+const mainThreadMs = (threads: Map<string, number>) => [...threads].find(([key]) => key.startsWith(`${coordinator.pid} `))?.[1] ?? 0;
+
+/** `perf record` attached to the coordinator: resolves once perf has its output file open (it writes the header at attach). */
+async function startPerf(file: string): Promise<ChildProcess> {
+  const perf = spawn("perf", ["record", "-F", "2000", "-g", "-s", "-o", file, "-p", String(coordinator.pid)], { stdio: ["ignore", "ignore", "inherit"] });
+  const failed = new Promise<never>((_, reject) => {
+    perf.once("error", (err) => reject(new Error(`--perf: could not run perf (${err.message}); on Debian: apt-get install linux-perf`)));
+    perf.once("exit", (code) => reject(new Error(`--perf: perf record exited (code ${code}) before the tasks ran`)));
+  });
+  failed.catch(() => {});
+  const deadline = performance.now() + 30_000;
+  while (!existsSync(file)) {
+    if (performance.now() > deadline) throw new Error(`--perf: perf record did not open ${file} within 30 s`);
+    await Promise.race([sleep(20), failed]);
+  }
+  perf.removeAllListeners("exit");
+  return perf;
+}
 try {
   await fleet.add(1, 60_000);
   await warmUp(driver, "succeeded", 120_000);
-  const perf = values.perf ? spawn("perf", ["record", "-F", "2000", "-g", "-s", "-o", values.perf, "-p", String(coordinator.pid)], { stdio: "ignore" }) : undefined;
+  const perf = values.perf ? await startPerf(values.perf) : undefined;
   const start = threadCpuMs(coordinator.pid);
-  let chunkStart = start.get(mainThread) ?? 0;
+  let chunkStart = mainThreadMs(start);
   let chunkLatency: number[] = [];
   const all: number[] = [];
   let next = 0;
@@ -59,7 +82,7 @@ try {
         chunkLatency.push(ms);
         all.push(ms);
         if (++done % chunk === 0) {
-          const main = threadCpuMs(coordinator.pid).get(mainThread) ?? 0;
+          const main = mainThreadMs(threadCpuMs(coordinator.pid));
           chunkLatency.sort((a, b) => a - b);
           console.log(`tasks ${String(done - chunk + 1).padStart(5)}-${String(done).padEnd(5)}  main thread ${(((main - chunkStart) * 1000) / chunk).toFixed(0).padStart(5)} us/task  p50 ${percentile(chunkLatency, 0.5).toFixed(2)} ms`);
           chunkStart = main;

@@ -132,14 +132,14 @@ export function planAgents(answered: AgentRuntime[], status: Awaited<ReturnType<
   const out: PlanAgent[] = [];
   for (const a of answered) {
     if (agentUnavailability(a) !== undefined) continue;
-    out.push({ agentId: a.agentId, capabilities: new Set(a.hello.capabilities), labels: a.hello.labels, freeSlots: freeSlots(a), load: a.outbox.size, resources: byAgent.get(a.agentId) ?? [] });
+    out.push({ agentId: a.agentId, capabilities: fitAgent(a).capabilities, labels: a.hello.labels, freeSlots: freeSlots(a), load: a.outbox.size, resources: byAgent.get(a.agentId) ?? [] });
   }
   return out;
 }
 
 /** An agent that gives resources but takes no task of the round (adjust_resources): no slots. */
 export function donorAgent(d: AgentRuntime, status: Awaited<ReturnType<ResourceManagerPort["query"]>>): PlanAgent {
-  return { agentId: d.agentId, capabilities: new Set(d.hello.capabilities), labels: d.hello.labels, freeSlots: 0, load: d.outbox.size, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) };
+  return { agentId: d.agentId, capabilities: fitAgent(d).capabilities, labels: d.hello.labels, freeSlots: 0, load: d.outbox.size, resources: status.filter((r) => r.agentId === d.agentId).map((r) => ({ resourceId: r.resource!.resourceId, kind: r.resource!.kind, capacity: r.resource!.capacity, reserved: r.reserved })) };
 }
 
 /** When a task was created, ms with its sub-millisecond part (tasks of one millisecond keep their order): its age in the planning order. */

@@ -171,6 +171,32 @@ function bytes(data: Uint8Array, length: boolean): void {
   buf.set(data, take(data.length));
 }
 
+// Ids, topics and names are short ASCII: written in place, they cost no Uint8Array each
+// (the one allocation per string left on the encode path). ASCII is the same bytes under
+// any UTF-8 encoder; anything longer or wider goes through the configured one.
+const ASCII_IN_PLACE = 127;
+
+/** A string field's value: its length (one byte here) and its UTF-8 bytes. */
+function string(text: string): void {
+  const n = text.length;
+  if (n <= ASCII_IN_PLACE) {
+    ensure(1 + n);
+    const start = pos;
+    buf[pos++] = n;
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 0x7f) {
+        pos = start;
+        return bytes(utf8(text), true);
+      }
+      buf[pos++] = c;
+    }
+    return;
+  }
+  // The configured encoder, as BinaryWriter.string calls it: installFastUtf8 applies.
+  bytes(utf8(text), true);
+}
+
 /** BinaryWriter's assertInt32 and assertUInt32: a string is read as a number. */
 function int32(v: unknown, unsigned: boolean): number {
   const n = typeof v === "string" ? Number(v) : v;
@@ -188,9 +214,8 @@ function scalar(type: ScalarType, v: unknown): void {
   ensure(10);
   switch (type) {
     case ScalarType.STRING:
-      // The configured encoder, as BinaryWriter.string calls it: installFastUtf8 applies.
       if (typeof v !== "string") throw DECLINE;
-      return bytes(utf8(v), true);
+      return string(v);
     case ScalarType.BYTES:
       if (!(v instanceof Uint8Array)) throw DECLINE;
       return bytes(v, true);
