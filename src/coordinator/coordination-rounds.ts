@@ -3,7 +3,6 @@ import { create } from "@bufbuild/protobuf";
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { CoordinationState, TaskState } from "../../gen/baton/v1/control_pb.js";
 import { MetricsRequestSchema } from "../../gen/baton/v1/performance_monitor_pb.js";
-import { ResourceQuerySchema } from "../../gen/baton/v1/resource_manager_pb.js";
 import { Code, unavailable, type BatonError } from "../errors.js";
 import { generatePlan } from "../planner/index.js";
 import { logParticipant, PM, RM, stamp, type CoordinatorState } from "./coordinator-state.js";
@@ -190,9 +189,9 @@ export function createCoordinationRounds(state: CoordinatorState, parts: Coordin
         if (metrics) logParticipant(state, roundId, PM, config.coordinatorId, "system_metrics");
       }
       // Step 3: verify resources with the Resource Manager.
-      const query = create(ResourceQuerySchema, { requestId: randomUUID(), timestamp: stamp(state), agentIds: everyone.map((a) => a.agentId) });
+      // The port makes the ResourceQuery itself (a remote Resource Manager's client does); embedded, it is a call.
       logParticipant(state, roundId, config.coordinatorId, RM, "resource_query");
-      const status = await state.inventory.query({ agentIds: query.agentIds });
+      const status = await state.inventory.query({ agentIds: everyone.map((a) => a.agentId) });
       logParticipant(state, roundId, RM, config.coordinatorId, "resource_status");
       if (abandoned()) return;
       const agents = planAgents(answered, status);

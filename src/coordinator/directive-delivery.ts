@@ -47,9 +47,13 @@ export function createDirectiveDelivery(state: CoordinatorState, parts: Coordina
       }
     }
     const due = agent.session ? agent.outbox.nextDue() : undefined;
-    // A timer only when the next due time moved: most writes leave it where it was (the
-    // oldest unacked directive's deadline), and a timer per directive written is a cost per message.
-    if (due === dueAt.get(agent) && (due === undefined || agent.dueTimer)) return;
+    // A timer only when the next due time comes sooner than the one armed. Each ack moves it
+    // later (the oldest unacked directive's deadline) and each completion may leave nothing
+    // due: re-armed or cleared for those, it would be a timer per message. A timer armed too
+    // early wakes, finds nothing due, and arms the next. Without a session, no timer.
+    const armed = agent.dueTimer ? dueAt.get(agent) : undefined;
+    if (armed !== undefined && agent.session && (due === undefined || armed <= due)) return;
+    if (due === undefined && !agent.dueTimer) return;
     clearTimeout(agent.dueTimer);
     agent.dueTimer = undefined;
     dueAt.set(agent, due);

@@ -113,10 +113,18 @@ export function fitAgent(a: AgentRuntime): FitAgent {
 }
 
 /** A task as the eligibility rules see it, with the roles a coalition member may fill. */
-export function fitTask(rt: TaskRuntime): { task: FitTask; roles: readonly string[] } {
-  const spec = rt.task.spec!;
-  return { task: { requiredCapabilities: spec.requiredCapabilities, target: spec.target, excluded: rt.excluded }, roles: isCoalition(spec) ? spec.coalition!.roles : [] };
+export function fitTask(rt: TaskRuntime): { readonly task: FitTask; readonly roles: readonly string[] } {
+  // Made once per task: the candidate search checks it against every agent it looks at, each
+  // pass. Its spec does not change, and `excluded` is the task's own set, read live.
+  let fit = fitTasks.get(rt);
+  if (!fit) {
+    const spec = rt.task.spec!;
+    fitTasks.set(rt, (fit = { task: { requiredCapabilities: spec.requiredCapabilities, target: spec.target, excluded: rt.excluded }, roles: isCoalition(spec) ? spec.coalition!.roles : [] }));
+  }
+  return fit;
 }
+
+const fitTasks = new WeakMap<TaskRuntime, { readonly task: FitTask; readonly roles: readonly string[] }>();
 
 /** Below this many candidates a round plans with all of them. */
 export const SAMPLE_ABOVE = 64;
