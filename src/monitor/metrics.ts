@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { AgentState } from "../../gen/baton/v1/common_pb.js";
 import { TaskState } from "../../gen/baton/v1/control_pb.js";
 import type { Coordinator } from "../coordinator/index.js";
+import { tallyCounter } from "./tally-counter.js";
 
 /** The coordinator's Prometheus metrics, with the spec's names where it names them. */
 export interface CoordinatorMetrics {
@@ -16,11 +17,12 @@ const MAX_UNACKED_TIMES = 100_000;
 /** Registers the metrics and feeds them from the coordinator's events. */
 export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId: string, registry: Registry = new Registry()): CoordinatorMetrics {
   collectDefaultMetrics({ register: registry });
-  const taskOutcomes = new Counter({
+  // Counted per task or per directive: tallied, handed to prom-client at scrape.
+  const taskOutcome = tallyCounter({
     name: "baton_task_attempt_outcomes_total",
     help: "Ends of task attempts, by outcome (succeeded, directive_failed, resource_conflict, agent_unavailable, lease_expired, rejected, deferred, cancelled)",
     labelNames: ["outcome"],
-    registers: [registry],
+    registry,
   });
   const deadLetters = new Counter({ name: "baton_tasks_dead_lettered_total", help: "Tasks dead-lettered after their attempts were spent", registers: [registry] });
   const agentUnavailable = new Counter({ name: "baton_agent_unavailable_total", help: "Agents marked offline (agent_unavailable)", labelNames: ["agent"], registers: [registry] });
@@ -29,8 +31,9 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     help: "Agent sessions and signed batches refused because the agent's clock is beyond the replay window (other signature and replay refusals are not counted here)",
     registers: [registry],
   });
-  const directivesSent = new Counter({ name: "baton_directives_sent_total", help: "Directive writes to agent streams, resends included", labelNames: ["action"], registers: [registry] });
-  const acks = new Counter({ name: "baton_directive_acks_total", help: "Directive acks, by outcome", labelNames: ["outcome"], registers: [registry] });
+  const directiveSent = tallyCounter({ name: "baton_directives_sent_total", help: "Directive writes to agent streams, resends included", labelNames: ["action"], registry });
+  const ackOf = tallyCounter({ name: "baton_directive_acks_total", help: "Directive acks, by outcome", labelNames: ["outcome"], registry });
+  const ACK_OUTCOMES = ["unspecified", "accepted", "rejected", "not_now"];
   const completionTime = new Histogram({
     name: "directive_completion_time",
     help: "Seconds from a directive's issue to its completion (the spec's directive_completion_time)",
@@ -46,7 +49,18 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
   });
   // Write times of directives not yet acked; bounded, since a lost agent's never are.
   const sentAt = new Map<string, number>();
-  const successRate = new Gauge({ name: "coordination_success_rate", help: "Share of finished tasks that succeeded (the spec's coordination_success_rate)", labelNames: ["coordinator_id"], registers: [registry] });
+  let succeeded = 0;
+  let failed = 0;
+  new Gauge({
+    name: "coordination_success_rate",
+    help: "Share of finished tasks that succeeded (the spec's coordination_success_rate)",
+    labelNames: ["coordinator_id"],
+    registers: [registry],
+    // Worked out when scraped: set at every task's end, it cost a label hash a task.
+    collect() {
+      if (succeeded + failed > 0) this.set({ coordinator_id: coordinatorId }, succeeded / (succeeded + failed));
+    },
+  });
   // Gauges of current state are read at scrape time.
   new Gauge({
     name: "baton_agents",
@@ -68,29 +82,25 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
       for (const [state, n] of coordinator.taskCounts()) this.set({ state: TaskState[state].toLowerCase() }, n);
     },
   });
-  let succeeded = 0;
-  let failed = 0;
-
   const onTask = (task: import("../../gen/baton/v1/control_pb.js").Task, reason: string) => {
     const last = task.attempts.at(-1);
-    if (last?.endedAt && last.outcome && (reason === last.outcome || reason === "succeeded" || reason === "cancelled")) taskOutcomes.inc({ outcome: last.outcome });
+    if (last?.endedAt && last.outcome && (reason === last.outcome || reason === "succeeded" || reason === "cancelled")) taskOutcome({ outcome: last.outcome }).inc();
     if (task.state === TaskState.SUCCEEDED && reason === "succeeded") succeeded++;
     if (task.state === TaskState.DEAD_LETTERED) {
       deadLetters.inc();
       failed++;
     }
-    if (succeeded + failed > 0) successRate.set({ coordinator_id: coordinatorId }, succeeded / (succeeded + failed));
   };
   const onOffline = (agent: { agentId: string }) => agentUnavailable.inc({ agent: agent.agentId });
   const onClockSkew = () => clockSkewRefusals.inc();
   const onSent = (d: import("../../gen/baton/v1/coordination_pb.js").CoordinationDirective) => {
-    directivesSent.inc({ action: d.parameters?.kind.case ?? "unknown" });
+    directiveSent({ action: d.parameters?.kind.case ?? "unknown" }).inc();
     // The oldest goes when full: directives handed back or cancelled before an ack are never acked.
     if (sentAt.size >= MAX_UNACKED_TIMES && !sentAt.has(d.directiveId)) sentAt.delete(sentAt.keys().next().value!);
     sentAt.set(d.directiveId, performance.now());
   };
   const onAck = (ack: import("../../gen/baton/v1/coordination_pb.js").DirectiveAck) => {
-    acks.inc({ outcome: ["unspecified", "accepted", "rejected", "not_now"][ack.outcome] ?? "unknown" });
+    ackOf({ outcome: ACK_OUTCOMES[ack.outcome] ?? "unknown" }).inc();
     const at = sentAt.get(ack.directiveId);
     if (at === undefined) return;
     sentAt.delete(ack.directiveId);

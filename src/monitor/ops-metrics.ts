@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { CoordinationState, type CoordinationRound } from "../../gen/baton/v1/control_pb.js";
 import type { CoordinationDirective, DirectiveAck, ProgressUpdate } from "../../gen/baton/v1/coordination_pb.js";
 import type { Coordinator } from "../coordinator/index.js";
+import { tallyCounter, type Tally } from "./tally-counter.js";
 
 const msOf = (t: { seconds: bigint; nanos: number } | undefined) => (t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : undefined);
 const stateName = (s: CoordinationState) => CoordinationState[s].toLowerCase();
@@ -51,10 +52,16 @@ export function createOperationsMetrics(coordinator: Coordinator, coordinatorId:
       this.set((now - oldest) / 1000);
     },
   });
-  const transitions = new Counter({ name: "baton_coordination_round_transitions_total", help: "Coordination rounds entering each protocol state (idle: a round finished)", labelNames: ["state"], registers: [registry] });
+  // Five a round: tallied per state, handed over at scrape.
+  const transition = tallyCounter({ name: "baton_coordination_round_transitions_total", help: "Coordination rounds entering each protocol state (idle: a round finished)", labelNames: ["state"], registry });
+  const transitions = new Map<CoordinationState, Tally>();
   const rotations = new Counter({ name: "baton_key_rotations_total", help: "Message key rotations of agent sessions (security.keyRotationMs)", registers: [registry] });
 
-  const onRound = (round: CoordinationRound) => transitions.inc({ state: stateName(round.state) });
+  const onRound = (round: CoordinationRound) => {
+    let t = transitions.get(round.state);
+    if (!t) transitions.set(round.state, (t = transition({ state: stateName(round.state) })));
+    t.inc();
+  };
   const onAck = (_ack: DirectiveAck, directive: CoordinationDirective) => {
     const issued = msOf(directive.timestamp);
     if (issued !== undefined) latency.observe({ source: coordinatorId, destination: directive.targetAgent }, Math.max(0, Date.now() - issued) / 1000);
