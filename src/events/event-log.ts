@@ -122,7 +122,7 @@ export class EventLog {
       for (const p of watcher.patterns) own.add(p, true);
       for (let i = this.start; i < this.retained.length; i++) {
         const e = this.retained[i]!;
-        if (e.cursor > afterCursor && own.match(e.topic).size > 0) watcher.queue.push(e);
+        if (e.cursor > afterCursor && own.match(e.topic).length > 0) watcher.queue.push(e);
       }
     }
     this.watchers.add(watcher);

@@ -46,37 +46,58 @@ export class TopicIndex<T> {
     }
   }
 
-  /** Every subscriber with a pattern that matches `topic`, once each. */
-  match(topic: string): Set<T> {
+  /** Every subscriber with a pattern that matches `topic`, once each (a new array: the caller may unsubscribe while it walks it). */
+  match(topic: string): T[] {
     // The set of trie nodes reachable after each topic segment (an NFA run); "#" nodes
-    // are entered without consuming a segment and may consume any number of them.
-    let level: Array<Node<T>> = [];
-    let seen = new Set<Node<T>>();
-    const enter = (n: Node<T> | undefined) => {
-      for (; n && !seen.has(n); n = n.children.get("#")) {
-        seen.add(n);
-        level.push(n);
-      }
-    };
-    enter(this.root);
-    for (const s of topic.split(".")) {
-      const from = level;
-      level = [];
-      seen = new Set();
+    // are entered without consuming a segment and may consume any number of them. Every
+    // state change is routed here: the segments are read in place, and a level is a
+    // short array searched by hand until it is long enough to need a set.
+    let level = new NodeLevel<T>();
+    level.enter(this.root);
+    for (let at = 0; at <= topic.length && level.nodes.length > 0; ) {
+      let dot = topic.indexOf(".", at);
+      if (dot < 0) dot = topic.length;
+      const s = topic.slice(at, dot);
+      at = dot + 1;
+      const from = level.nodes;
+      level = new NodeLevel<T>();
       for (const n of from) {
-        if (s !== "*" && s !== "#") enter(n.children.get(s));
-        enter(n.children.get("*"));
-        if (n.segment === "#") enter(n);
+        if (s !== "*" && s !== "#") level.enter(n.children.get(s));
+        level.enter(n.children.get("*"));
+        if (n.segment === "#") level.enter(n);
       }
-      if (level.length === 0) break;
     }
+    const nodes = level.nodes;
+    if (nodes.length === 1) return [...nodes[0]!.subscribers];
     const out = new Set<T>();
-    for (const n of level) for (const sub of n.subscribers) out.add(sub);
-    return out;
+    for (const n of nodes) for (const sub of n.subscribers) out.add(sub);
+    return [...out];
   }
 
   /** Whether no pattern is subscribed. */
   get empty(): boolean {
     return this.root.children.size === 0 && this.root.subscribers.size === 0;
+  }
+}
+
+// Levels up to this long are searched by hand; past it (patterns of many wildcards) a set keeps entering linear.
+const SMALL_LEVEL = 16;
+
+/** The trie nodes of one step of match(), each once. */
+class NodeLevel<T> {
+  readonly nodes: Array<Node<T>> = [];
+  private seen: Set<Node<T>> | undefined;
+
+  /** Adds `n` and the "#" nodes below it, stopping at one already here. */
+  enter(n: Node<T> | undefined): void {
+    for (; n && !this.has(n); n = n.children.get("#")) {
+      this.nodes.push(n);
+      this.seen?.add(n);
+      if (!this.seen && this.nodes.length > SMALL_LEVEL) this.seen = new Set(this.nodes);
+    }
+  }
+
+  private has(n: Node<T>): boolean {
+    return this.seen ? this.seen.has(n) : this.nodes.includes(n);
   }
 }

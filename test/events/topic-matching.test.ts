@@ -36,7 +36,9 @@ describe("TopicIndex", () => {
         for (const [who, p] of subs) index.add(p, who);
         for (const t of topics) {
           const expected = new Set(subs.filter(([, p]) => reference(p, t)).map(([who]) => who));
-          expect(index.match(t)).toEqual(expected);
+          const got = index.match(t);
+          expect(new Set(got)).toEqual(expected);
+          expect(got).toHaveLength(expected.size);
         }
       }),
       { numRuns: 2000 },
@@ -51,7 +53,8 @@ describe("TopicIndex", () => {
         const kept = subs.filter((_, i) => !drop[i]);
         subs.forEach(([who, p], i) => drop[i] && index.remove(p, who));
         const expected = new Set(kept.filter(([, p]) => reference(p, t)).map(([who]) => who));
-        expect(index.match(t)).toEqual(expected);
+        expect(new Set(index.match(t))).toEqual(expected);
+        expect(index.match(t)).toHaveLength(expected.size);
         for (const [who, p] of kept) index.remove(p, who);
         expect(index.empty).toBe(true);
       }),
@@ -64,7 +67,7 @@ describe("TopicIndex", () => {
     const long = Array.from({ length: 30_000 }, (_, i) => (i % 2 ? "#" : "*")).join(".");
     index.add(`${long}.x`, "never");
     index.add(Array.from({ length: 30_000 }, () => "#").join("."), "all");
-    expect(index.match("task.t1.pending")).toEqual(new Set(["all"]));
+    expect(index.match("task.t1.pending")).toEqual(["all"]);
     index.remove(`${long}.x`, "never");
     index.remove(Array.from({ length: 30_000 }, () => "#").join("."), "all");
     expect(index.empty).toBe(true);
