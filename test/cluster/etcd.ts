@@ -35,6 +35,18 @@ export interface EtcdTls {
  * the CA (--client-cert-auth); /health is then on a plaintext metrics port.
  */
 export async function startEtcd(size = 1, options: { tls?: EtcdTls } = {}): Promise<EtcdCluster> {
+  // The ports are free when chosen, but another process (a parallel test file) may take
+  // one before etcd binds it: then etcd exits at once, and the cluster starts again on new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce(size, options);
+    } catch (err) {
+      if (attempt >= 5 || !/address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startEtcdOnce(size: number, options: { tls?: EtcdTls }): Promise<EtcdCluster> {
   const dir = mkdtempSync(join(tmpdir(), "baton-etcd-"));
   const { tls } = options;
   const specs = [];
