@@ -7,7 +7,7 @@
 //   node --import tsx bench/thread-probe.ts [--tasks 6000] [--chunk 500] [--concurrency 1] [--perf FILE]
 // Node flags for the coordinator (--trace-opt, --cpu-prof ...) go in BENCH_NODE_FLAGS.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readlinkSync } from "node:fs";
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -44,20 +44,37 @@ const driver = openDriver(pki, coordinator.address, ["task.*.succeeded"]);
 // The main thread's tid is the process's pid, whatever the thread is named.
 const mainThreadMs = (threads: Map<string, number>) => [...threads].find(([key]) => key.startsWith(`${coordinator.pid} `))?.[1] ?? 0;
 
-/** `perf record` attached to the coordinator: resolves once perf has its output file open (it writes the header at attach). */
+/** Whether `pid` holds perf event descriptors: perf has attached (its output file is made before that, and stays when attaching fails). */
+function hasPerfEvents(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:[perf_event]";
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
+/** `perf record` attached to the coordinator: resolves once perf has opened its events on it. */
 async function startPerf(file: string): Promise<ChildProcess> {
   const perf = spawn("perf", ["record", "-F", "2000", "-g", "-s", "-o", file, "-p", String(coordinator.pid)], { stdio: ["ignore", "ignore", "inherit"] });
   const failed = new Promise<never>((_, reject) => {
     perf.once("error", (err) => reject(new Error(`--perf: could not run perf (${err.message}); on Debian: apt-get install linux-perf`)));
-    perf.once("exit", (code) => reject(new Error(`--perf: perf record exited (code ${code}) before the tasks ran`)));
+    perf.once("exit", (code, signal) => reject(new Error(`--perf: perf record exited (${signal ?? `code ${code}`}) before it attached; its message is above`)));
   });
   failed.catch(() => {});
   const deadline = performance.now() + 30_000;
-  while (!existsSync(file)) {
-    if (performance.now() > deadline) throw new Error(`--perf: perf record did not open ${file} within 30 s`);
+  while (perf.pid === undefined || !hasPerfEvents(perf.pid)) {
+    if (performance.now() > deadline) {
+      perf.kill("SIGKILL");
+      throw new Error(`--perf: perf record did not attach to the coordinator within 30 s`);
+    }
     await Promise.race([sleep(20), failed]);
   }
-  perf.removeAllListeners("exit");
   return perf;
 }
 try {
@@ -94,8 +111,11 @@ try {
   const wall = performance.now() - t0;
   const end = threadCpuMs(coordinator.pid);
   if (perf) {
-    perf.kill("SIGINT");
-    await once(perf, "exit");
+    if (perf.exitCode === null && perf.signalCode === null) {
+      const exited = once(perf, "exit");
+      perf.kill("SIGINT");
+      await exited;
+    } else console.log(`perf record exited while the tasks ran (${perf.signalCode ?? `code ${perf.exitCode}`}): ${values.perf} may be incomplete`);
   }
   all.sort((a, b) => a - b);
   console.log(`${tasks} tasks, ${concurrency} in flight, in ${(wall / 1000).toFixed(1)} s: p50 ${percentile(all, 0.5).toFixed(2)} ms, p99 ${percentile(all, 0.99).toFixed(2)} ms`);

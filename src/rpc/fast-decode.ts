@@ -2,7 +2,7 @@ import { create, fromBinary, protoInt64, ScalarType, type DescField, type DescMe
 import { scalarZeroValue } from "@bufbuild/protobuf/reflect";
 import { getTextEncoding } from "@bufbuild/protobuf/wire";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
-import { WIRE } from "./fast-binary.js";
+import { WIRE } from "./binary-plan.js";
 import { nestedType } from "./validate.js";
 
 // fromBinary spends most of its time in reflect(): a ReflectMessage per message (and a create()

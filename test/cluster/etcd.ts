@@ -112,7 +112,11 @@ async function startEtcdOnce(size: number, options: { tls?: EtcdTls }): Promise<
 async function waitHealthy(endpoint: string, stderr: () => string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`etcd at ${endpoint} exited with ${child.exitCode}: ${stderr()}`);
+    if (child.exitCode !== null) {
+      // Its last words may still be in the pipe when the exit is seen: read them first (startEtcd looks for "address already in use").
+      if (child.stderr && !child.stderr.readableEnded) await Promise.race([once(child.stderr, "end"), new Promise((resolve) => setTimeout(resolve, 5000))]);
+      throw new Error(`etcd at ${endpoint} exited with ${child.exitCode}: ${stderr()}`);
+    }
     try {
       const res = await fetch(`http://${endpoint}/health`);
       if (res.ok && ((await res.json()) as { health?: string }).health === "true") return;
