@@ -78,6 +78,12 @@ export interface AgentOptions {
   /** First reconnect delay, ms (default 100); doubled up to reconnectMaxMs (default 5000). */
   reconnectInitialMs?: number;
   reconnectMaxMs?: number;
+  /**
+   * How long an attempt waits for the coordinator's Welcome before it gives up and dials
+   * again, ms (default 10000). Heartbeats watch a session only from its Welcome on: a
+   * connection that stalls before it (a handshake whose bytes were lost) would wait forever.
+   */
+  welcomeTimeoutMs?: number;
   /** Directive ids remembered to drop duplicates (default 100000). */
   dedupMemory?: number;
   /** Closes the session when aborted. */
@@ -194,6 +200,8 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
 
   constructor(private readonly options: AgentOptions) {
     super();
+    const welcomeMs = options.welcomeTimeoutMs;
+    if (welcomeMs !== undefined && !(Number.isFinite(welcomeMs) && welcomeMs > 0)) throw new RangeError(`AgentOptions.welcomeTimeoutMs must be a positive number of ms, got ${welcomeMs}`);
     this.clock = options.now ?? Date.now;
     this.logger = (options.logger ?? createLogger({ level: "warn" })).child({ component: "agent", agent_id: options.agentId });
     this.target = options.address;
@@ -288,6 +296,12 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     });
     const client = createClient(Coordinator, this.channel);
     const responses = client.connect(this.frames(hello, gate, outbox), { signal: AbortSignal.any([streamAbort.signal, this.closing.signal]) });
+    const welcomeMs = o.welcomeTimeoutMs ?? 10_000;
+    const noWelcome = setTimeout(() => {
+      if (this.welcome) return;
+      this.logger.warn({ welcome_timeout_ms: welcomeMs }, "no Welcome from the coordinator; dialling again");
+      streamAbort.abort(unavailable(`no Welcome from the coordinator within ${welcomeMs} ms`));
+    }, welcomeMs);
     try {
       for await (const frame of responses) {
         this.lastHeard = Date.now();
@@ -300,6 +314,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
       this.leaderHint = error.trailers[LEADER_TRAILER] || undefined;
       return { code: error.code, message: error.message };
     } finally {
+      clearTimeout(noWelcome);
       clearInterval(this.heartbeat);
       this.welcomeGate?.();
       outbox.close();
