@@ -34,7 +34,7 @@ for (const [flag, n] of [["--tasks", tasks], ["--chunk", chunk], ["--concurrency
   if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a whole number of at least 1, got ${JSON.stringify(values[flag.slice(2) as "tasks"])}`);
 }
 
-// An old file would pass for perf having attached.
+// perf would move an existing file aside to FILE.old without a word.
 if (values.perf && existsSync(values.perf)) throw new Error(`--perf: ${values.perf} exists already; name a new file`);
 
 const pki = await benchPki(1);

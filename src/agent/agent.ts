@@ -195,13 +195,15 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
   private replay: ReplayGuard | undefined;
   private welcomeGate: (() => void) | undefined;
   private readonly clock: () => number;
+  /** AgentOptions.welcomeTimeoutMs, checked. */
+  private readonly welcomeTimeoutMs: number;
   /** The coordinator's clock at a monotonic instant (Welcome, then its heartbeats): our skew now, even after our clock jumps. */
   private serverClock: { serverMs: number; at: number } | undefined;
 
   constructor(private readonly options: AgentOptions) {
     super();
-    const welcomeMs = options.welcomeTimeoutMs;
-    if (welcomeMs !== undefined && !(Number.isFinite(welcomeMs) && welcomeMs > 0)) throw new RangeError(`AgentOptions.welcomeTimeoutMs must be a positive number of ms, got ${welcomeMs}`);
+    this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? 10_000;
+    if (!(Number.isFinite(this.welcomeTimeoutMs) && this.welcomeTimeoutMs > 0)) throw new RangeError(`AgentOptions.welcomeTimeoutMs must be a positive number of ms, got ${options.welcomeTimeoutMs}`);
     this.clock = options.now ?? Date.now;
     this.logger = (options.logger ?? createLogger({ level: "warn" })).child({ component: "agent", agent_id: options.agentId });
     this.target = options.address;
@@ -296,7 +298,7 @@ export class BatonAgent extends EventEmitter<AgentEvents> {
     });
     const client = createClient(Coordinator, this.channel);
     const responses = client.connect(this.frames(hello, gate, outbox), { signal: AbortSignal.any([streamAbort.signal, this.closing.signal]) });
-    const welcomeMs = o.welcomeTimeoutMs ?? 10_000;
+    const welcomeMs = this.welcomeTimeoutMs;
     const noWelcome = setTimeout(() => {
       if (this.welcome) return;
       this.logger.warn({ welcome_timeout_ms: welcomeMs }, "no Welcome from the coordinator; dialling again");

@@ -91,4 +91,3 @@ export function planOf(desc: DescMessage): Plan {
   for (const f of desc.fields.concat().sort((a, b) => a.number - b.number)) plan.steps.push(new Step(f));
   return plan;
 }
-

@@ -114,7 +114,7 @@ async function waitHealthy(endpoint: string, stderr: () => string, child: ChildP
   for (;;) {
     if (child.exitCode !== null) {
       // Its last words may still be in the pipe when the exit is seen: read them first (startEtcd looks for "address already in use").
-      if (child.stderr && !child.stderr.readableEnded) await Promise.race([once(child.stderr, "end"), new Promise((resolve) => setTimeout(resolve, 5000))]);
+      if (child.stderr && !child.stderr.readableEnded) await Promise.race([once(child.stderr, "end"), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
       throw new Error(`etcd at ${endpoint} exited with ${child.exitCode}: ${stderr()}`);
     }
     try {
