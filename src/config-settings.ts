@@ -131,6 +131,8 @@ export const SETTINGS = group("The configuration of a baton process.", {
     coalitionFormationMs: int(5000, "How long every member of a coalition has to accept, unless the task says.", { unit: "ms" }),
     maxOpen: int(100_000, "Tasks not yet ended (pending, assigned or running) the coordinator holds; a submit or resubmit beyond is RESOURCE_EXHAUSTED.", { env: "BATON_MAX_OPEN_TASKS" }),
     maxOpenBytes: int(256 * 1024 * 1024, "Bytes of those tasks' specs (input included, as encoded), at most (256 MiB); a submit beyond is RESOURCE_EXHAUSTED.", { unit: "bytes", env: "BATON_MAX_OPEN_TASK_BYTES" }),
+    keepEnded: int(10_000, "Ended tasks (succeeded, dead-lettered, cancelled) kept for GetTask, ListTasks and idempotent resubmits; beyond, the longest ended is forgotten, in memory and in the journal. A submit of a forgotten task's id is a new task.", { env: "BATON_KEEP_ENDED_TASKS", min: 0 }),
+    keepEndedMs: int(86_400_000, "How long an ended task is kept at most (24 h), whatever keepEnded allows; 0: no age bound.", { unit: "ms", env: "BATON_KEEP_ENDED_TASKS_MS", min: 0, ...TIMER }),
     maxBulk: int(1000, "Tasks one Control.SubmitTasks call may carry (the call is also bounded by transport.maxReceiveMessageBytes)."),
     progressEventIntervalMs: int(250, "Least time between two task.<id>.progress events of one task: a chatty agent cannot flood watchers, and the latest progress is always delivered. 0 publishes every report.", { unit: "ms", env: "BATON_PROGRESS_EVENT_INTERVAL_MS", min: 0, max: MAX_TIMER_MS }),
   }),

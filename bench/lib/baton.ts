@@ -31,11 +31,13 @@ export interface BatonOptions {
   profile?: boolean;
   /** Wait for the warm-up task to reach this state (it proves the watch is live). */
   warmup?: TaskEventState;
+  /** Config file fields of the coordinator on top of the bench's. */
+  config?: Record<string, unknown>;
 }
 
 /** Runs `body` with a fresh coordinator and fleet; everything is stopped afterwards. */
 export async function withBaton<T>(ctx: BenchContext, options: BatonOptions, body: (b: Baton) => Promise<T>): Promise<T> {
-  const coordinator = await startCoordinator({ pki: ctx.pki, ...(options.profile && ctx.profileDir ? { profileDir: ctx.profileDir } : {}) });
+  const coordinator = await startCoordinator({ pki: ctx.pki, ...(options.config ? { config: options.config } : {}), ...(options.profile && ctx.profileDir ? { profileDir: ctx.profileDir } : {}) });
   const fleet = new Fleet({ pki: ctx.pki, address: coordinator.address, mode: options.mode, ...(options.maxInFlight ? { maxInFlight: options.maxInFlight } : {}) });
   let driver: Driver | undefined;
   try {

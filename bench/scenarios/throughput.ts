@@ -22,7 +22,10 @@ async function measure(ctx: BenchContext, figures: FigureSet, how: "unary" | "bu
   const profile = run === 0 && how === (process.env.BENCH_PROFILE_BULK ? "bulk" : "unary");
   // No watch on every task: thousands of events a second overrun a watcher, and its resumes
   // would load the coordinator being measured. Completions are counted by the agents.
-  await withBaton(ctx, { agents, mode: "complete", topics: warmupTopics("succeeded"), connectTimeoutMs: 60_000, warmup: "succeeded", profile }, async (b) => {
+  // Every task's times are read back from ListTasks afterwards, so every ended task is kept
+  // (tasks.keepEnded, 10,000 by default, would forget most of a bulk run's 80,000).
+  const config = { tasks: { keepEnded: 1_000_000 } };
+  await withBaton(ctx, { agents, mode: "complete", topics: warmupTopics("succeeded"), connectTimeoutMs: 60_000, warmup: "succeeded", profile, config }, async (b) => {
     const ids = Array.from({ length: ctx.smoke ? 2000 : 200_000 }, (_, i) => `tp-${how}-${run}-${i}`);
     const usage = b.measure();
     const t0 = performance.now();

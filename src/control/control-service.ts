@@ -58,7 +58,7 @@ export function createControlService(getCoordinator: () => Coordinator, events: 
       const shown = page.tasks.map(withProgress);
       const fit = countWithin(shown, (t) => elementBytes(TaskSchema, t), budget);
       const tasks = shown.slice(0, fit);
-      const next = fit < shown.length ? tasks.at(-1)!.spec!.taskId : page.next;
+      const next = fit < shown.length ? coordinator.pageToken(tasks.at(-1)!.spec!.taskId) : page.next;
       return { $typeName: "baton.v1.ListTasksResponse", tasks, nextPageToken: next };
     },
     async explainTask(req) {

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { CoordinationRound, Task, TaskState } from "../../gen/baton/v1/control_pb.js";
@@ -55,8 +56,14 @@ export interface CoordinatorState {
   /** Agents whose Hello offers resources: the donors a round may move resources from. */
   readonly resourceHolders: Set<AgentRuntime>;
   readonly tasks: Map<string, TaskRuntime>;
-  /** Every task in creation order (ListTasks), the pending ones (scheduling), counts by state: kept by the task engine's moveTask. */
+  /**
+   * Every task held in creation order (ListTasks), the pending ones (scheduling), counts by
+   * state: kept by the task engine's moveTask. A forgotten task stays in `order` as a hole
+   * until the holes are half of it.
+   */
   readonly order: TaskRuntime[];
+  /** Creation order's numbering (TaskRuntime.seq) and its holes; `tag` names the numbering, new at each load, in page tokens. */
+  listing: { tag: string; nextSeq: number; holes: number };
   readonly pendingTasks: Set<TaskRuntime>;
   /** The same tasks in the planner's order, read lazily by a pass under a backlog (pending-index.ts). */
   readonly pendingOrder: PendingIndex;
@@ -114,6 +121,7 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     resourceHolders: new Set(),
     tasks: new Map(),
     order: [],
+    listing: newListing(),
     pendingTasks: new Set(),
     pendingOrder: new PendingIndex(),
     delayedTasks: new Set(),
@@ -135,6 +143,11 @@ export function createCoordinatorState(options: CoordinatorOptions, events: Even
     replanRequested: false,
     triggers: new Set(),
   };
+}
+
+/** A fresh numbering of creation order: page tokens of an earlier one are told apart by its tag. */
+export function newListing(): CoordinatorState["listing"] {
+  return { tag: randomBytes(4).toString("hex"), nextSeq: 0, holes: 0 };
 }
 
 /** Holds a task back until `until` (ms on the coordinator's clock): no pass plans it before. */

@@ -21,6 +21,7 @@ import type { AgentView, CoordinatorEvents } from "./runtime.js";
 import { createSessionHandler } from "./session-handler.js";
 import { createTaskControl, type TaskControl } from "./task-control.js";
 import { createTaskEngine } from "./task-engine.js";
+import { createTaskRetention } from "./task-retention.js";
 
 /**
  * The coordinator's message handler and state tracker: agent sessions over Connect,
@@ -52,6 +53,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       reservations: createReservations(state, parts),
       assignments: createAssignments(state, parts),
       coalitions: createCoalitions(state, parts),
+      retention: createTaskRetention(state, parts),
     } satisfies CoordinatorParts);
     this.state = state;
     this.parts = parts;
@@ -149,6 +151,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.control.listTasks(states, pageSize, after);
   }
 
+  /** The page token that continues a listing after this task. */
+  pageToken(taskId: string): string {
+    return this.control.pageToken(taskId);
+  }
+
   /** Why a task waits, agent by agent, or why the agents it went to won (Control.ExplainTask). */
   async explainTask(taskId: string): Promise<ExplainTaskResponse> {
     this.control.getTask(taskId);
@@ -204,6 +211,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (state.stopping) return;
     state.stopping = true;
     clearTimeout(state.wakeTimer);
+    this.parts.retention.clear();
     for (const agent of state.agentsById.values()) {
       clearTimeout(agent.graceTimer);
       clearTimeout(agent.dueTimer);

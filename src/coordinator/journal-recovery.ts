@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ResourceSchema } from "../../gen/baton/v1/common_pb.js";
 import { TaskState } from "../../gen/baton/v1/control_pb.js";
 import { DeliveryState } from "../../gen/baton/v1/journal_pb.js";
@@ -7,7 +8,7 @@ import { delay } from "../streams/index.js";
 import type { CoordinatorState } from "./coordinator-state.js";
 import type { CoordinatorParts } from "./parts.js";
 import { compareIds } from "./plan-input.js";
-import { isTerminal } from "./runtime.js";
+import { isTerminal, type TaskRuntime } from "./runtime.js";
 import { TaskJournal } from "./task-journal.js";
 
 // Written to learn whether the journal takes writes again after one failed.
@@ -101,7 +102,15 @@ export function createJournalRecovery(state: CoordinatorState, parts: Coordinato
     const { tasks, directives, sessions } = await state.journal.load();
     // The journal holds tasks by id; creation order is rebuilt once, here.
     tasks.sort((a, b) => Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n)) || (a.createdAt?.nanos ?? 0) - (b.createdAt?.nanos ?? 0) || compareIds(a.spec!.taskId, b.spec!.taskId));
-    for (const task of tasks) parts.engine.addTask(parts.engine.taskRuntime(task));
+    const ended: Array<{ rt: TaskRuntime; at: number }> = [];
+    for (const task of tasks) {
+      const rt = parts.engine.taskRuntime(task);
+      parts.engine.addTask(rt);
+      if (isTerminal(task.state)) ended.push({ rt, at: task.updatedAt ? timestampMs(task.updatedAt) : 0 });
+    }
+    // Kept from when each ended (its last update); a journal holding more than tasks.keepEnded is trimmed once loaded.
+    ended.sort((a, b) => a.at - b.at);
+    for (const { rt, at } of ended) parts.retention.ended(rt, at);
     const sessionOf = new Map(sessions.map((s) => [s.agentId, s]));
     const now = state.now();
     for (const jd of directives) {

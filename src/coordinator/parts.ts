@@ -54,6 +54,8 @@ export interface TaskEngine {
   assertRoomFor(bytes: number): void;
   addTask(rt: TaskRuntime): void;
   moveTask(rt: TaskRuntime, event: TaskEvent): void;
+  /** Drops an ended task from every index (task retention decides when). */
+  forget(rt: TaskRuntime): void;
   clearTaskIndex(): void;
   startAttempt(rt: TaskRuntime, agents: string[], directiveIds: string[]): number;
   undoAttempt(rt: TaskRuntime): void;
@@ -62,6 +64,17 @@ export interface TaskEngine {
   onAccepted(jd: JournalDirective): void;
   endAttempt(jd: JournalDirective, outcome: string, reason: string, options: { exclude?: string | undefined; delayMs?: number }): void;
   onCompletion(completion: TaskCompletion, owner: DirectiveOwner | undefined, agent: AgentRuntime): Promise<void>;
+}
+
+/** Ended tasks kept up to tasks.keepEnded and tasks.keepEndedMs, then forgotten, in memory and in the journal. */
+export interface TaskRetention {
+  /** A task has ended (`at`: when, ms; now unless restored from the journal). */
+  ended(rt: TaskRuntime, at?: number): void;
+  /** An ended task is open again (resubmitted): it is kept while open. */
+  reopened(rt: TaskRuntime): void;
+  clear(): void;
+  /** Ended tasks held now. */
+  held(): number;
 }
 
 /** Reports from an agent's stream, each to the part it concerns. */
@@ -113,4 +126,5 @@ export interface CoordinatorParts {
   reservations: Reservations;
   assignments: Assignments;
   coalitions: Coalitions;
+  retention: TaskRetention;
 }

@@ -84,6 +84,8 @@ export interface TaskRuntime {
   bytes: number;
   /** Every directive issued for it while it is open, superseded ones included: forgotten together when it ends. */
   issued: Set<string>;
+  /** Set once it has ended and been forgotten (tasks.keepEnded): its place in creation order is a hole until compacted. */
+  forgotten?: true;
 }
 
 /** A coalition being formed or running: the current attempt of a task that needs several agents. */
@@ -134,6 +136,8 @@ export interface CoordinatorEvents {
   /** Progress on a directive; taskId is its task's ("" when it belongs to none). */
   "directive.progress": [update: ProgressUpdate, taskId: string];
   "directive.completed": [completion: TaskCompletion, directive: CoordinationDirective | undefined];
+  /** Ended tasks forgotten (tasks.keepEnded, tasks.keepEndedMs), how many at once. */
+  "tasks.forgotten": [count: number];
   /** A session's message keys were rotated (security.keyRotationMs). */
   "session.key_rotated": [];
 }

@@ -14,6 +14,8 @@ export interface TaskControl {
   taskCounts(): Map<TaskState, number>;
   getTask(taskId: string): Task;
   listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string };
+  /** The page token that continues a listing after this task (one ListTasks returned). */
+  pageToken(taskId: string): string;
   cancelTask(taskId: string, reason: string): Promise<Task>;
   resubmitTask(taskId: string): Promise<Task>;
 }
@@ -101,9 +103,16 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
   /** One task. */
   function getTask(taskId: string): Task {
     assertServing(state);
+    return held(taskId).task;
+  }
+
+  // A task held, or NOT_FOUND saying that an ended one may have been forgotten.
+  function held(taskId: string): TaskRuntime {
     const rt = state.tasks.get(taskId);
-    if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
-    return rt.task;
+    if (rt) return rt;
+    const { keepEnded, keepEndedMs } = config.tasks;
+    const age = keepEndedMs > 0 ? ` for ${keepEndedMs} ms at most (tasks.keepEndedMs)` : "";
+    throw notFound(`no task ${JSON.stringify(taskId)} (or it ended and was forgotten: the ${keepEnded} ended last are kept (tasks.keepEnded)${age})`);
   }
 
   /**
@@ -114,28 +123,56 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
   function listTasks(states: TaskState[], pageSize: number, after: string): { tasks: Task[]; next: string } {
     assertServing(state);
     const wanted = new Set(states);
-    let start = 0;
-    if (after) {
-      const from = state.tasks.get(after);
-      if (!from) throw invalidArgument("page_token does not name a task of this listing");
-      start = from.seq + 1;
-    }
+    const start = after ? firstAfter(after) : 0;
     const tasks: Task[] = [];
     for (let i = start; i < state.order.length; i++) {
-      const task = state.order[i]!.task;
-      if (wanted.size > 0 && !wanted.has(task.state)) continue;
+      const rt = state.order[i]!;
+      if (rt.forgotten || (wanted.size > 0 && !wanted.has(rt.task.state))) continue;
       // One more than the page: then there is a next page.
-      if (tasks.length === pageSize) return { tasks, next: tasks.at(-1)!.spec!.taskId };
-      tasks.push(task);
+      if (tasks.length === pageSize) return { tasks, next: pageToken(tasks.at(-1)!.spec!.taskId) };
+      tasks.push(rt.task);
     }
     return { tasks, next: "" };
+  }
+
+  // A page token is "<numbering>:<seq>:<task id>": the task's place in creation order, which
+  // still holds once that task has been forgotten, and its id, which still holds after a
+  // restart numbers creation order anew. A bare task id (tokens before retention) is read too.
+  function pageToken(taskId: string): string {
+    const rt = state.tasks.get(taskId);
+    return rt ? `${state.listing.tag}:${rt.seq}:${taskId}` : "";
+  }
+
+  // Where a page continues in state.order: just after the token's task.
+  function firstAfter(token: string): number {
+    const parts = token.split(":");
+    const taskId = parts.length === 3 ? parts[2]! : token;
+    const seq = parts.length === 3 && /^\d{1,15}$/.test(parts[1]!) ? Number(parts[1]) : undefined;
+    const from = state.tasks.get(taskId);
+    if (from) return indexAfter(from.seq);
+    if (seq !== undefined && parts[0] === state.listing.tag) return indexAfter(seq);
+    if (seq !== undefined && isValidAgentId(taskId)) {
+      throw invalidArgument(`page_token continues after task ${taskId}, which has since been forgotten (tasks.keepEnded), from before the coordinator last loaded its journal; list again from the start`);
+    }
+    throw invalidArgument("page_token is not one ListTasks returned (it names no task of this listing)");
+  }
+
+  // The index in state.order of the first task numbered after `seq` (order is sorted by seq; holes keep theirs).
+  function indexAfter(seq: number): number {
+    let lo = 0;
+    let hi = state.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (state.order[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /** Cancels a task; its agent is told and its handler's signal aborts. */
   async function cancelTask(taskId: string, reason: string): Promise<Task> {
     assertServing(state);
-    const rt = state.tasks.get(taskId);
-    if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
+    const rt = held(taskId);
     if (rt.task.state === TaskState.CANCELLED) {
       await durable(state);
       return rt.task;
@@ -153,8 +190,7 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
   /** Puts a dead-lettered task back to pending, its attempt count reset, its history kept. */
   async function resubmitTask(taskId: string): Promise<Task> {
     assertServing(state);
-    const rt = state.tasks.get(taskId);
-    if (!rt) throw notFound(`no task ${JSON.stringify(taskId)}`);
+    const rt = held(taskId);
     if (rt.task.state !== TaskState.DEAD_LETTERED) throw failedPrecondition(`only a dead-lettered task can be resubmitted; ${taskId} is ${TaskState[rt.task.state]}`);
     parts.engine.resubmit(rt);
     publishTask(state, rt.task, "resubmitted");
@@ -163,5 +199,5 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     return rt.task;
   }
 
-  return { submitTask, submitTasks, taskCounts, getTask, listTasks, cancelTask, resubmitTask };
+  return { submitTask, submitTasks, taskCounts, getTask, listTasks, pageToken, cancelTask, resubmitTask };
 }

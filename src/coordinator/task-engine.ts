@@ -3,7 +3,7 @@ import { TaskAttemptSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec 
 import { CompletionStatus, type TaskCompletion } from "../../gen/baton/v1/coordination_pb.js";
 import { DeliveryState, type JournalDirective } from "../../gen/baton/v1/journal_pb.js";
 import { BatonError, Code } from "../errors.js";
-import { delayTask, durably, publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
+import { delayTask, durably, newListing, publishTask, record, stamp, type CoordinatorState } from "./coordinator-state.js";
 import type { CoordinatorParts, TaskEngine } from "./parts.js";
 import { actionOf, timestampMsOf } from "./plan-input.js";
 import { isTerminal, type AgentRuntime, type DirectiveOwner, type TaskRuntime } from "./runtime.js";
@@ -50,7 +50,7 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
   }
 
   function addTask(rt: TaskRuntime): void {
-    rt.seq = state.order.length;
+    rt.seq = state.listing.nextSeq++;
     state.order.push(rt);
     state.tasks.set(rt.task.spec!.taskId, rt);
     countState(rt, rt.task.state, 1);
@@ -58,12 +58,32 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
 
   /** The one way a task's state changes: by the task state table, keeping the indexes and the bounds. */
   function moveTask(rt: TaskRuntime, event: TaskEvent): void {
-    const next = nextTaskState(rt.task.state, event);
-    countState(rt, rt.task.state, -1);
+    const previous = rt.task.state;
+    const next = nextTaskState(previous, event);
+    countState(rt, previous, -1);
     rt.task.state = next;
     countState(rt, next, 1);
-    // An ended task's directives have no owner to check against any more: a late report of one changes nothing.
-    if (isTerminal(next)) for (const d of rt.issued) state.directiveTask.delete(d);
+    if (isTerminal(next)) {
+      // An ended task's directives have no owner to check against any more: a late report of one changes nothing.
+      for (const d of rt.issued) state.directiveTask.delete(d);
+      if (!isTerminal(previous)) parts.retention.ended(rt);
+    } else if (isTerminal(previous)) parts.retention.reopened(rt);
+  }
+
+  /** Drops an ended task from every index: GetTask no longer finds it, ListTasks skips its place, its id may be submitted anew. */
+  function forget(rt: TaskRuntime): void {
+    const id = rt.task.spec!.taskId;
+    if (state.tasks.get(id) !== rt) return;
+    state.tasks.delete(id);
+    countState(rt, rt.task.state, -1);
+    rt.forgotten = true;
+    // Creation order keeps a hole until the holes are half of it: then one pass compacts it, O(1) a task over time.
+    if (++state.listing.holes * 2 > state.order.length) {
+      let kept = 0;
+      for (const t of state.order) if (!t.forgotten) state.order[kept++] = t;
+      state.order.length = kept;
+      state.listing.holes = 0;
+    }
   }
 
   function countState(rt: TaskRuntime, taskState: TaskState, delta: 1 | -1): void {
@@ -85,6 +105,8 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
 
   function clearTaskIndex(): void {
     state.order.length = 0;
+    state.listing = newListing();
+    parts.retention.clear();
     state.pendingTasks.clear();
     state.pendingOrder.clear();
     state.delayedTasks.clear();
@@ -338,5 +360,5 @@ export function createTaskEngine(state: CoordinatorState, parts: CoordinatorPart
     if (state.settled.size > SETTLED_MEMORY) state.settled.delete(state.settled.values().next().value!);
   }
 
-  return { taskRuntime, newTask, assertRoomFor, addTask, moveTask, clearTaskIndex, startAttempt, undoAttempt, cancel, resubmit, onAccepted, endAttempt, onCompletion };
+  return { taskRuntime, newTask, assertRoomFor, addTask, moveTask, forget, clearTaskIndex, startAttempt, undoAttempt, cancel, resubmit, onAccepted, endAttempt, onCompletion };
 }

@@ -46,6 +46,8 @@ export interface JournalChange {
   directives?: JournalDirective[];
   sessions?: JournalSession[];
   deleteDirectives?: string[];
+  /** Ended tasks forgotten (tasks.keepEnded): their records go, a sealed input's with them. */
+  deleteTasks?: Task[];
 }
 
 const TASK = "task/";
@@ -172,6 +174,11 @@ export class TaskJournal {
     for (const d of change.directives ?? []) this.pending.push({ type: "directive", key: DIRECTIVE + d.directive!.directiveId, directive: d });
     for (const s of change.sessions ?? []) this.pending.push({ type: "session", key: SESSION + s.agentId, session: s });
     for (const id of change.deleteDirectives ?? []) this.pending.push({ type: "delete", key: DIRECTIVE + id });
+    for (const t of change.deleteTasks ?? []) {
+      const id = t.spec!.taskId;
+      this.pending.push({ type: "delete", key: TASK + id });
+      if (t.spec!.sensitiveInput && this.sealsSecrets) this.pending.push({ type: "delete", key: SEALED_INPUT + id });
+    }
     const written = new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       if (options.deferMs === undefined) this.schedule();

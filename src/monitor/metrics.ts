@@ -25,6 +25,7 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     registry,
   });
   const deadLetters = new Counter({ name: "baton_tasks_dead_lettered_total", help: "Tasks dead-lettered after their attempts were spent", registers: [registry] });
+  const forgotten = new Counter({ name: "baton_tasks_forgotten_total", help: "Ended tasks forgotten, in memory and in the journal (tasks.keepEnded, tasks.keepEndedMs)", registers: [registry] });
   const agentUnavailable = new Counter({ name: "baton_agent_unavailable_total", help: "Agents marked offline (agent_unavailable)", labelNames: ["agent"], registers: [registry] });
   const clockSkewRefusals = new Counter({
     name: "baton_clock_skew_refusals_total",
@@ -74,7 +75,7 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
   });
   new Gauge({
     name: "baton_tasks",
-    help: "Tasks, by state",
+    help: "Tasks held, by state (ended ones until tasks.keepEnded or tasks.keepEndedMs forgets them)",
     labelNames: ["state"],
     registers: [registry],
     collect() {
@@ -110,7 +111,9 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     if (d) sentAt.delete(d.directiveId);
     if (d?.timestamp) completionTime.observe({ directive_type: d.parameters?.kind.case ?? "unknown" }, (Date.now() - Number(d.timestamp.seconds) * 1000 - d.timestamp.nanos / 1e6) / 1000);
   };
+  const onForgotten = (n: number) => forgotten.inc(n);
   coordinator.on("task.updated", onTask);
+  coordinator.on("tasks.forgotten", onForgotten);
   coordinator.on("agent.offline", onOffline);
   coordinator.on("agent.clock_skew_refused", onClockSkew);
   coordinator.on("directive.sent", onSent);
@@ -120,6 +123,7 @@ export function createCoordinatorMetrics(coordinator: Coordinator, coordinatorId
     registry,
     detach() {
       coordinator.off("task.updated", onTask);
+      coordinator.off("tasks.forgotten", onForgotten);
       coordinator.off("agent.offline", onOffline);
       coordinator.off("agent.clock_skew_refused", onClockSkew);
       coordinator.off("directive.sent", onSent);
