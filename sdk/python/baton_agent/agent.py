@@ -6,6 +6,7 @@ ways, signed batches and sealed input, and reconnect with backoff that resumes t
 """
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -153,6 +154,7 @@ class Agent:
         wait_for_coordinator: bool = False,
         reconnect_initial: float = 0.1,
         reconnect_max: float = 5.0,
+        welcome_timeout: float = 10.0,
         dedup_memory: int = 100_000,
         require_message_security: bool = False,
         replay_window: Optional[float] = None,
@@ -172,6 +174,9 @@ class Agent:
         self._wait = wait_for_coordinator
         self._initial = reconnect_initial
         self._max = reconnect_max
+        if not isinstance(welcome_timeout, (int, float)) or not math.isfinite(welcome_timeout) or welcome_timeout <= 0:
+            raise ValueError(f"welcome_timeout must be a positive number of seconds, got {welcome_timeout!r}")
+        self._welcome_timeout = float(welcome_timeout)
         self._dedup = dedup_memory
         self._require_security = require_message_security
         self._replay_window = replay_window
@@ -352,12 +357,27 @@ class Agent:
         stub = session_pb2_grpc.CoordinatorStub(self._dial())
         call = stub.Connect(self._requests(session_pb2.ConnectRequest(hello=hello), gate, outbox))
         self._call = call
+        # Heartbeats watch a session only from its Welcome: an attempt whose handshake lost its
+        # bytes (a connection accepted, nothing answered) would wait on it for good. Given up
+        # after welcome_timeout, it is dialled again like any lost attempt.
+        unwelcomed = threading.Event()
+
+        def no_welcome() -> None:
+            if self._welcome is None and self._call is call:
+                unwelcomed.set()
+                call.cancel()
+
+        welcome_timer = threading.Timer(self._welcome_timeout, no_welcome)
+        welcome_timer.daemon = True
+        welcome_timer.start()
         try:
             for frame in call:
                 self._last_heard = time.monotonic()
                 self._handle(frame)
             return SessionEnd(grpc.StatusCode.UNAVAILABLE, "the coordinator closed the session")
         except grpc.RpcError as err:
+            if unwelcomed.is_set():
+                return SessionEnd(grpc.StatusCode.UNAVAILABLE, f"no Welcome from the coordinator within {self._welcome_timeout:g} s")
             trailers = dict(err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else {}
             return SessionEnd(err.code(), err.details() or "", str(trailers.get(LEADER_TRAILER, "")))
         except BatonAgentError as err:
@@ -365,6 +385,7 @@ class Agent:
             call.cancel()
             return SessionEnd(err.code, err.message)
         finally:
+            welcome_timer.cancel()
             stop_beats.set()
             gate.set()
             outbox.put(None)

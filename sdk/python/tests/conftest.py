@@ -158,6 +158,8 @@ class CutProxy:
         self.conns = []
         self.lock = threading.Lock()
         self.closed = False
+        # While set, a new connection is accepted and then hears nothing (its bytes are lost).
+        self.swallowing = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -170,6 +172,10 @@ class CutProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            if self.swallowing:
+                with self.lock:
+                    self.conns.append(client)
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
@@ -195,6 +201,13 @@ class CutProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def blackhole(self) -> None:
+        """New connections are accepted and then hear nothing, until heal()."""
+        self.swallowing = True
+
+    def heal(self) -> None:
+        self.swallowing = False
 
     def cut(self) -> None:
         with self.lock:

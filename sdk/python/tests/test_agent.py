@@ -94,6 +94,30 @@ def test_cut_connection_resumed_nothing_lost_or_run_twice(coordinator, agents, p
     assert all(w.resumed for w in welcomes)
 
 
+def test_an_attempt_without_welcome_is_given_up_and_dialled_again(coordinator, agents, proxy_factory):
+    proxy = proxy_factory(coordinator.port)
+    agent = coordinator.agent("py_2", address=proxy.address, reconnect_initial=0.02, reconnect_max=0.1, welcome_timeout=1.0)
+    agents.append(agent)
+    first = agent.connect(timeout=WAIT)
+    ends, welcomes = [], []
+    agent.on("reconnecting", lambda end, attempt, wait: ends.append(end))
+    agent.on("welcome", welcomes.append)
+    # New connections are accepted and then hear nothing; the live one is cut.
+    proxy.blackhole()
+    proxy.cut()
+    wait_until(lambda: any("no Welcome from the coordinator within 1 s" in e.message for e in ends), "an attempt given up for want of a Welcome")
+    assert all(e.code == grpc.StatusCode.UNAVAILABLE for e in ends if "no Welcome" in e.message)
+    proxy.heal()
+    wait_until(lambda: welcomes, "the agent to be back")
+    assert welcomes[0].resumed and welcomes[0].session_id == first.session_id
+
+
+def test_welcome_timeout_must_be_positive(coordinator):
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="welcome_timeout must be a positive number of seconds"):
+            coordinator.agent("py_3", welcome_timeout=bad)
+
+
 def test_key_rotation(coordinator_factory, agents):
     coordinator = coordinator_factory({"security": {"keyRotationMs": 1500, "keyGraceMs": 30000}, "session": {"heartbeatIntervalMs": 300}})
     agent = coordinator.agent("py_1", capabilities=["python"])
