@@ -126,8 +126,10 @@ export class Fleet {
   /**
    * Starts `count` more agents (names continue from the last) and resolves when each has
    * connected or `timeoutMs` has passed: { connected (all of the fleet), seconds, failed, lastError }.
+   * `onConnecting` runs once the new processes have started and loaded their code, just as
+   * the agents start connecting: where a measurement of the connecting alone begins.
    */
-  async add(count: number, timeoutMs: number): Promise<{ connected: number; seconds: number; failed: number; lastError: string }> {
+  async add(count: number, timeoutMs: number, onConnecting?: () => void): Promise<{ connected: number; seconds: number; failed: number; lastError: string }> {
     const perHost = this.options.perHost ?? 500;
     const first = this.next;
     if (first + count > this.options.pki.agents) throw new Error(`the bench PKI has ${this.options.pki.agents} agent certificates, ${first + count} are needed`);
@@ -137,6 +139,7 @@ export class Fleet {
     const concurrency = Math.max(2, Math.ceil((this.options.concurrency ?? 64) / shares.length));
     // Processes start (and load their code) first, so the time is the agents' connecting alone.
     const hosts = await Promise.all(shares.map(() => this.spawnHost()));
+    onConnecting?.();
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     const results = await Promise.all(hosts.map((h, i) => h.start(shares[i]![0], shares[i]![1], concurrency, deadline)));

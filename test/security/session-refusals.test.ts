@@ -65,6 +65,19 @@ describe("refusals", () => {
     await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/first message on Connect must be hello/) });
   });
 
+  it("a Connect that sends no hello within session.helloTimeoutMs is DEADLINE_EXCEEDED, and the next one is served", async () => {
+    fx.srv = await startServer(fx.pki, { session: { helloTimeoutMs: 300 } });
+    const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "a1")));
+    let release!: () => void;
+    const silent = new Promise<void>((r) => (release = r));
+    fx.defer(() => release());
+    // The stream stays open and says nothing.
+    const frames = client.connect((async function* () { await silent; })());
+    await expect((async () => { for await (const _ of frames) { /* drain */ } })()).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED, details: "no hello within 300 ms of opening Connect" });
+    const a = await agent("a1");
+    expect((await a.connect()).sessionId).not.toBe("");
+  });
+
   it("a hello missing its agent_id is INVALID_ARGUMENT naming the field", async () => {
     fx.srv = await startServer(fx.pki);
     const client = createClient(CoordinatorService, channel(await fx.pki.credentials("managed_agent", "a1")));
