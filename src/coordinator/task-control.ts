@@ -148,11 +148,12 @@ export function createTaskControl(state: CoordinatorState, parts: CoordinatorPar
     const parts = token.split(":");
     const taskId = parts.length === 3 ? parts[2]! : token;
     const seq = parts.length === 3 && /^\d{1,15}$/.test(parts[1]!) ? Number(parts[1]) : undefined;
+    // This numbering's place first: the id may since have been forgotten and submitted anew, elsewhere in the order.
+    if (seq !== undefined && parts[0] === state.listing.tag) return indexAfter(seq);
     const from = state.tasks.get(taskId);
     if (from) return indexAfter(from.seq);
-    if (seq !== undefined && parts[0] === state.listing.tag) return indexAfter(seq);
     if (seq !== undefined && isValidAgentId(taskId)) {
-      throw invalidArgument(`page_token continues after task ${taskId}, which has since been forgotten (tasks.keepEnded), from before the coordinator last loaded its journal; list again from the start`);
+      throw invalidArgument(`page_token continues after task ${quote(taskId)}, which has since been forgotten (tasks.keepEnded), from before the coordinator last loaded its journal; list again from the start`);
     }
     throw invalidArgument("page_token is not one ListTasks returned (it names no task of this listing)");
   }

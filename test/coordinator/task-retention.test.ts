@@ -86,16 +86,19 @@ describe("ended tasks are kept up to tasks.keepEnded, then forgotten", () => {
     expect(ids(first.tasks)).toEqual(["p0", "p1"]);
     for (const id of ["p1", "p0", "p3"]) await c.cancelTask({ taskId: id, reason: "done" });
     await waitFor(() => fx.srv.server.coordinator.taskCounts().get(TaskState.CANCELLED) === 1, 10_000, "p1 and p0 to be forgotten");
-    // p1, the page's last task, is gone; the next page is still the tasks made after it.
+    // p1, the page's last task, is gone, and its id is submitted anew (last in creation order
+    // now); the next page is still the tasks made after the p1 the page ended on.
+    await c.submitTask(waiting("p1"));
     const second = await c.listTasks({ pageSize: 2, pageToken: first.nextPageToken });
     expect(ids(second.tasks)).toEqual(["p2", "p3"]);
-    expect(ids((await c.listTasks({ pageSize: 2, pageToken: second.nextPageToken })).tasks)).toEqual(["p4"]);
+    expect(ids((await c.listTasks({ pageSize: 2, pageToken: second.nextPageToken })).tasks)).toEqual(["p4", "p1"]);
     // A bare task id (what earlier versions handed out) still reads.
     expect(ids((await c.listTasks({ pageSize: 2, pageToken: "p2" })).tasks)).toEqual(["p3", "p4"]);
+    expect(ids((await c.listTasks({ pageSize: 2, pageToken: "p4" })).tasks)).toEqual(["p1"]);
     // A token of an earlier numbering (before a restart) whose task is gone cannot be placed.
-    const stale = await c.listTasks({ pageToken: "00000000:1:p1" }).catch((e: unknown) => e);
+    const stale = await c.listTasks({ pageToken: "00000000:0:p0" }).catch((e: unknown) => e);
     expect(stale).toMatchObject({ code: Code.INVALID_ARGUMENT });
-    expect((stale as { details: string }).details).toMatch(/task p1, which has since been forgotten \(tasks\.keepEnded\).*list again from the start/);
+    expect((stale as { details: string }).details).toMatch(/task "p0", which has since been forgotten \(tasks\.keepEnded\).*list again from the start/);
     await expect(c.listTasks({ pageToken: "no-such-task" })).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: expect.stringMatching(/not one ListTasks returned/) });
   });
 });
